@@ -1,0 +1,244 @@
+# -*- coding: utf-8 -*-
+# Copyright: fediverse.object_storage contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one S3 client factory of the collection.
+
+Every module builds its boto3 client here, so that the things that bite on Vultr (Ceph RGW)
+are handled once:
+
+* ``endpoint`` may be a URL, a bare host name or a Vultr cluster shortcut such as ``ewr1``;
+* path-style addressing by default (what Mastodon uses with ``S3_ENDPOINT``), virtual-host on
+  request;
+* a CA bundle or ``validate_certs: false`` for private endpoints;
+* adaptive retries (503 SlowDown, 5xx, connection errors) and a connection pool sized for the
+  copy engine's workers;
+* ``request_checksum_calculation``/``response_checksum_validation`` = ``when_required``:
+  botocore >= 1.36 otherwise sends CRC32 trailers that Ceph RGW rejects over HTTPS with
+  ``MissingContentLength``.
+
+Plain Python: importable without Ansible, unit-tested in tests/unit.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import re
+
+try:
+    import boto3
+    import botocore
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+    HAS_BOTO3 = True
+    BOTO3_IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - exercised by ansible-test's import sanity test
+    HAS_BOTO3 = False
+    BOTO3_IMPORT_ERROR = exc
+    BotoCoreError = ClientError = Exception
+
+VULTR_DOMAIN = "vultrobjects.com"
+# A Vultr cluster shortcut: three letters and a number (ewr1, sjc1, ams1, blr1, del1, sgp1, ...).
+# The list of clusters changes; any name of that shape is accepted and becomes <name>.vultrobjects.com.
+_VULTR_SHORTCUT = re.compile(r"^[a-z]{3}[0-9]+$")
+_HOSTNAME = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?(/.*)?$")
+
+ADDRESSING_STYLES = ("path", "virtual", "auto")
+
+# The default of the Mastodon code base and what Vultr documents for its clusters.
+DEFAULT_REGION = "us-east-1"
+
+# Error codes whose meaning an admin needs in plain words.
+_CREDENTIAL_CODES = {
+    "InvalidAccessKeyId": "the access key is not known to the endpoint",
+    "SignatureDoesNotMatch": "the secret key does not match the access key",
+    "InvalidToken": "the credentials are not valid",
+    "ExpiredToken": "the credentials have expired",
+}
+
+
+class S3ConfigError(ValueError):
+    """Bad client settings (endpoint, addressing style...): raised before any request."""
+
+
+def resolve_endpoint(endpoint):
+    """Return the endpoint URL for ``endpoint``.
+
+    >>> resolve_endpoint("ewr1")
+    'https://ewr1.vultrobjects.com'
+    >>> resolve_endpoint("sgp1.vultrobjects.com")
+    'https://sgp1.vultrobjects.com'
+    >>> resolve_endpoint("http://127.0.0.1:8000/")
+    'http://127.0.0.1:8000'
+    """
+    if endpoint is None or not str(endpoint).strip():
+        raise S3ConfigError("an S3 endpoint is required: a URL, a host name, or a Vultr cluster such as 'ewr1'")
+    value = str(endpoint).strip()
+    if _VULTR_SHORTCUT.match(value):
+        return "https://%s.%s" % (value, VULTR_DOMAIN)
+    if "://" in value:
+        scheme = value.split("://", 1)[0].lower()
+        if scheme not in ("http", "https"):
+            raise S3ConfigError("endpoint %r: the scheme must be http or https" % value)
+        rest = value.split("://", 1)[1]
+        if not rest or not _HOSTNAME.match(rest):
+            raise S3ConfigError("endpoint %r is not a valid URL" % value)
+        return value.rstrip("/")
+    if not _HOSTNAME.match(value):
+        raise S3ConfigError("endpoint %r is neither a URL, a host name nor a Vultr cluster name" % value)
+    return ("https://" + value).rstrip("/")
+
+
+def region_for(endpoint, region=None):
+    """The signing region: the one given, else the Vultr cluster name, else us-east-1."""
+    if region:
+        return region
+    url = resolve_endpoint(endpoint)
+    host = url.split("://", 1)[1].split("/", 1)[0].split(":", 1)[0]
+    if host.endswith("." + VULTR_DOMAIN):
+        return host.split(".", 1)[0]
+    return DEFAULT_REGION
+
+
+def client_config(addressing_style="path", max_attempts=10, retry_mode="adaptive",
+                  max_pool_connections=10, connect_timeout=10, read_timeout=120,
+                  checksum_when_required=True):
+    """The botocore Config used by every client of the collection."""
+    if not HAS_BOTO3:
+        raise S3ConfigError("boto3 is required: %s" % BOTO3_IMPORT_ERROR)
+    if addressing_style not in ADDRESSING_STYLES:
+        raise S3ConfigError("addressing_style must be one of %s, not %r" % (", ".join(ADDRESSING_STYLES), addressing_style))
+    kwargs = dict(
+        signature_version="s3v4",
+        s3={"addressing_style": addressing_style},
+        retries={"max_attempts": int(max_attempts), "mode": retry_mode},
+        max_pool_connections=int(max_pool_connections),
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+    )
+    if checksum_when_required:
+        kwargs["request_checksum_calculation"] = "when_required"
+        kwargs["response_checksum_validation"] = "when_required"
+    try:
+        return Config(**kwargs)
+    except TypeError:
+        # botocore < 1.36 knows neither option, and does not send the checksums Ceph rejects.
+        kwargs.pop("request_checksum_calculation", None)
+        kwargs.pop("response_checksum_validation", None)
+        return Config(**kwargs)
+
+
+def s3_client(endpoint, access_key=None, secret_key=None, region=None, addressing_style="path",
+              ca_bundle=None, validate_certs=True, max_attempts=10, retry_mode="adaptive",
+              max_pool_connections=10, connect_timeout=10, read_timeout=120,
+              checksum_when_required=True):
+    """Build a boto3 S3 client.
+
+    ``access_key``/``secret_key`` fall back to ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``.
+    ``ca_bundle`` wins over ``validate_certs``; ``validate_certs=False`` disables TLS checks.
+    """
+    url = resolve_endpoint(endpoint)
+    config = client_config(addressing_style=addressing_style, max_attempts=max_attempts,
+                           retry_mode=retry_mode, max_pool_connections=max_pool_connections,
+                           connect_timeout=connect_timeout, read_timeout=read_timeout,
+                           checksum_when_required=checksum_when_required)
+    if ca_bundle:
+        if not os.path.isfile(ca_bundle):
+            raise S3ConfigError("ca_bundle %s does not exist" % ca_bundle)
+        verify = ca_bundle
+    else:
+        verify = bool(validate_certs)
+    session = boto3.session.Session(
+        aws_access_key_id=access_key or os.environ.get("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=secret_key or os.environ.get("AWS_SECRET_ACCESS_KEY"),
+        region_name=region_for(endpoint, region),
+    )
+    return session.client("s3", endpoint_url=url, config=config, verify=verify)
+
+
+def error_code(exc):
+    """The S3 error code of a botocore ClientError ('' for anything else)."""
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def http_status(exc):
+    response = getattr(exc, "response", None) or {}
+    return response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+
+
+def is_not_found(exc):
+    return error_code(exc) in ("404", "NoSuchKey", "NoSuchBucket", "NotFound", "NoSuchBucketPolicy") or http_status(exc) == 404
+
+
+def describe_error(exc, endpoint=None, bucket=None):
+    """One line an admin can act on, for any error raised by a client of this module."""
+    where = " at %s" % endpoint if endpoint else ""
+    code = error_code(exc)
+    if code in _CREDENTIAL_CODES:
+        return "S3 credentials rejected%s: %s (%s). Check access_key/secret_key." % (where, _CREDENTIAL_CODES[code], code)
+    if code == "AccessDenied":
+        return "access denied%s%s: the keys are valid but may not do this (AccessDenied)" % (
+            where, " on bucket %s" % bucket if bucket else "")
+    if code == "NoSuchBucket":
+        return "bucket %s does not exist%s (NoSuchBucket)" % (bucket or "", where)
+    if code == "BucketAlreadyExists":
+        return ("bucket name %s is taken by another account%s (BucketAlreadyExists): bucket names are "
+                "unique across the whole service, choose another" % (bucket or "", where))
+    if code:
+        message = getattr(exc, "response", {}).get("Error", {}).get("Message") or ""
+        return "S3 error %s%s%s" % (code, where, ": " + message if message else "")
+    if HAS_BOTO3:
+        if isinstance(exc, botocore.exceptions.SSLError):
+            return "TLS error talking to %s: %s (set ca_bundle, or validate_certs: false for a test endpoint)" % (
+                endpoint or "the endpoint", exc)
+        if isinstance(exc, botocore.exceptions.EndpointConnectionError):
+            return "cannot reach the S3 endpoint %s: %s" % (endpoint or "", exc)
+        if isinstance(exc, botocore.exceptions.NoCredentialsError):
+            return "no S3 credentials: give access_key and secret_key (or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
+    return "%s%s: %s" % (type(exc).__name__, where, exc)
+
+
+# --- Ansible glue (kept tiny: the modules stay thin) -------------------------------------------
+
+def s3_argument_spec():
+    """The connection options every S3 module of the collection takes (see doc_fragments/s3.py)."""
+    from ansible.module_utils.basic import env_fallback
+
+    return dict(
+        endpoint=dict(type="str", required=True),
+        region=dict(type="str"),
+        access_key=dict(type="str", no_log=True, aliases=["aws_access_key_id"],
+                        fallback=(env_fallback, ["AWS_ACCESS_KEY_ID"])),
+        secret_key=dict(type="str", no_log=True, aliases=["aws_secret_access_key"],
+                        fallback=(env_fallback, ["AWS_SECRET_ACCESS_KEY"])),
+        addressing_style=dict(type="str", default="path", choices=list(ADDRESSING_STYLES)),
+        ca_bundle=dict(type="path"),
+        validate_certs=dict(type="bool", default=True),
+    )
+
+
+def client_from_module(module, max_pool_connections=10, prefix=""):
+    """Build the client from a module's params; fail_json with a clear message on bad settings.
+
+    ``prefix`` selects a second set of options (``source_`` for the source of a bucket-to-bucket copy).
+    """
+    params = module.params
+    if not HAS_BOTO3:
+        from ansible.module_utils.basic import missing_required_lib
+
+        module.fail_json(msg=missing_required_lib("boto3"), exception=str(BOTO3_IMPORT_ERROR))
+    try:
+        return s3_client(
+            params[prefix + "endpoint"],
+            access_key=params.get(prefix + "access_key"),
+            secret_key=params.get(prefix + "secret_key"),
+            region=params.get(prefix + "region"),
+            addressing_style=params.get(prefix + "addressing_style") or "path",
+            ca_bundle=params.get(prefix + "ca_bundle"),
+            validate_certs=params.get(prefix + "validate_certs", True),
+            max_pool_connections=max_pool_connections,
+        )
+    except S3ConfigError as exc:
+        module.fail_json(msg=str(exc))

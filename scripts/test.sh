@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite: lint gates, then the tests against real services (Ceph RGW, PostgreSQL,
+# nginx, podman) started by the project's own harness. Installs what it needs (scripts/bootstrap.sh).
+# The last line printed is pytest's summary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+scripts/bootstrap.sh
+. .venv/bin/activate
+export ANSIBLE_COLLECTIONS_PATH="$PWD/.cache/collections"
+
+step() { printf '\n=== %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
+
+step "ruff"
+ruff check .
+step "ansible-lint (production profile)"
+ansible-lint --profile production --offline -q
+step "ansible-test sanity"
+scripts/sanity.sh
+step "pytest: unit and integration tests against real services"
+# The harness stops every service it started at session end; the second run checks that
+# nothing is left behind (it starts nothing itself).
+status=0
+python -m pytest -p no:cacheprovider tests/unit tests/integration "$@" || status=$?
+step "pytest: no leftover services ($(( $(date +%s) - start ))s in all)"
+python -m pytest -p no:cacheprovider -q tests/after || status=$((status ? status : $?))
+exit "$status"

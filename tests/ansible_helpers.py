@@ -1,0 +1,125 @@
+"""Run playbooks of the collection the way an admin does (ansible-playbook), and read the result.
+
+`run_playbook(...)` runs ansible-playbook in a subprocess against localhost (local connection,
+this virtualenv's Python as the module interpreter) with the collection on
+ANSIBLE_COLLECTIONS_PATH. With the default `callback="json"` the ansible.posix.json callback is
+used and the result is parsed into `.stats` and `.tasks`; with `callback="default"` the human
+output is kept as text in `.stdout` (for "no secret in the output" checks).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+COLLECTIONS_PATH = REPO / ".cache" / "collections"
+
+
+def ansible_env(extra: dict | None = None, callback: str = "json") -> dict:
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_PATH),
+        ANSIBLE_LOCALHOST_WARNING="False",
+        ANSIBLE_INVENTORY_UNPARSED_WARNING="False",
+        ANSIBLE_RETRY_FILES_ENABLED="False",
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+        ANSIBLE_HOST_KEY_CHECKING="False",
+        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+        PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""),
+    )
+    if callback == "json":
+        env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
+        env["ANSIBLE_CALLBACK_RESULT_FORMAT"] = "json"
+    else:
+        env["ANSIBLE_STDOUT_CALLBACK"] = callback
+    env.pop("ANSIBLE_CONFIG", None)
+    if extra:
+        env.update(extra)
+    return env
+
+
+@dataclass
+class PlaybookResult:
+    rc: int
+    stdout: str
+    stderr: str
+    stats: dict = field(default_factory=dict)
+    tasks: list = field(default_factory=list)
+
+    @property
+    def changed(self) -> int:
+        return sum(h.get("changed", 0) for h in self.stats.values())
+
+    @property
+    def failed(self) -> int:
+        return sum(h.get("failures", 0) + h.get("unreachable", 0) for h in self.stats.values())
+
+    def task(self, name: str, host: str = "localhost") -> dict:
+        """The result of the last task whose name contains `name`."""
+        found = [t for t in self.tasks if name in t["name"] and t["host"] == host]
+        if not found:
+            raise KeyError("no task named %r in %s" % (name, [t["name"] for t in self.tasks]))
+        return found[-1]["result"]
+
+    def failure_messages(self) -> list:
+        return [t["result"].get("msg", "") for t in self.tasks if t["result"].get("failed")]
+
+    def __str__(self) -> str:  # shown by pytest on assertion failures
+        return "rc=%s stats=%s\nfailures=%s\nstderr=%s" % (self.rc, self.stats, self.failure_messages(), self.stderr[-3000:])
+
+
+def _parse_json_output(stdout: str):
+    start = stdout.find("{")
+    if start < 0:
+        return {}, []
+    try:
+        doc = json.loads(stdout[start:])
+    except ValueError:
+        return {}, []
+    tasks = []
+    for play in doc.get("plays", []):
+        for task in play.get("tasks", []):
+            for host, result in task.get("hosts", {}).items():
+                tasks.append({"name": task["task"]["name"], "host": host, "result": result})
+    return doc.get("stats", {}), tasks
+
+
+def run_playbook(playbook, extra_vars=None, check=False, diff=False, tags=None, skip_tags=None,
+                 env=None, inventory=None, callback="json", verbosity=0, timeout=900) -> PlaybookResult:
+    """Run `playbook` (a path, or YAML text) and return a PlaybookResult."""
+    with tempfile.TemporaryDirectory(prefix="fos-play-") as tmp:
+        path = Path(str(playbook))
+        if "\n" in str(playbook) or not path.exists():
+            path = Path(tmp) / "playbook.yml"
+            path.write_text(str(playbook))
+        cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), str(path)]
+        if inventory is None:
+            inv = Path(tmp) / "inventory.ini"
+            inv.write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable)
+            inventory = str(inv)
+        cmd += ["-i", inventory]
+        if extra_vars:
+            vars_file = Path(tmp) / "extra_vars.json"
+            vars_file.write_text(json.dumps(extra_vars))
+            cmd += ["-e", "@%s" % vars_file]
+        if check:
+            cmd.append("--check")
+        if diff:
+            cmd.append("--diff")
+        if tags:
+            cmd += ["--tags", ",".join(tags) if isinstance(tags, (list, tuple)) else tags]
+        if skip_tags:
+            cmd += ["--skip-tags", ",".join(skip_tags) if isinstance(skip_tags, (list, tuple)) else skip_tags]
+        if verbosity:
+            cmd.append("-" + "v" * verbosity)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(env, callback),
+                              timeout=timeout, cwd=str(REPO))
+    stats, tasks = _parse_json_output(proc.stdout) if callback == "json" else ({}, [])
+    return PlaybookResult(proc.returncode, proc.stdout, proc.stderr, stats, tasks)
