@@ -29,10 +29,11 @@ sys.exit(main(["install", "--find-links", "$wheels"] + args))
 PYEOF
 fi
 
+# Sanity runs on the collection as it is installed: built (galaxy.yml's build_ignore applies) and
+# installed into a temp collections path.
 work=$(mktemp -d /tmp/fos-sanity-XXXXXX)
 trap 'rm -rf "$work"' EXIT
-dest="$work/ansible_collections/fediverse/object_storage"
-mkdir -p "$dest"
-git ls-files -co --exclude-standard -z | rsync -a --from0 --files-from=- ./ "$dest/"
-cd "$dest"
+ansible-galaxy collection build -f --output-path "$work" . >/dev/null
+ansible-galaxy collection install --offline -p "$work/collections" "$work"/fediverse-object_storage-*.tar.gz >/dev/null
+cd "$work/collections/ansible_collections/fediverse/object_storage"
 ansible-test sanity --python "$PY_VERSION" --color no "$@"

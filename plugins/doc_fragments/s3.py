@@ -52,9 +52,9 @@ options:
     type: bool
     default: true
 notes:
-  - Checksums are sent only when S3 requires them (C(request_checksum_calculation=when_required)):
-    botocore 1.36 and later otherwise send CRC32 trailers that Ceph RGW, the engine of Vultr
-    Object Storage, rejects over HTTPS.
+  - Checksums are sent only when S3 requires them (C(request_checksum_calculation=when_required)),
+    because botocore 1.36 and later otherwise send CRC32 trailers that Ceph RGW, the engine of
+    Vultr Object Storage, rejects over HTTPS.
 requirements:
   - boto3 >= 1.26 (python3-boto3 on Debian and Ubuntu)
 """

@@ -38,6 +38,9 @@ except ImportError as exc:  # pragma: no cover - exercised by ansible-test's imp
     BOTO3_IMPORT_ERROR = exc
     BotoCoreError = ClientError = Exception
 
+# What a caller catches around any S3 call: botocore's own errors and the service's answers.
+S3_ERRORS = (BotoCoreError, ClientError)
+
 VULTR_DOMAIN = "vultrobjects.com"
 # A Vultr cluster shortcut: three letters and a number (ewr1, sjc1, ams1, blr1, del1, sgp1, ...).
 # The list of clusters changes; any name of that shape is accepted and becomes <name>.vultrobjects.com.
