@@ -1,0 +1,126 @@
+"""Shared pytest fixtures: real throwaway services (tests/services/) and the collection on sys.path.
+
+Session fixtures start lazily (only when a test asks for them) and once per session:
+  rgw  - single-node Ceph RGW: .http_endpoint .https_endpoint .ca_bundle .access_key .secret_key
+         .dns_name .http_port .https_port
+  pg   - PostgreSQL: .host .port .socket_dir .user .password .dsn(db) .create_database(name) .execute(sql, db)
+  s3   - the collection's S3 client (plugins/module_utils/s3.py) on rgw.https_endpoint with its CA
+  podman_image - localhost/fos-bookworm-systemd:latest (tests/services/podman.py: runc, lowered ulimits)
+Function fixtures:
+  bucket        - a fresh, empty bucket on rgw (emptied and deleted afterwards)
+  nginx_factory - nginx_factory(port=None) -> tests.services.nginx.Nginx (stopped after the test)
+Everything started is stopped at session end, by atexit/SIGTERM, or by the reaper if pytest is killed.
+"""
+
+import os
+import sys
+import uuid
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COLLECTIONS_PATH = os.path.join(REPO, ".cache", "collections")
+
+# The collection as `ansible_collections.fediverse.object_storage` (symlink made by scripts/bootstrap.sh),
+# and the repo root so that `tests.services` imports.
+for _p in (COLLECTIONS_PATH, REPO):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+os.environ["ANSIBLE_COLLECTIONS_PATH"] = COLLECTIONS_PATH
+
+from tests.services import base as _services_base  # noqa: E402
+
+_START_TIMES = {}
+
+
+@pytest.fixture(scope="session")
+def rgw():
+    from tests.services.ceph import CephRGW
+
+    service = CephRGW().start()
+    _START_TIMES["ceph rgw"] = service.start_seconds
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def pg():
+    from tests.services.postgres import Postgres
+
+    service = Postgres().start()
+    _START_TIMES["postgresql"] = service.start_seconds
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def s3(rgw):
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import s3_client
+
+    return s3_client(rgw.https_endpoint, access_key=rgw.access_key, secret_key=rgw.secret_key,
+                     ca_bundle=rgw.ca_bundle)
+
+
+def empty_and_delete_bucket(client, name):
+    """Delete every object and pending multipart upload of ``name``, then the bucket."""
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=name):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            client.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
+    for upload in client.list_multipart_uploads(Bucket=name).get("Uploads", []):
+        client.abort_multipart_upload(Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"])
+    client.delete_bucket(Bucket=name)
+
+
+@pytest.fixture
+def bucket(s3):
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import is_not_found
+
+    name = "fos-test-" + uuid.uuid4().hex[:16]
+    s3.create_bucket(Bucket=name)
+    yield name
+    try:
+        empty_and_delete_bucket(s3, name)
+    except Exception as exc:  # the test may have deleted it itself
+        if not is_not_found(exc):
+            raise
+
+
+@pytest.fixture
+def nginx_factory():
+    from tests.services.nginx import Nginx
+
+    made = []
+
+    def factory(port=None):
+        instance = Nginx(port=port)
+        made.append(instance)
+        return instance
+
+    yield factory
+    for instance in reversed(made):
+        instance.stop()
+        if instance.start_seconds is not None:
+            _START_TIMES.setdefault("nginx", instance.start_seconds)
+
+
+@pytest.fixture(scope="session")
+def podman_image():
+    """localhost/fos-bookworm-systemd:latest (built once with debootstrap, then cached); at session end
+    the fos-test containers of this session (and of crashed earlier sessions) are removed."""
+    from tests.services import podman
+
+    yield podman.ensure_image()
+    podman.cleanup_owned()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _services_base.stop_all()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if _START_TIMES:
+        terminalreporter.write_sep("-", "test services start times")
+        for name, seconds in sorted(_START_TIMES.items()):
+            terminalreporter.write_line("%-12s %6.2f s" % (name, seconds))
