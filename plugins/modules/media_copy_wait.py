@@ -1,0 +1,66 @@
+# -*- coding: utf-8 -*-
+# Copyright: fediverse.object_storage contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: media_copy_wait
+short_description: Wait for an async media_copy job, printing its progress
+version_added: 0.1.0
+description:
+  - Waits for a M(fediverse.object_storage.media_copy) task started with C(async) and prints a progress
+    line (done/total objects, MB/s, ETA) each time its O(fediverse.object_storage.media_copy#module:progress_file)
+    changes.
+  - Returns the finished job's result, like M(ansible.builtin.async_status) once the job is finished.
+  - This is an action plugin: it runs on the controller and polls the app host.
+options:
+  jid:
+    description: The job id returned by the async media_copy task (C(ansible_job_id)).
+    type: str
+    required: true
+  progress_file:
+    description: The media_copy task's O(fediverse.object_storage.media_copy#module:progress_file), on the app host.
+    type: str
+  interval:
+    description: Seconds between two polls.
+    type: float
+    default: 10
+  timeout:
+    description: Give up (and fail) after this many seconds. The job itself keeps running.
+    type: int
+    default: 86400
+  label:
+    description: The text in front of each progress line.
+    type: str
+    default: media copy
+author:
+  - fediverse.object_storage contributors
+"""
+
+EXAMPLES = r"""
+- name: Copy the cached media in the background
+  fediverse.object_storage.media_copy:
+    env_file: /home/mastodon/live/.env.production
+    endpoint: ewr1
+    bucket: example-social-media
+    progress_file: /var/tmp/media-copy.json
+  async: 86400
+  poll: 0
+  register: copy_job
+
+- name: Wait for it, showing progress
+  fediverse.object_storage.media_copy_wait:
+    jid: "{{ copy_job.ansible_job_id }}"
+    progress_file: /var/tmp/media-copy.json
+  register: copy_result
+"""
+
+RETURN = r"""
+totals:
+  description: The finished media_copy job's result keys are returned as they are (see M(fediverse.object_storage.media_copy)).
+  returned: when the job finished
+  type: dict
+"""

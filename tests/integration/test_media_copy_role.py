@@ -1,0 +1,129 @@
+"""Role media_copy: progress lines while the async copy runs, a summary table, and the safe cache
+retirement (verify first, move cache -> cache.old, delete only on request, restore on rollback),
+against real PostgreSQL (fixture Mastodon instance) and Ceph RGW over HTTPS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import uuid
+
+import pytest
+
+from tests.ansible_helpers import run_playbook
+from tests.fixtures.mastodon_instance import build_instance
+
+
+@pytest.fixture
+def instance(pg, tmp_path):
+    return build_instance(pg, "role_copy_" + uuid.uuid4().hex[:8], tmp_path / "public" / "system", missing=())
+
+
+def role_vars(rgw, instance, bucket, tmp_path, **extra):
+    params = instance.db_params
+    values = dict(
+        media_copy_python="none",
+        media_copy_env_file="",
+        media_copy_db_host=params["host"], media_copy_db_port=params["port"], media_copy_db_name=params["dbname"],
+        media_copy_db_user=params["user"], media_copy_db_password=params["password"],
+        media_copy_system_root=instance.system_root,
+        media_copy_endpoint=rgw.https_endpoint, media_copy_ca_bundle=rgw.ca_bundle,
+        media_copy_access_key=rgw.access_key, media_copy_secret_key=rgw.secret_key,
+        media_copy_bucket=bucket,
+        media_copy_progress_file=str(tmp_path / "progress.json"),
+        media_copy_poll_interval=0.5,
+    )
+    values.update(extra)
+    return values
+
+
+def play(tasks_from="main"):
+    return """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Run the media_copy role
+      ansible.builtin.include_role:
+        name: fediverse.object_storage.media_copy
+        tasks_from: %s
+""" % tasks_from
+
+
+def checksums(root, skip_prefix=None):
+    sums = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root)
+            if skip_prefix and rel.startswith(skip_prefix):
+                continue
+            with open(path, "rb") as fh:
+                sums[rel] = hashlib.sha256(fh.read()).hexdigest()
+    return sums
+
+
+def keys_in(s3, bucket):
+    return {o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket) for o in page.get("Contents", [])}
+
+
+def test_role_prints_progress_and_summary_and_is_idempotent(rgw, s3, bucket, instance, tmp_path):
+    # A request cap makes the copy last a few seconds, so that progress lines are printed while it runs.
+    values = role_vars(rgw, instance, bucket, tmp_path, media_copy_max_requests_per_second=8)
+    res = run_playbook(play(), extra_vars=values, callback="default")
+    assert res.rc == 0, res.stdout[-4000:]
+    progress = re.findall(r"media copy: (\d+)/(\d+) objects \([0-9.]+%\).* MB/s, ETA \S+", res.stdout)
+    assert progress, res.stdout[-4000:]
+    assert all(int(done) <= int(total) for done, total in progress)
+    assert keys_in(s3, bucket) == set(instance.expected)
+    total = re.search(r"total\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", res.stdout)
+    assert total, res.stdout[-4000:]
+    assert int(total.group(3)) == len(instance.expected)  # copied
+    assert re.search(r"changed=[1-9]", res.stdout)
+
+    again = run_playbook(play(), extra_vars=role_vars(rgw, instance, bucket, tmp_path))
+    assert again.rc == 0, again
+    assert again.changed == 0, [t["name"] for t in again.tasks if t["result"].get("changed")]
+    assert again.task("Wait for the copy")["totals"]["copied"] == 0
+
+
+def test_check_mode_uploads_nothing(rgw, s3, bucket, instance, tmp_path):
+    res = run_playbook(play(), extra_vars=role_vars(rgw, instance, bucket, tmp_path), check=True)
+    assert res.rc == 0, res
+    assert keys_in(s3, bucket) == set()
+    assert res.task("Start the copy")["totals"]["objects"] >= len(instance.expected)
+
+
+def test_cache_retired_only_after_verification_and_restored(rgw, s3, bucket, instance, tmp_path):
+    root = instance.system_root
+    cache, old = os.path.join(root, "cache"), os.path.join(root, "cache.old")
+    local_before = checksums(root, skip_prefix="cache")
+    cache_before = checksums(cache)
+    values = role_vars(rgw, instance, bucket, tmp_path)
+
+    assert run_playbook(play(), extra_vars=values).rc == 0
+    # One cached object vanishes from the bucket: the cache must not be retired.
+    gone = sorted(instance.expected)[0]
+    s3.delete_object(Bucket=bucket, Key=gone)
+    refused = run_playbook(play("retire_cache"), extra_vars=values)
+    assert refused.rc != 0
+    assert any("Not retiring" in m and gone in m for m in refused.failure_messages()), refused
+    assert os.path.isdir(cache) and not os.path.exists(old)
+
+    # Copy again, then the cache is retired (moved, not deleted), local media untouched.
+    assert run_playbook(play(), extra_vars=values).rc == 0
+    retired = run_playbook(play("retire_cache"), extra_vars=values)
+    assert retired.rc == 0, retired
+    assert not os.path.exists(cache) and checksums(old) == cache_before
+    assert checksums(root, skip_prefix="cache") == local_before
+    again = run_playbook(play("retire_cache"), extra_vars=values)
+    assert again.rc == 0 and again.changed == 0, again
+
+    # Rollback puts it back; delete_old_cache is the only way cache.old is removed.
+    assert run_playbook(play("restore_cache"), extra_vars=values).rc == 0
+    assert checksums(cache) == cache_before and not os.path.exists(old)
+    deleted = run_playbook(play("retire_cache"), extra_vars=dict(values, media_copy_delete_old_cache=True))
+    assert deleted.rc == 0, deleted
+    assert not os.path.exists(cache) and not os.path.exists(old)
+    assert checksums(root, skip_prefix="cache") == local_before
