@@ -1,0 +1,167 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: fediverse.object_storage contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # noqa: UP001 (ansible-test sanity requires it)
+
+DOCUMENTATION = r"""
+---
+module: mastodon_env
+short_description: Set variables in Mastodon's .env.production, keeping every other line
+version_added: 0.1.0
+description:
+  - Sets variables in a dotenv file such as Mastodon's C(.env.production).
+  - An existing assignment is updated in place (keeping C(export) and an inline comment); a
+    commented-out sample assignment such as C(# S3_BUCKET=) is replaced in place instead of being
+    duplicated; any other variable is appended at the end below one marker comment.
+  - Every other line, comment and line ending is kept byte for byte.
+  - The diff masks the value of every variable whose name contains C(SECRET), C(PASS), C(KEY),
+    C(TOKEN) or C(CREDENTIAL) (C(AWS_SECRET_ACCESS_KEY), C(AWS_ACCESS_KEY_ID), C(DB_PASS), ...).
+options:
+  path:
+    description:
+      - The dotenv file. It must exist; the module never creates it.
+    type: path
+    required: true
+  settings:
+    description:
+      - Variables to set. Booleans are written as C(true)/C(false).
+      - Values are shown in the diff unless the name looks secret; put credentials in O(secret_settings).
+    type: dict
+    default: {}
+  secret_settings:
+    description:
+      - Variables to set whose values must never be shown (access key, secret key).
+      - Merged with O(settings); a name in both takes this value.
+    type: dict
+    default: {}
+  backup:
+    description:
+      - Copy the file to a timestamped backup next to it before changing it.
+    type: bool
+    default: true
+extends_documentation_fragment:
+  - ansible.builtin.files
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would change; nothing is written.
+  diff_mode:
+    support: full
+    description: Shows the change with the values of secrets masked.
+notes:
+  - Docker Compose takes a value verbatim, quotes included; values made of letters, digits and
+    C(_./:@,+=%-) are written without quotes.
+author:
+  - fediverse.object_storage contributors (@fediverse-object-storage)
+"""
+
+EXAMPLES = r"""
+- name: Point Mastodon at the bucket
+  fediverse.object_storage.mastodon_env:
+    path: /home/mastodon/live/.env.production
+    settings:
+      S3_ENABLED: true
+      S3_BUCKET: example-media
+      S3_ENDPOINT: https://ewr1.vultrobjects.com
+      S3_ALIAS_HOST: s3.example.com
+    secret_settings:
+      AWS_ACCESS_KEY_ID: "{{ vultr_access_key }}"
+      AWS_SECRET_ACCESS_KEY: "{{ vultr_secret_key }}"
+"""
+
+RETURN = r"""
+changed_keys:
+  description: Names of the variables whose line was changed or added (never their values).
+  returned: always
+  type: list
+  elements: str
+  sample: [S3_ENABLED, S3_BUCKET, AWS_SECRET_ACCESS_KEY]
+backup_file:
+  description: The backup made before the change.
+  returned: when a backup was made
+  type: str
+  sample: /home/mastodon/live/.env.production.2345.2026-11-22@14:50:01~
+"""
+
+import os  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.common.text.converters import to_bytes, to_native  # noqa: E402
+
+from ansible_collections.fediverse.object_storage.plugins.module_utils.envfile import (  # noqa: E402
+    EnvFileError,
+    mask_secrets,
+    update_env,
+)
+
+
+def read_file(module, path):
+    if not os.path.exists(path):
+        module.fail_json(msg="%s does not exist: nothing was changed. Is Mastodon installed there? "
+                             "Set the path of the live .env.production (mastodon_env_path)." % path)
+    if not os.path.isfile(path):
+        module.fail_json(msg="%s is not a regular file: nothing was changed" % path)
+    try:
+        with open(path, "rb") as handle:
+            return handle.read().decode("utf-8", "surrogateescape")
+    except OSError as exc:
+        module.fail_json(msg="cannot read %s: %s" % (path, to_native(exc)))
+
+
+def write_file(module, path, text):
+    tmp = os.path.join(os.path.dirname(path), ".%s.ansible-tmp" % os.path.basename(path))
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("utf-8", "surrogateescape"))
+    except OSError as exc:
+        module.fail_json(msg="cannot write next to %s: %s" % (path, to_native(exc)))
+    # atomic_move keeps the owner, group and mode of the file it replaces.
+    module.atomic_move(to_bytes(tmp), to_bytes(path))
+
+
+def handle_env(module):
+    path = module.params["path"]
+    settings = dict(module.params["settings"] or {})
+    settings.update(module.params["secret_settings"] or {})
+    before = read_file(module, path)
+    try:
+        after, changed_keys = update_env(before, settings)
+    except EnvFileError as exc:
+        module.fail_json(msg="%s: %s" % (path, to_native(exc)))
+    result = dict(changed=after != before, changed_keys=changed_keys, path=path)
+    if module._diff:
+        result["diff"] = dict(
+            before_header=path, after_header=path,
+            before=mask_secrets(before), after=mask_secrets(after, changed_keys),
+        )
+    if result["changed"] and not module.check_mode:
+        if module.params["backup"]:
+            result["backup_file"] = module.backup_local(path)
+        write_file(module, path, after)
+    file_args = module.load_file_common_arguments(module.params)
+    if not module.check_mode or os.path.exists(path):
+        result["changed"] = module.set_fs_attributes_if_different(file_args, result["changed"])
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", required=True),
+            settings=dict(type="dict", default={}),
+            secret_settings=dict(type="dict", default={}, no_log=True),
+            backup=dict(type="bool", default=True),
+        ),
+        add_file_common_args=True,
+        supports_check_mode=True,
+    )
+    module.exit_json(**handle_env(module))
+
+
+if __name__ == "__main__":
+    main()
