@@ -1,0 +1,484 @@
+"""Role fediverse.object_storage.nginx_proxy against a real nginx and a real Ceph RGW (issue 5).
+
+For each mode (subdomain, directory, system) a throwaway nginx (tests/services/nginx.py) is
+started with a Debian-like layout under a temp dir (conf.d, sites-available, sites-enabled,
+snippets) and a Mastodon-like site on its port; the role is run through ansible-playbook; nginx
+proxies to a public-read (GetObject-only policy) bucket on RGW over HTTPS, virtual-host style,
+verifying RGW's certificate with the harness CA. The bucket's host name
+(BUCKET.s3.localhost) is resolved by nginx at request time through `resolver`, pointed at a
+stub DNS server that answers 127.0.0.1.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from tests.ansible_helpers import run_playbook
+from tests.nginx_proxy_support import StubDNS, cache_entries, render, request, role_defaults, self_signed_cert
+from tests.services.nginx import NGINX
+
+PLAYBOOK = """
+- hosts: localhost
+  gather_facts: false
+  roles:
+    - role: fediverse.object_storage.nginx_proxy
+"""
+
+APP_HOST = "mastodon.test"
+PROXY_DOMAIN = "media.mastodon.test"
+REMOTE_KEY = "media_attachments/files/000/000/001/original/remote.png"
+LOCAL_KEY = "media_attachments/files/000/000/002/original/local.png"
+MISSING_KEY = "media_attachments/files/000/000/003/original/missing.png"
+NINETY_DAYS = 90 * 86400
+ERROR_VALIDITY = 3  # nginx_proxy_cache_valid_other in the mode tests, seconds
+
+
+# --------------------------------------------------------------------------- fixtures
+
+@pytest.fixture
+def dns():
+    server = StubDNS().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def public_bucket(s3, bucket):
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Sid": "PublicRead", "Effect": "Allow", "Principal": {"AWS": "*"},
+        "Action": "s3:GetObject", "Resource": "arn:aws:s3:::%s/*" % bucket}]}
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+    return bucket
+
+
+@pytest.fixture
+def layout():
+    """A Debian-like /etc/nginx, Mastodon's public/system and a systemd dir, readable by www-data."""
+    root = tempfile.mkdtemp(prefix="fos-test-nginxproxy-")
+    os.chmod(root, 0o755)
+    paths = {name: os.path.join(root, *parts) for name, parts in {
+        "conf_d": ("etc", "conf.d"), "available": ("etc", "sites-available"), "enabled": ("etc", "sites-enabled"),
+        "snippets": ("etc", "snippets"), "public": ("public",), "system": ("public", "system"),
+        "acme": ("acme",), "tls": ("tls",), "systemd": ("systemd",)}.items()}
+    for path in paths.values():
+        os.makedirs(path, mode=0o755, exist_ok=True)
+    paths["root"] = root
+    paths["cache"] = os.path.join(root, "cache", "fediverse_media")  # created by the role
+    paths["dropin"] = os.path.join(paths["systemd"], "nginx.service.d")
+    yield paths
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def main_conf(nginx, layout):
+    p = nginx.prefix
+    return """user www-data;
+worker_processes 1;
+pid {p}/nginx.pid;
+error_log {p}/logs/error.log;
+events {{
+    worker_connections 64;
+}}
+http {{
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    access_log {p}/logs/access.log;
+    client_body_temp_path {p}/tmp/client_body;
+    proxy_temp_path {p}/tmp/proxy;
+    fastcgi_temp_path {p}/tmp/fastcgi;
+    uwsgi_temp_path {p}/tmp/uwsgi;
+    scgi_temp_path {p}/tmp/scgi;
+    include {conf_d}/*.conf;
+    include {enabled}/*;
+}}
+""".format(p=p, conf_d=layout["conf_d"], enabled=layout["enabled"])
+
+
+def app_site(nginx, layout, redirect_port):
+    """Shaped like Mastodon's dist/nginx.conf: a redirect server, then the app server whose
+    ``location ~ ^/system/`` serves public/system (the role's ^~ location must win over it)."""
+    return """server {{
+    listen 127.0.0.1:{redirect};
+    server_name {host};
+    location / {{ return 301 https://$host$request_uri; }}
+}}
+
+server {{
+    listen 127.0.0.1:{port};
+    server_name {host};
+    root {public};
+
+    location ~ ^/system/ {{
+        add_header X-Served-By "mastodon-system-location";
+        try_files $uri =404;
+    }}
+
+    location / {{
+        return 200 "app\\n";
+    }}
+}}
+""".format(redirect=redirect_port, host=APP_HOST, port=nginx.port, public=layout["public"])
+
+
+@pytest.fixture
+def stack(nginx_factory, layout, rgw, s3, public_bucket, dns):
+    """nginx serving only the Mastodon-like site, objects in the bucket, one file on local disk."""
+    nginx = nginx_factory()
+    os.chmod(nginx.prefix, 0o755)
+    from tests.services.base import free_port
+    site = os.path.join(layout["available"], "mastodon")
+    with open(site, "w") as f:
+        f.write(app_site(nginx, layout, free_port()))
+    os.symlink(site, os.path.join(layout["enabled"], "mastodon"))
+    nginx.write_config(main_conf(nginx, layout))
+    nginx.start()
+
+    objects = {
+        REMOTE_KEY: (os.urandom(3000) + b"remote", "image/png"),
+        LOCAL_KEY: (b"copy in the bucket", "image/png"),
+    }
+    for key, (body, ctype) in objects.items():
+        s3.put_object(Bucket=public_bucket, Key=key, Body=body, ContentType=ctype,
+                      CacheControl="public, max-age=315576000, immutable")
+    local_file = os.path.join(layout["system"], LOCAL_KEY)
+    os.makedirs(os.path.dirname(local_file), mode=0o755)
+    for d in ("media_attachments", "media_attachments/files", "media_attachments/files/000",
+              "media_attachments/files/000/000", "media_attachments/files/000/000/002"):
+        os.chmod(os.path.join(layout["system"], d), 0o755)
+    with open(local_file, "wb") as f:
+        f.write(b"copy on the local disk")
+    os.chmod(local_file, 0o644)
+
+    class Stack:
+        pass
+
+    st = Stack()
+    st.nginx, st.layout, st.rgw, st.s3, st.bucket, st.dns, st.objects, st.site = (
+        nginx, layout, rgw, s3, public_bucket, dns, objects, site)
+    return st
+
+
+# --------------------------------------------------------------------------- helpers
+
+def role_vars(st, app="mastodon", mode="subdomain", **extra):
+    nginx, layout = st.nginx, st.layout
+    base = [NGINX, "-p", nginx.prefix + "/", "-c", nginx.config_file, "-e", nginx.error_log]
+    v = {
+        "nginx_proxy_app": app,
+        "nginx_proxy_mode": mode,
+        "nginx_proxy_bucket": st.bucket,
+        "nginx_proxy_s3_endpoint": "https://%s:%d" % (st.rgw.dns_name, st.rgw.https_port),
+        "nginx_proxy_upstream_ca_file": st.rgw.ca_bundle,
+        "nginx_proxy_resolvers": [st.dns.address],
+        "nginx_proxy_local_root": layout["system"] if app == "mastodon" else "",
+        "nginx_proxy_cache_path": layout["cache"],
+        "nginx_proxy_conf_d_dir": layout["conf_d"],
+        "nginx_proxy_sites_available_dir": layout["available"],
+        "nginx_proxy_sites_enabled_dir": layout["enabled"],
+        "nginx_proxy_snippets_dir": layout["snippets"],
+        "nginx_proxy_app_site_file": os.path.join(layout["enabled"], "mastodon"),  # a symlink, as on Debian
+        "nginx_proxy_test_command": " ".join(base + ["-t"]),
+        "nginx_proxy_reload_command": " ".join(base + ["-s", "reload"]),
+        "nginx_proxy_systemd_dropin_dir": layout["dropin"],
+        "nginx_proxy_systemd_restart_sec": "7",
+        "nginx_proxy_systemd_daemon_reload": False,
+    }
+    if mode == "subdomain":
+        from tests.services.base import free_port
+        if not hasattr(st, "tls"):
+            st.tls = self_signed_cert(layout["tls"], [PROXY_DOMAIN])
+            st.http_port, st.https_port = free_port(), free_port()
+        v.update(nginx_proxy_domain=PROXY_DOMAIN, nginx_proxy_listen_address="127.0.0.1",
+                 nginx_proxy_listen_ipv6=False, nginx_proxy_http_port=st.http_port,
+                 nginx_proxy_https_port=st.https_port, nginx_proxy_ssl_certificate=st.tls[0],
+                 nginx_proxy_ssl_certificate_key=st.tls[1], nginx_proxy_acme_webroot=layout["acme"])
+    v.update(extra)
+    return v
+
+
+def workers(nginx):
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(nginx.pid)], capture_output=True, text=True).stdout
+    return set(int(x) for x in out.split())
+
+
+def wait_reloaded(nginx, before, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = workers(nginx)
+        if now and not (now & before):
+            return
+        time.sleep(0.05)
+    raise AssertionError("nginx was not reloaded: workers %s -> %s\n%s" % (before, workers(nginx), nginx.log_tail()))
+
+
+def failure_text(result):
+    """Every message of the failed tasks (and of their failed loop items)."""
+    texts = []
+    for task in result.tasks:
+        res = task["result"]
+        if res.get("failed"):
+            texts.append(str(res.get("msg", "")))
+            texts += [str(item.get("msg", "")) for item in res.get("results", [])
+                      if item.get("failed") or item.get("evaluated_to") is False]
+    return "\n".join(texts)
+
+
+def run_role(st, check=False, **kwargs):
+    before = workers(st.nginx)
+    kwargs.setdefault("nginx_proxy_cache_valid_other", "%ds" % ERROR_VALIDITY)
+    result = run_playbook(PLAYBOOK, extra_vars=role_vars(st, **kwargs), check=check)
+    return result, before
+
+
+class Client:
+    """GET/POST... an object key through the mode's URL."""
+
+    def __init__(self, st, mode):
+        self.st, self.mode = st, mode
+
+    def __call__(self, key, method="GET"):
+        st = self.st
+        if self.mode == "subdomain":
+            return request(st.https_port, "/" + key, PROXY_DOMAIN, method=method, tls=True, ca_file=st.tls[0])
+        prefix = {"directory": "/storage/", "system": "/system/"}[self.mode]
+        return request(st.nginx.port, prefix + key, APP_HOST, method=method)
+
+
+def managed_files(layout):
+    """Contents of every file under the nginx dirs (symlinks as their target), for before/after checks."""
+    found = {}
+    for key in ("conf_d", "available", "enabled", "snippets"):
+        for name in sorted(os.listdir(layout[key])):
+            path = os.path.join(layout[key], name)
+            if name.endswith("~"):  # timestamped backups made by the role (nginx_proxy_backup)
+                continue
+            if os.path.islink(path):
+                found[path] = "-> " + os.readlink(path)
+            else:
+                with open(path, "rb") as f:
+                    found[path] = f.read()
+    return found
+
+
+def cache_entry(st, key):
+    host = "%s.%s:%d" % (st.bucket, st.rgw.dns_name, st.rgw.https_port)
+    entries = [e for e in cache_entries(st.layout["cache"]) if e["key"] == host + "/" + key]
+    assert len(entries) == 1, cache_entries(st.layout["cache"])
+    return entries[0]
+
+
+# --------------------------------------------------------------------------- the three modes
+
+@pytest.mark.parametrize("mode", ["subdomain", "directory", "system"])
+def test_mode(stack, mode):
+    st, nginx, layout = stack, stack.nginx, stack.layout
+    get = Client(st, mode)
+    started = time.monotonic()
+
+    # Check mode: reports changes, writes nothing, does not reload.
+    before_files = managed_files(layout)
+    result, before = run_role(st, check=True, mode=mode)
+    assert result.rc == 0, failure_text(result) + result.stderr[-2000:]
+    assert result.changed > 0
+    assert managed_files(layout) == before_files
+    assert not os.path.exists(layout["cache"]) and not os.path.exists(layout["dropin"])
+    assert workers(nginx) == before
+
+    # The real run.
+    result, before = run_role(st, mode=mode)
+    assert result.rc == 0, failure_text(result) + result.stderr[-2000:]
+    assert result.changed > 0
+    wait_reloaded(nginx, before)
+    first_run = time.monotonic() - started
+
+    # The role wrote the collection's templates: the same text as the tests render from templates/.
+    values = role_defaults(**role_vars(st, mode=mode, nginx_proxy_cache_valid_other="%ds" % ERROR_VALIDITY))
+    written = {
+        "subdomain": os.path.join(layout["available"], "fediverse_media.conf"),
+        "directory": os.path.join(layout["snippets"], "fediverse_media-directory.conf"),
+        "system": os.path.join(layout["snippets"], "fediverse_media-system.conf"),
+    }[mode]
+    for path, template in ((written, "nginx/%s.conf.j2" % mode),
+                           (os.path.join(layout["conf_d"], "fediverse_media-cache.conf"), "nginx/proxy-cache.conf.j2")):
+        with open(path) as f:
+            assert f.read() == render(template, values), path
+    if mode == "subdomain":
+        assert os.readlink(os.path.join(layout["enabled"], "fediverse_media.conf")) == written
+
+    st_cache = os.stat(layout["cache"])
+    assert (st_cache.st_uid, st_cache.st_gid) == (33, 33)  # www-data, the worker user
+    assert oct(st_cache.st_mode & 0o777) == "0o700"
+    if mode != "subdomain":
+        with open(st.site) as f:
+            site = f.read()
+        assert site.count("include ") == 1
+        # inserted in the second (app) server block, after its server_name line
+        assert site.index("include ") > site.rindex("server_name")
+        assert os.path.islink(os.path.join(layout["enabled"], "mastodon"))  # the symlink stays a symlink
+
+    # First GET: from the bucket, MISS; second: HIT. Body and Content-Type are the object's.
+    body, ctype = st.objects[REMOTE_KEY]
+    r1 = get(REMOTE_KEY)
+    assert r1.status == 200, (r1, nginx.log_tail())
+    assert r1.body == body
+    assert r1.header("Content-Type") == ctype
+    assert r1.header("X-Cache") == "MISS"
+    r2 = get(REMOTE_KEY)
+    assert (r2.status, r2.body, r2.header("Content-Type"), r2.header("X-Cache")) == (200, body, ctype, "HIT")
+    # Response headers: S3's hidden, ours added, exactly one Cache-Control (expires max).
+    for r in (r1, r2):
+        names = [k.lower() for k, _ in r.headers]
+        assert not [n for n in names if n.startswith("x-amz") or n.startswith("x-rgw")], r.headers
+        assert "etag" not in names and "set-cookie" not in names
+        assert r.header("Access-Control-Allow-Origin") == "*"
+        assert r.all("Cache-Control") == ["max-age=315360000"]
+        assert r.header("Expires") == "Thu, 31 Dec 2037 23:55:55 GMT"
+    # The bucket's host name was resolved by nginx at request time through the resolver.
+    assert ("%s.%s" % (st.bucket, st.rgw.dns_name), 1) in st.dns.queries
+    # Cached for 90 days.
+    entry = cache_entry(st, REMOTE_KEY)
+    assert entry["status"].startswith("HTTP/1.1 200")
+    assert abs(entry["valid_sec"] - time.time() - NINETY_DAYS) < 120
+
+    # HEAD follows GET.
+    assert get(REMOTE_KEY, method="HEAD").status == 200
+
+    # A file on local disk is served from disk (the bucket holds a different body).
+    r = get(LOCAL_KEY)
+    assert (r.status, r.body) == (200, b"copy on the local disk"), r
+    assert r.header("X-Cache") is None
+    assert r.header("Access-Control-Allow-Origin") == "*"
+    assert r.header("X-Served-By") is None  # not Mastodon's own /system/ location
+
+    # A missing object (S3 answers 403 AccessDenied under a GetObject-only policy): 404, without
+    # S3's XML; cached for nginx_proxy_cache_valid_other only (3s here, 5m by default), not 90 days:
+    # once that is over, an object uploaded meanwhile is served.
+    m1 = get(MISSING_KEY)
+    seen_404 = time.monotonic()
+    assert (m1.status, m1.header("X-Cache")) == (404, "MISS"), m1
+    assert b"AccessDenied" not in m1.body and st.bucket.encode() not in m1.body
+    assert m1.header("Expires") is None and m1.header("Cache-Control") is None
+    m2 = get(MISSING_KEY)
+    assert (m2.status, m2.header("X-Cache")) == (404, "HIT"), m2
+    assert not [e for e in cache_entries(layout["cache"]) if e["key"].endswith(MISSING_KEY)]  # no 90-day file
+    st.s3.put_object(Bucket=st.bucket, Key=MISSING_KEY, Body=b"uploaded later", ContentType="image/png")
+    m3 = get(MISSING_KEY)
+    if time.monotonic() - seen_404 < 2.5:
+        assert (m3.status, m3.header("X-Cache")) == (404, "HIT"), m3
+    time.sleep(max(0.0, seen_404 + ERROR_VALIDITY + 1.2 - time.monotonic()))
+    m4 = get(MISSING_KEY)
+    assert (m4.status, m4.body, m4.header("Content-Type")) == (200, b"uploaded later", "image/png"), m4
+    assert get(REMOTE_KEY).header("X-Cache") == "HIT"  # the 200 is still cached
+
+    # Writes are refused, through the bucket location and the local one; the object stays.
+    for key in (REMOTE_KEY, LOCAL_KEY, "media_attachments/files/000/000/004/original/new.png"):
+        for method in ("POST", "PUT", "DELETE"):
+            r = get(key, method=method)
+            assert r.status in (403, 405), (key, method, r)
+    assert st.s3.head_object(Bucket=st.bucket, Key=REMOTE_KEY)["ContentLength"] == len(body)
+
+    if mode == "subdomain":
+        # Port 80: ACME challenges answered from the webroot, everything else redirected to https.
+        token_dir = os.path.join(layout["acme"], ".well-known", "acme-challenge")
+        os.makedirs(token_dir)
+        for d in (os.path.join(layout["acme"], ".well-known"), token_dir):
+            os.chmod(d, 0o755)
+        with open(os.path.join(token_dir, "tok"), "w") as f:
+            f.write("acme-token")
+        os.chmod(os.path.join(token_dir, "tok"), 0o644)
+        r = request(st.http_port, "/.well-known/acme-challenge/tok", PROXY_DOMAIN)
+        assert (r.status, r.body) == (200, b"acme-token")
+        r = request(st.http_port, "/" + REMOTE_KEY, PROXY_DOMAIN)
+        assert r.status == 301
+        assert r.header("Location") == "https://%s:%d/%s" % (PROXY_DOMAIN, st.https_port, REMOTE_KEY)
+
+    # Second run: nothing changes, no reload.
+    result, before = run_role(st, mode=mode)
+    assert result.rc == 0, failure_text(result) + result.stderr[-2000:]
+    assert result.changed == 0, [t["name"] for t in result.tasks if t["result"].get("changed")]
+    time.sleep(0.3)
+    assert workers(nginx) == before
+    result, _ = run_role(st, check=True, mode=mode)
+    assert result.rc == 0 and result.changed == 0, failure_text(result)
+
+    # The drop-in rendered with the configured values (into the temp systemd dir).
+    with open(os.path.join(layout["dropin"], "restart.conf")) as f:
+        dropin = [line for line in f.read().splitlines() if line and not line.startswith("#")]
+    assert dropin == ["[Service]", "Restart=always", "RestartSec=7"]
+
+    good_files = managed_files(layout)
+
+    # A broken value caught by the role's checks: fails before changing anything.
+    result, before = run_role(st, mode=mode, nginx_proxy_cache_max_size="20x")
+    assert result.rc != 0
+    assert "nginx_proxy_cache_max_size must be a size such as 20g or 500m, not '20x'" in failure_text(result), result
+    assert managed_files(layout) == good_files
+
+    # A value only nginx rejects (keys zone too small): nginx -t fails, the files are put back,
+    # nginx is not reloaded and keeps serving the previous configuration.
+    result, before = run_role(st, mode=mode, nginx_proxy_cache_keys_zone_size="1k", nginx_proxy_cache_valid_other="1m")
+    assert result.rc != 0
+    message = failure_text(result)
+    assert "previous files were put back" in message and "[emerg]" in message and "too small" in message, message
+    assert managed_files(layout) == good_files
+    assert workers(nginx) == before
+    # nginx_proxy_backup: the role also left a timestamped copy of the file it had replaced.
+    assert [n for n in os.listdir(layout["conf_d"]) if n.startswith("fediverse_media-cache.conf.") and n.endswith("~")]
+    r = get(REMOTE_KEY)
+    assert (r.status, r.body, r.header("X-Cache")) == (200, body, "HIT")
+    ok, out = nginx.test()
+    assert ok, out
+
+    # And the next good run finds nothing to change.
+    result, _ = run_role(st, mode=mode)
+    assert result.rc == 0 and result.changed == 0, result
+    print("mode %s: first role run + reload %.1fs, whole test %.1fs" % (mode, first_run, time.monotonic() - started))
+
+
+# --------------------------------------------------------------------------- Misskey
+
+def test_misskey_system_mode_is_refused_before_any_change(stack):
+    st = stack
+    before_files = managed_files(st.layout)
+    result, before = run_role(st, app="misskey", mode="system")
+    assert result.rc != 0
+    message = failure_text(result)
+    assert "Mastodon only" in message and "/files" in message, message
+    assert managed_files(st.layout) == before_files
+    assert not os.path.exists(st.layout["cache"])
+    assert workers(st.nginx) == before
+
+
+def test_misskey_directory_mode_short_error_validity(stack):
+    """Misskey: no local files (straight to the bucket). With a 2s validity for errors, an object
+    uploaded after its 404 was cached is served once that validity is over."""
+    st = stack
+    result, before = run_role(st, app="misskey", mode="directory", nginx_proxy_directory_path="/media/",
+                              nginx_proxy_cache_valid_other="2s")
+    assert result.rc == 0, failure_text(result) + result.stderr[-2000:]
+    wait_reloaded(st.nginx, before)
+    with open(os.path.join(st.layout["snippets"], "fediverse_media-directory.conf")) as f:
+        assert "try_files" not in f.read()
+
+    key = "misskey/%s.webp" % os.urandom(8).hex()
+
+    def get():
+        return request(st.nginx.port, "/media/" + key, APP_HOST)
+
+    first = get()
+    seen_404 = time.monotonic()
+    assert (first.status, first.header("X-Cache")) == (404, "MISS")
+    st.s3.put_object(Bucket=st.bucket, Key=key, Body=b"webp!", ContentType="image/webp")
+    r = get()
+    if time.monotonic() - seen_404 < 1.5:
+        assert (r.status, r.header("X-Cache")) == (404, "HIT")  # the cached 404, still valid
+    # nginx keeps whole seconds: the entry is valid until the end of second (first 404 + 2s).
+    time.sleep(max(0.0, seen_404 + 2 + 1.2 - time.monotonic()))
+    r = get()
+    assert (r.status, r.body, r.header("Content-Type")) == (200, b"webp!", "image/webp"), r
+    assert r.header("X-Cache") in ("EXPIRED", "MISS")
+    assert get().header("X-Cache") == "HIT"

@@ -1,0 +1,194 @@
+"""Helpers for the nginx_proxy tests (role fediverse.object_storage.nginx_proxy, issue 5).
+
+* render the collection's top-level nginx/systemd templates with the role's defaults (plain
+  Jinja2, the same settings as ansible.builtin.template), for `nginx -t` on each of them;
+* a stub DNS server (UDP, loopback) that answers every A query with 127.0.0.1, so nginx's
+  `resolver` really resolves BUCKET.s3.localhost at request time, as it resolves
+  BUCKET.ewr1.vultrobjects.com in production;
+* HTTP(S) requests to 127.0.0.1 with any Host header and TLS server name (SNI);
+* reading nginx's cache files (their binary header holds the validity of each entry).
+"""
+
+import http.client
+import os
+import socket
+import ssl
+import struct
+import subprocess
+import threading
+
+import jinja2
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEMPLATES = os.path.join(REPO, "templates")
+ROLE = os.path.join(REPO, "roles", "nginx_proxy")
+
+
+# --------------------------------------------------------------------------- templates
+
+def role_defaults(**overrides):
+    """The role's defaults/main.yml with ``overrides`` applied and the Jinja expressions resolved."""
+    with open(os.path.join(ROLE, "defaults", "main.yml")) as f:
+        values = yaml.safe_load(f)
+    values.update(overrides)
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    for _ in range(5):
+        pending = False
+        for name, value in values.items():
+            if isinstance(value, str) and "{{" in value:
+                values[name] = env.from_string(value).render(**values)
+                pending = True
+        if not pending:
+            break
+    return values
+
+
+def _trailing_newlines(text):
+    return len(text) - len(text.rstrip("\n"))
+
+
+def render(template, values):
+    """Render templates/<template> (e.g. "nginx/subdomain.conf.j2") like ansible.builtin.template:
+    trim_blocks, included templates lose their trailing newline, the main one keeps its own."""
+    directory, name = os.path.split(template)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(TEMPLATES, directory)),
+                             trim_blocks=True, keep_trailing_newline=False, undefined=jinja2.StrictUndefined)
+    with open(os.path.join(TEMPLATES, template)) as f:
+        source = f.read()
+    result = env.get_template(name).render(**values)
+    return result + "\n" * max(0, _trailing_newlines(source) - _trailing_newlines(result))
+
+
+def self_signed_cert(directory, names):
+    """A self-signed certificate and key for DNS ``names`` (plus IP 127.0.0.1): (cert, key) paths."""
+    cert = os.path.join(directory, "cert.pem")
+    key = os.path.join(directory, "key.pem")
+    san = ",".join(["DNS:%s" % n for n in names] + ["IP:127.0.0.1"])
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=%s" % names[0], "-addext", "subjectAltName=%s" % san,
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    return cert, key
+
+
+# --------------------------------------------------------------------------- DNS
+
+class StubDNS:
+    """Answers A queries for any name with 127.0.0.1 (other types: no answer). Records the names asked."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.queries = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def address(self):
+        return "127.0.0.1:%d" % self.port
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.sock.close()
+
+    def _serve(self):
+        while not self._stop.is_set():
+            try:
+                data, peer = self.sock.recvfrom(512)
+            except (socket.timeout, OSError):
+                continue
+            try:
+                self.sock.sendto(self._answer(data), peer)
+            except (ValueError, IndexError, struct.error, OSError):
+                continue
+
+    def _answer(self, query):
+        qid = query[:2]
+        pos, labels = 12, []
+        while query[pos]:
+            length = query[pos]
+            labels.append(query[pos + 1:pos + 1 + length].decode("ascii"))
+            pos += 1 + length
+        qtype, _qclass = struct.unpack("!HH", query[pos + 1:pos + 5])
+        question = query[12:pos + 5]
+        name = ".".join(labels).lower()
+        self.queries.append((name, qtype))
+        answers = b""
+        if qtype == 1:  # A
+            answers = struct.pack("!HHHIH", 0xC00C, 1, 1, 60, 4) + socket.inet_aton("127.0.0.1")
+        header = qid + struct.pack("!HHHHH", 0x8180, 1, 1 if answers else 0, 0, 0)
+        return header + question + answers
+
+
+# --------------------------------------------------------------------------- HTTP
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers  # list of (name, value) as sent
+        self.body = body
+
+    def header(self, name):
+        values = self.all(name)
+        return values[0] if values else None
+
+    def all(self, name):
+        return [v for k, v in self.headers if k.lower() == name.lower()]
+
+    def __repr__(self):
+        return "<Response %s %s %r>" % (self.status, self.headers, self.body[:200])
+
+
+def request(port, path, host, method="GET", tls=False, ca_file=None, body=None, timeout=10):
+    """``method path`` to 127.0.0.1:port with Host ``host`` (and, over TLS, SNI ``host`` verified with ``ca_file``)."""
+    if tls:
+        context = ssl.create_default_context(cafile=ca_file)
+        conn = http.client.HTTPSConnection(host, port, context=context, timeout=timeout)
+        # Connect to loopback whatever ``host`` resolves to; SNI and verification still use ``host``.
+        conn._create_connection = lambda address, timeout=None, source=None: socket.create_connection(
+            ("127.0.0.1", port), timeout)
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        headers = {"Host": host if port in (80, 443) else "%s:%d" % (host, port)}
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return Response(resp.status, resp.getheaders(), resp.read())
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------- nginx cache files
+
+# ngx_http_file_cache_header_t (nginx 1.22, 64-bit): version (ngx_uint_t), valid_sec, updating_sec,
+# error_sec, last_modified, date (time_t), crc32 (uint32), valid_msec, header_start, body_start (u_short)...
+_CACHE_HEADER = struct.Struct("=Qqqqqqi HHH")
+
+
+def cache_entries(cache_dir):
+    """Every entry of an nginx proxy cache: dicts with key, status, valid_sec, date, path."""
+    entries = []
+    for root, _dirs, files in os.walk(cache_dir):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                data = f.read()
+            if len(data) < _CACHE_HEADER.size:
+                continue
+            version, valid_sec, _upd, _err, _lm, date, _crc, _vms, header_start, body_start = \
+                _CACHE_HEADER.unpack_from(data)
+            key_at = data.find(b"\nKEY: ")
+            if key_at < 0:
+                continue
+            key = data[key_at + 6:data.index(b"\n", key_at + 6)].decode()
+            head = data[header_start:body_start].decode("latin-1")
+            entries.append({"key": key, "status": head.split("\r\n", 1)[0], "valid_sec": valid_sec,
+                            "date": date, "version": version, "path": path})
+    return entries
