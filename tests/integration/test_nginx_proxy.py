@@ -454,20 +454,21 @@ def test_misskey_system_mode_is_refused_before_any_change(stack):
 
 
 def test_misskey_directory_mode_short_error_validity(stack):
-    """Misskey: no local files (straight to the bucket). With a 2s validity for errors, an object
-    uploaded after its 404 was cached is served once that validity is over."""
+    """Misskey: no local files (straight to the bucket), and the directory is Misskey's key prefix
+    (baseUrl https://DOMAIN, prefix "storage": URL /storage/X is object storage/X). With a 2s validity
+    for errors, an object uploaded after its 404 was cached is served once that validity is over."""
     st = stack
-    result, before = run_role(st, app="misskey", mode="directory", nginx_proxy_directory_path="/media/",
+    result, before = run_role(st, app="misskey", mode="directory", nginx_proxy_directory_path="/storage/",
                               nginx_proxy_cache_valid_other="2s")
     assert result.rc == 0, failure_text(result) + result.stderr[-2000:]
     wait_reloaded(st.nginx, before)
     with open(os.path.join(st.layout["snippets"], "fediverse_media-directory.conf")) as f:
         assert "try_files" not in f.read()
 
-    key = "misskey/%s.webp" % os.urandom(8).hex()
+    key = "storage/%s.webp" % os.urandom(8).hex()
 
     def get():
-        return request(st.nginx.port, "/media/" + key, APP_HOST)
+        return request(st.nginx.port, "/" + key, APP_HOST)
 
     first = get()
     seen_404 = time.monotonic()

@@ -90,6 +90,8 @@ def test_misskey_directory_without_local_root_passes_nginx_t(prefix):
     rc, err = nginx_t(prefix, render("nginx/proxy-cache.conf.j2", v) + server(18082, snippet))
     assert rc == 0, err + snippet
     assert "try_files" not in snippet and "location ^~ /media/ {" in snippet
+    # Misskey's keys start with its prefix (baseUrl https://DOMAIN, prefix "media"): nothing is stripped.
+    assert "rewrite ^(.*)$ $1? break;" in snippet and "rewrite ^/media/" not in snippet
 
 
 def test_location_body_has_the_cache_and_header_rules(prefix):
