@@ -45,7 +45,7 @@ def ansible_env(extra: dict | None = None, callback: str = "json") -> dict:
     return env
 
 
-@dataclass
+@dataclass(repr=False)
 class PlaybookResult:
     rc: int
     stdout: str
@@ -69,10 +69,23 @@ class PlaybookResult:
         return found[-1]["result"]
 
     def failure_messages(self) -> list:
-        return [t["result"].get("msg", "") for t in self.tasks if t["result"].get("failed")]
+        """The msg of every failed task, and of each failed item of a failed loop."""
+        messages = []
+        for t in self.tasks:
+            result = t["result"]
+            if not result.get("failed"):
+                continue
+            messages.append(result.get("msg", ""))
+            for item in result.get("results", []):
+                if isinstance(item, dict) and item.get("failed"):
+                    messages.append("%s: %s %s" % (t["name"], item.get("item"), item.get("msg") or item.get("status")))
+        return messages
 
     def __str__(self) -> str:  # shown by pytest on assertion failures
-        return "rc=%s stats=%s\nfailures=%s\nstderr=%s" % (self.rc, self.stats, self.failure_messages(), self.stderr[-3000:])
+        return "rc=%s stats=%s\nfailures=%s\nstderr=%s" % (
+            self.rc, self.stats, [m[:600] for m in self.failure_messages()], self.stderr[-3000:])
+
+    __repr__ = __str__  # pytest shows repr() of an assertion's message
 
 
 def _parse_json_output(stdout: str):

@@ -192,3 +192,58 @@ def cache_entries(cache_dir):
             entries.append({"key": key, "status": head.split("\r\n", 1)[0], "valid_sec": valid_sec,
                             "date": date, "version": version, "path": path})
     return entries
+
+
+# --- a Debian-like nginx with a Mastodon-like site, for the tests that run the proxy ---------------
+
+APP_HOST = "mastodon.test"
+
+
+def main_conf(nginx, layout):
+    p = nginx.prefix
+    return """user www-data;
+worker_processes 1;
+pid {p}/nginx.pid;
+error_log {p}/logs/error.log;
+events {{
+    worker_connections 64;
+}}
+http {{
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    access_log {p}/logs/access.log;
+    client_body_temp_path {p}/tmp/client_body;
+    proxy_temp_path {p}/tmp/proxy;
+    fastcgi_temp_path {p}/tmp/fastcgi;
+    uwsgi_temp_path {p}/tmp/uwsgi;
+    scgi_temp_path {p}/tmp/scgi;
+    include {conf_d}/*.conf;
+    include {enabled}/*;
+}}
+""".format(p=p, conf_d=layout["conf_d"], enabled=layout["enabled"])
+
+
+def app_site(nginx, layout, redirect_port):
+    """Shaped like Mastodon's dist/nginx.conf: a redirect server, then the app server whose
+    ``location ~ ^/system/`` serves public/system (the role's ^~ location must win over it)."""
+    return """server {{
+    listen 127.0.0.1:{redirect};
+    server_name {host};
+    location / {{ return 301 https://$host$request_uri; }}
+}}
+
+server {{
+    listen 127.0.0.1:{port};
+    server_name {host};
+    root {public};
+
+    location ~ ^/system/ {{
+        add_header X-Served-By "mastodon-system-location";
+        try_files $uri =404;
+    }}
+
+    location / {{
+        return 200 "app\\n";
+    }}
+}}
+""".format(redirect=redirect_port, host=APP_HOST, port=nginx.port, public=layout["public"])

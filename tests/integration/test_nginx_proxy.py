@@ -9,17 +9,23 @@ verifying RGW's certificate with the harness CA. The bucket's host name
 stub DNS server that answers 127.0.0.1.
 """
 
-import json
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 
 import pytest
 
 from tests.ansible_helpers import run_playbook
-from tests.nginx_proxy_support import StubDNS, cache_entries, render, request, role_defaults, self_signed_cert
+from tests.nginx_proxy_support import (
+    APP_HOST,
+    app_site,
+    cache_entries,
+    main_conf,
+    render,
+    request,
+    role_defaults,
+    self_signed_cert,
+)
 from tests.services.nginx import NGINX
 
 PLAYBOOK = """
@@ -29,7 +35,6 @@ PLAYBOOK = """
     - role: fediverse.object_storage.nginx_proxy
 """
 
-APP_HOST = "mastodon.test"
 PROXY_DOMAIN = "media.mastodon.test"
 REMOTE_KEY = "media_attachments/files/000/000/001/original/remote.png"
 LOCAL_KEY = "media_attachments/files/000/000/002/original/local.png"
@@ -39,90 +44,7 @@ ERROR_VALIDITY = 3  # nginx_proxy_cache_valid_other in the mode tests, seconds
 
 
 # --------------------------------------------------------------------------- fixtures
-
-@pytest.fixture
-def dns():
-    server = StubDNS().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def public_bucket(s3, bucket):
-    policy = {"Version": "2012-10-17", "Statement": [{
-        "Sid": "PublicRead", "Effect": "Allow", "Principal": {"AWS": "*"},
-        "Action": "s3:GetObject", "Resource": "arn:aws:s3:::%s/*" % bucket}]}
-    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
-    return bucket
-
-
-@pytest.fixture
-def layout():
-    """A Debian-like /etc/nginx, Mastodon's public/system and a systemd dir, readable by www-data."""
-    root = tempfile.mkdtemp(prefix="fos-test-nginxproxy-")
-    os.chmod(root, 0o755)
-    paths = {name: os.path.join(root, *parts) for name, parts in {
-        "conf_d": ("etc", "conf.d"), "available": ("etc", "sites-available"), "enabled": ("etc", "sites-enabled"),
-        "snippets": ("etc", "snippets"), "public": ("public",), "system": ("public", "system"),
-        "acme": ("acme",), "tls": ("tls",), "systemd": ("systemd",)}.items()}
-    for path in paths.values():
-        os.makedirs(path, mode=0o755, exist_ok=True)
-    paths["root"] = root
-    paths["cache"] = os.path.join(root, "cache", "fediverse_media")  # created by the role
-    paths["dropin"] = os.path.join(paths["systemd"], "nginx.service.d")
-    yield paths
-    shutil.rmtree(root, ignore_errors=True)
-
-
-def main_conf(nginx, layout):
-    p = nginx.prefix
-    return """user www-data;
-worker_processes 1;
-pid {p}/nginx.pid;
-error_log {p}/logs/error.log;
-events {{
-    worker_connections 64;
-}}
-http {{
-    include /etc/nginx/mime.types;
-    default_type application/octet-stream;
-    access_log {p}/logs/access.log;
-    client_body_temp_path {p}/tmp/client_body;
-    proxy_temp_path {p}/tmp/proxy;
-    fastcgi_temp_path {p}/tmp/fastcgi;
-    uwsgi_temp_path {p}/tmp/uwsgi;
-    scgi_temp_path {p}/tmp/scgi;
-    include {conf_d}/*.conf;
-    include {enabled}/*;
-}}
-""".format(p=p, conf_d=layout["conf_d"], enabled=layout["enabled"])
-
-
-def app_site(nginx, layout, redirect_port):
-    """Shaped like Mastodon's dist/nginx.conf: a redirect server, then the app server whose
-    ``location ~ ^/system/`` serves public/system (the role's ^~ location must win over it)."""
-    return """server {{
-    listen 127.0.0.1:{redirect};
-    server_name {host};
-    location / {{ return 301 https://$host$request_uri; }}
-}}
-
-server {{
-    listen 127.0.0.1:{port};
-    server_name {host};
-    root {public};
-
-    location ~ ^/system/ {{
-        add_header X-Served-By "mastodon-system-location";
-        try_files $uri =404;
-    }}
-
-    location / {{
-        return 200 "app\\n";
-    }}
-}}
-""".format(redirect=redirect_port, host=APP_HOST, port=nginx.port, public=layout["public"])
-
+# dns, public_bucket and layout: tests/integration/conftest.py; main_conf and app_site: tests/nginx_proxy_support.py
 
 @pytest.fixture
 def stack(nginx_factory, layout, rgw, s3, public_bucket, dns):

@@ -1,0 +1,43 @@
+"""Fixtures shared by the integration tests that run nginx in front of the bucket."""
+
+import json
+import os
+import shutil
+import tempfile
+
+import pytest
+
+from tests.nginx_proxy_support import StubDNS
+
+@pytest.fixture
+def dns():
+    server = StubDNS().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def public_bucket(s3, bucket):
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Sid": "PublicRead", "Effect": "Allow", "Principal": {"AWS": "*"},
+        "Action": "s3:GetObject", "Resource": "arn:aws:s3:::%s/*" % bucket}]}
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+    return bucket
+
+
+@pytest.fixture
+def layout():
+    """A Debian-like /etc/nginx, Mastodon's public/system and a systemd dir, readable by www-data."""
+    root = tempfile.mkdtemp(prefix="fos-test-nginxproxy-")
+    os.chmod(root, 0o755)
+    paths = {name: os.path.join(root, *parts) for name, parts in {
+        "conf_d": ("etc", "conf.d"), "available": ("etc", "sites-available"), "enabled": ("etc", "sites-enabled"),
+        "snippets": ("etc", "snippets"), "public": ("public",), "system": ("public", "system"),
+        "acme": ("acme",), "tls": ("tls",), "systemd": ("systemd",)}.items()}
+    for path in paths.values():
+        os.makedirs(path, mode=0o755, exist_ok=True)
+    paths["root"] = root
+    paths["cache"] = os.path.join(root, "cache", "fediverse_media")  # created by the role
+    paths["dropin"] = os.path.join(paths["systemd"], "nginx.service.d")
+    yield paths
+    shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,208 @@
+"""playbooks/migrate.yml and rollback.yml end to end on this machine: a Mastodon host laid out by
+tests/migrate_support.py (real PostgreSQL with the fixture instance, media files on disk, a real nginx
+in front of a real Ceph RGW over HTTPS). Keys only in the environment, as AWX injects them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import pytest
+
+from tests.ansible_helpers import REPO, ansible_env, run_playbook
+from tests.migrate_support import APP_HOST, checksums, prepare
+from tests.nginx_proxy_support import request
+
+MIGRATE = str(REPO / "playbooks" / "migrate.yml")
+ROLLBACK = str(REPO / "playbooks" / "rollback.yml")
+INVENTORY = "localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable
+
+
+@pytest.fixture
+def bucket_name(s3):
+    from tests.conftest import empty_and_delete_bucket
+
+    name = "fos-migrate-" + uuid.uuid4().hex[:12]
+    yield name
+    try:
+        empty_and_delete_bucket(s3, name)
+    except Exception:  # noqa: BLE001 - the test may not have created it
+        pass
+
+
+@pytest.fixture
+def host_factory(pg, rgw, nginx_factory, dns, bucket_name):
+    # Not under pytest's tmp_path (0700): nginx's workers (www-data) read the local media.
+    root = tempfile.mkdtemp(prefix="fos-test-migrate-")
+    os.chmod(root, 0o755)
+
+    def make(mode="system"):
+        return prepare(os.path.join(root, mode), pg, rgw, nginx_factory(), dns, bucket_name, mode=mode)
+    yield make
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def migrate(host, playbook=MIGRATE, **kw):
+    return run_playbook(playbook, extra_vars=dict(host.extra_vars, **kw.pop("extra", {})), env=host.env, **kw)
+
+
+def keys_in(s3, bucket):
+    try:
+        return {o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+                for o in page.get("Contents", [])}
+    except s3.exceptions.NoSuchBucket:
+        return None
+
+
+def env_values(path):
+    values = {}
+    with open(path) as fh:
+        for line in fh:
+            if "=" in line and not line.lstrip().startswith("#"):
+                name, value = line.rstrip("\n").split("=", 1)
+                values[name] = value
+    return values
+
+
+def nginx_files(host):
+    """The nginx configuration files (backups ending in ~ aside) and their contents."""
+    found = {}
+    for name in ("conf_d", "available", "enabled", "snippets"):
+        for entry in sorted(os.listdir(host.layout[name])):
+            path = os.path.join(host.layout[name], entry)
+            if not entry.endswith("~"):
+                found[os.path.join(name, entry)] = open(path, "rb").read()
+    return found
+
+
+@pytest.mark.parametrize("mode", ["system", "directory", "subdomain"])
+def test_migrate_then_rollback(host_factory, s3, bucket_name, mode):
+    host = host_factory(mode)
+    inst = host.instance
+    env_before = open(host.env_file, "rb").read()
+    local_before = checksums(host.system_root, skip_prefix="cache")
+    cache_before = checksums(os.path.join(host.system_root, "cache"))
+    nginx_before = nginx_files(host)
+
+    res = migrate(host)
+    assert res.rc == 0, res
+    # Every DB-referenced cached object is in the bucket (local media are not copied by default).
+    assert keys_in(s3, bucket_name) == set(inst.expected)
+    env = env_values(host.env_file)
+    alias = {"system": APP_HOST + "/system", "directory": APP_HOST + "/storage", "subdomain": "s3." + APP_HOST}[mode]
+    assert (env["S3_ENABLED"], env["S3_BUCKET"], env["S3_ALIAS_HOST"]) == ("true", bucket_name, alias)
+    assert env["AWS_SECRET_ACCESS_KEY"] == host.env["AWS_SECRET_ACCESS_KEY"]
+    assert os.path.exists(host.marker), "the app was not restarted"
+    # The cache is retired, never deleted; local media untouched.
+    assert not os.path.exists(os.path.join(host.system_root, "cache"))
+    assert checksums(os.path.join(host.system_root, "cache.old")) == cache_before
+    assert checksums(host.system_root, skip_prefix="cache") == local_before
+    # The verify phase fetched media through the proxy.
+    assert res.task("Fetch the media through the proxy")["results"], res
+    # A retired cached object is now served from the bucket through the proxy: MISS, then HIT.
+    key = sorted(k for k, (ctype, acl) in inst.expected.items() if acl is None and k.startswith("cache/"))[-1]
+    tls = mode == "subdomain"
+    ca_file = host.tls[0] if tls else None  # self-signed: the certificate is its own CA
+    first = request(host.proxy_port(), host.media_path(key), host.proxy_host(), tls=tls, ca_file=ca_file)
+    second = request(host.proxy_port(), host.media_path(key), host.proxy_host(), tls=tls, ca_file=ca_file)
+    assert (first.status, first.header("Content-Type")) == (200, inst.expected[key][0])
+    assert first.header("X-Cache") in ("MISS", "HIT") and second.header("X-Cache") == "HIT"
+    assert first.body == s3.get_object(Bucket=bucket_name, Key=key)["Body"].read()
+    if mode == "system":
+        # A cached object of the pre-3.2 layout (no cache/ prefix) stays on disk and is served from it.
+        old_layout = sorted(k for k, (ctype, acl) in inst.expected.items() if acl is None and not k.startswith("cache/"))[0]
+        local = request(host.proxy_port(), host.media_path(old_layout), host.proxy_host())
+        assert (local.status, local.header("X-Cache")) == (200, None)
+
+    again = migrate(host)
+    assert again.rc == 0 and again.changed == 0, [t["name"] for t in again.tasks if t["result"].get("changed")]
+
+    back = migrate(host, playbook=ROLLBACK)
+    assert back.rc == 0, back
+    assert open(host.env_file, "rb").read() == env_before
+    assert checksums(os.path.join(host.system_root, "cache")) == cache_before
+    assert not os.path.exists(os.path.join(host.system_root, "cache.old"))
+    assert checksums(host.system_root, skip_prefix="cache") == local_before
+    assert nginx_files(host) == nginx_before
+
+
+def test_check_mode_changes_nothing(host_factory, s3, bucket_name):
+    host = host_factory("system")
+    env_before = open(host.env_file, "rb").read()
+    nginx_before = nginx_files(host)
+    res = migrate(host, check=True, diff=True)
+    assert res.rc == 0, res
+    assert keys_in(s3, bucket_name) is None  # the bucket was not even created
+    assert open(host.env_file, "rb").read() == env_before
+    assert nginx_files(host) == nginx_before
+    assert os.path.isdir(os.path.join(host.system_root, "cache"))
+    assert res.changed > 0  # and it says what would change
+
+
+@pytest.mark.parametrize("case, extra, message", [
+    ("dotted bucket", {"migrate_bucket": "media.example.social"}, "contains dots"),
+    ("system mode for misskey", {"migrate_app": "misskey", "migrate_proxy_mode": "system"}, "does not apply to Misskey"),
+    ("missing env file", {"migrate_env_file": "/nonexistent/.env.production"}, "does not exist"),
+    ("unreachable database", {"migrate_db_port": 1}, "cannot connect to PostgreSQL"),
+    ("wrong secret key", {"migrate_secret_key": "wrong-secret"}, "secret key"),
+])
+def test_bad_input_fails_before_anything_changes(host_factory, s3, bucket_name, case, extra, message):
+    host = host_factory("system")
+    env_before = open(host.env_file, "rb").read()
+    nginx_before = nginx_files(host)
+    res = migrate(host, extra=extra)
+    assert res.rc != 0, case
+    assert any(message in m for m in res.failure_messages()), (case, res.failure_messages())
+    assert keys_in(s3, bucket_name) is None
+    assert open(host.env_file, "rb").read() == env_before
+    assert nginx_files(host) == nginx_before
+
+
+def test_interrupted_copy_resumes_to_the_same_final_state(host_factory, s3, bucket_name):
+    host = host_factory("system")
+    inst = host.instance
+    progress = os.path.join(host.layout["progress"], "fediverse-media-copy-%s.json" % bucket_name)
+    with tempfile.TemporaryDirectory(prefix="fos-play-") as tmp:
+        inv = os.path.join(tmp, "inventory.ini")
+        with open(inv, "w") as fh:
+            fh.write(INVENTORY)
+        extra = os.path.join(tmp, "extra.json")
+        with open(extra, "w") as fh:
+            json.dump(dict(host.extra_vars, migrate_max_requests_per_second=4), fh)
+        proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), MIGRATE,
+                                 "-i", inv, "-e", "@" + extra], env=ansible_env(host.env, "default"),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.time() + 240
+        done = 0
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                with open(progress) as fh:
+                    done = json.load(fh).get("done", 0)
+            except (OSError, ValueError):
+                done = 0
+            if done >= 3:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None and done >= 3, "copy pass 1 never got going"
+        # Kill the run and the copy it started in the background (a crash of the whole host's jobs).
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        subprocess.run(["pkill", "-9", "-f", "AnsiballZ_media_copy"], check=False)
+    partial = keys_in(s3, bucket_name)
+    assert partial and len(partial) < len(inst.expected)
+    assert os.path.isdir(os.path.join(host.system_root, "cache"))
+
+    res = migrate(host)
+    assert res.rc == 0, res
+    assert keys_in(s3, bucket_name) == set(inst.expected)
+    assert env_values(host.env_file)["S3_ENABLED"] == "true"
+    assert not os.path.exists(os.path.join(host.system_root, "cache"))
+    assert os.path.isdir(os.path.join(host.system_root, "cache.old"))

@@ -1,0 +1,160 @@
+"""A Mastodon host on this machine for playbooks/migrate.yml: used by the end-to-end tests, the
+ansible-runner (AWX) test and the demo.
+
+It lays out, under one temp root: a Debian-like /etc/nginx (conf.d, sites-available, sites-enabled,
+snippets) served by a throwaway nginx, Mastodon's live directory (.env.production pointing at the
+fixture database, public/system with the fixture's media files), and returns the extra vars that
+point migrate.yml at all of it and at the Ceph RGW over HTTPS. The S3 keys are NOT in the vars:
+they go in the environment (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), as the AWX credential does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.fixtures.mastodon_instance import build_instance
+from tests.nginx_proxy_support import APP_HOST, app_site, main_conf, self_signed_cert
+from tests.services.base import free_port
+from tests.services.nginx import NGINX
+
+REPO = Path(__file__).resolve().parent.parent
+ENV_SAMPLE = REPO / "tests" / "fixtures" / "env.production.sample-shape"
+PROXY_DOMAIN = "s3." + APP_HOST
+
+
+@dataclass
+class MastodonHost:
+    root: str
+    live: str
+    env_file: str
+    system_root: str
+    instance: object
+    nginx: object
+    layout: dict
+    extra_vars: dict
+    env: dict
+    marker: str
+    mode: str
+    tls: tuple = field(default=None)
+    https_port: int = 0
+
+    def media_path(self, key: str) -> str:
+        """The URL path of an object through the proxy, in this mode."""
+        return {"subdomain": "/", "directory": "/storage/", "system": "/system/"}[self.mode] + key
+
+    def proxy_port(self) -> int:
+        return self.https_port if self.mode == "subdomain" else self.nginx.port
+
+    def proxy_host(self) -> str:
+        return PROXY_DOMAIN if self.mode == "subdomain" else APP_HOST
+
+
+def checksums(root, skip_prefix=None) -> dict:
+    sums = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root)
+            if skip_prefix and rel.startswith(skip_prefix):
+                continue
+            with open(path, "rb") as fh:
+                sums[rel] = hashlib.sha256(fh.read()).hexdigest()
+    return sums
+
+
+def write_env_file(path, pg, dbname):
+    """Mastodon's .env.production (sample shape), with the DB_* of the fixture database."""
+    values = {"DB_HOST": pg.host, "DB_PORT": str(pg.port), "DB_USER": pg.user, "DB_PASS": pg.password, "DB_NAME": dbname}
+    lines = []
+    for line in ENV_SAMPLE.read_text().splitlines(keepends=True):
+        name = line.split("=", 1)[0]
+        lines.append("%s=%s\n" % (name, values[name]) if name in values else line)
+    Path(path).write_text("".join(lines))
+    os.chmod(path, 0o600)
+
+
+def prepare(root, pg, rgw, nginx, dns, bucket, mode="system") -> MastodonHost:
+    """Lay out and start everything; ``nginx`` is a not yet started tests.services.nginx.Nginx."""
+    root = str(root)
+    os.makedirs(root, exist_ok=True)
+    os.chmod(root, 0o755)
+    layout = {name: os.path.join(root, *parts) for name, parts in {
+        "conf_d": ("etc", "conf.d"), "available": ("etc", "sites-available"), "enabled": ("etc", "sites-enabled"),
+        "snippets": ("etc", "snippets"), "acme": ("acme",), "tls": ("tls",), "systemd": ("systemd",),
+        "live": ("mastodon", "live"), "public": ("mastodon", "live", "public"), "progress": ("progress",)}.items()}
+    for path in layout.values():
+        os.makedirs(path, mode=0o755, exist_ok=True)
+    for sub in ("mastodon", os.path.join("mastodon", "live")):
+        os.chmod(os.path.join(root, sub), 0o755)
+    layout["system"] = os.path.join(layout["public"], "system")
+    layout["cache"] = os.path.join(root, "nginx-cache", "fediverse_media")
+    layout["dropin"] = os.path.join(layout["systemd"], "nginx.service.d")
+
+    dbname = "mastodon_" + uuid.uuid4().hex[:8]
+    instance = build_instance(pg, dbname, layout["system"], missing=())
+    for dirpath, dirs, _files in os.walk(layout["system"]):
+        for d in dirs:
+            os.chmod(os.path.join(dirpath, d), 0o755)
+    env_file = os.path.join(layout["live"], ".env.production")
+    write_env_file(env_file, pg, dbname)
+
+    os.chmod(nginx.prefix, 0o755)
+    site = os.path.join(layout["available"], "mastodon")
+    app_layout = dict(layout, public=layout["public"])
+    with open(site, "w") as f:
+        f.write(app_site(nginx, app_layout, free_port()))
+    os.symlink(site, os.path.join(layout["enabled"], "mastodon"))
+    nginx.write_config(main_conf(nginx, layout))
+    nginx.start()
+
+    marker = os.path.join(root, "restarted")
+    base = [NGINX, "-p", nginx.prefix + "/", "-c", nginx.config_file, "-e", nginx.error_log]
+    extra = {
+        "migrate_app": "mastodon",
+        "migrate_domain": APP_HOST,
+        "migrate_proxy_mode": mode,
+        "migrate_bucket": bucket,
+        "migrate_endpoint": rgw.https_endpoint,
+        "migrate_ca_bundle": rgw.ca_bundle,
+        "migrate_mastodon_dir": layout["live"],
+        "migrate_python": "none",
+        "migrate_restart_command": "touch %s" % marker,
+        "migrate_progress_dir": layout["progress"],
+        "migrate_verify_validate_certs": False,
+        # The proxy: the throwaway nginx, proxying virtual-host style to BUCKET.s3.localhost (resolved
+        # at request time by the stub DNS) and verifying RGW's certificate with the harness CA.
+        "nginx_proxy_s3_endpoint": "https://%s:%d" % (rgw.dns_name, rgw.https_port),
+        "nginx_proxy_upstream_ca_file": rgw.ca_bundle,
+        "nginx_proxy_resolvers": [dns.address],
+        "nginx_proxy_cache_path": layout["cache"],
+        "nginx_proxy_conf_d_dir": layout["conf_d"],
+        "nginx_proxy_sites_available_dir": layout["available"],
+        "nginx_proxy_sites_enabled_dir": layout["enabled"],
+        "nginx_proxy_snippets_dir": layout["snippets"],
+        "nginx_proxy_app_site_file": os.path.join(layout["enabled"], "mastodon"),
+        "nginx_proxy_test_command": " ".join(base + ["-t"]),
+        "nginx_proxy_reload_command": " ".join(base + ["-s", "reload"]),
+        "nginx_proxy_systemd_dropin_dir": layout["dropin"],
+        "nginx_proxy_systemd_daemon_reload": False,
+    }
+    host = MastodonHost(root=root, live=layout["live"], env_file=env_file, system_root=layout["system"],
+                        instance=instance, nginx=nginx, layout=layout, extra_vars=extra,
+                        env={"AWS_ACCESS_KEY_ID": rgw.access_key, "AWS_SECRET_ACCESS_KEY": rgw.secret_key},
+                        marker=marker, mode=mode)
+    if mode == "subdomain":
+        host.tls = self_signed_cert(layout["tls"], [PROXY_DOMAIN])
+        host.https_port = free_port()
+        extra.update(nginx_proxy_listen_address="127.0.0.1", nginx_proxy_listen_ipv6=False,
+                     nginx_proxy_http_port=free_port(), nginx_proxy_https_port=host.https_port,
+                     nginx_proxy_ssl_certificate=host.tls[0], nginx_proxy_ssl_certificate_key=host.tls[1],
+                     nginx_proxy_acme_webroot=layout["acme"],
+                     migrate_verify_base_url="https://127.0.0.1:%d" % host.https_port,
+                     migrate_verify_host_header=PROXY_DOMAIN)
+    else:
+        extra.update(migrate_verify_base_url="http://127.0.0.1:%d%s" % (
+            nginx.port, "/storage" if mode == "directory" else "/system"), migrate_verify_host_header=APP_HOST)
+    return host
