@@ -1,0 +1,476 @@
+"""fediverse.object_storage.media_copy through ansible-playbook, against a real PostgreSQL holding
+Mastodon's tables (tests/fixtures/mastodon_instance.py) and a real Ceph RGW over HTTPS (CA bundle).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+
+from tests.ansible_helpers import ansible_env, run_playbook
+from tests.fixtures.mastodon_instance import build_instance
+
+MODULE = "fediverse.object_storage.media_copy"
+CACHE_CONTROL = "public, max-age=315576000, immutable"
+ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
+
+
+# --- fixtures and helpers ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def instance(pg, tmp_path_factory):
+    root = tmp_path_factory.mktemp("mastodon") / "public" / "system"
+    return build_instance(pg, "media_copy_" + uuid.uuid4().hex[:8], root)
+
+
+def tree_checksums(root):
+    sums = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            with open(path, "rb") as fh:
+                st = os.stat(path)
+                sums[os.path.relpath(path, root)] = (hashlib.sha256(fh.read()).hexdigest(), st.st_mode, st.st_mtime_ns)
+    return sums
+
+
+def module_args(rgw, instance, bucket, **extra):
+    args = dict(
+        db_host=instance.db_params["host"], db_port=instance.db_params["port"], db_name=instance.db_params["dbname"],
+        db_user=instance.db_params["user"], db_password=instance.db_params["password"],
+        system_root=instance.system_root,
+        endpoint=rgw.https_endpoint, ca_bundle=rgw.ca_bundle, access_key=rgw.access_key, secret_key=rgw.secret_key,
+        bucket=bucket,
+    )
+    args.update(extra)
+    return args
+
+
+def playbook(args):
+    # JSON is YAML: the arguments go in verbatim.
+    return """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Copy media
+      %s: %s
+""" % (MODULE, json.dumps(args))
+
+
+def run_copy(args, check=False):
+    res = run_playbook(playbook(args), check=check)
+    return res, res.task("Copy media")
+
+
+def bucket_objects(s3, bucket):
+    out = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            out[item["Key"]] = item
+    return out
+
+
+def descendants(pid):
+    """Every process below ``pid`` (by parent pid, across sessions)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def anonymous_get_status(rgw, bucket, key):
+    ctx = ssl.create_default_context(cafile=rgw.ca_bundle)
+    url = "%s/%s/%s" % (rgw.https_endpoint, bucket, urllib.request.quote(key))
+    try:
+        with urllib.request.urlopen(url, context=ctx, timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def is_public(s3, bucket, key):
+    grants = s3.get_object_acl(Bucket=bucket, Key=key)["Grants"]
+    return any(g["Grantee"].get("URI") == ALL_USERS and g["Permission"] in ("READ", "FULL_CONTROL") for g in grants)
+
+
+def present(expected, instance):
+    return {k: v for k, v in expected.items() if k not in instance.missing_keys}
+
+
+# --- acceptance: exact key set, headers, ACLs; idempotence; local media untouched -------------
+
+def test_full_copy_exact_keys_headers_acl_and_second_run_noop(rgw, s3, bucket, instance):
+    before = tree_checksums(instance.system_root)
+    args = module_args(rgw, instance, bucket, multipart_threshold=8 * 1024 * 1024)
+    res, out = run_copy(args)
+    assert res.rc == 0, res
+    want = present(instance.expected, instance)
+
+    objects = bucket_objects(s3, bucket)
+    assert set(objects) == set(want)
+    for key, (content_type, acl) in want.items():
+        head = s3.head_object(Bucket=bucket, Key=key)
+        assert head["ContentType"] == content_type, key
+        assert head["CacheControl"] == CACHE_CONTROL, key
+        assert head["ContentLength"] == os.path.getsize(os.path.join(instance.system_root, key))
+        assert is_public(s3, bucket, key) is (acl != "private"), key
+    # anonymous GET: public objects 200, private 403 (both kinds exist in the fixture)
+    privates = [k for k, v in want.items() if v[1] == "private"]
+    publics = [k for k, v in want.items() if v[1] != "private"]
+    assert privates and publics
+    for key in privates:
+        assert anonymous_get_status(rgw, bucket, key) == 403, key
+    for key in publics[:5]:
+        assert anonymous_get_status(rgw, bucket, key) == 200, key
+
+    # the 12 MiB file went multipart (ETag "...-N")
+    etag = objects[instance.large_key]["ETag"].strip('"')
+    assert etag.endswith("-2"), etag
+
+    # result accounting
+    assert out["changed"] is True
+    assert out["totals"]["copied"] == len(want)
+    assert out["totals"]["missing_source"] == len(instance.missing_keys)
+    assert out["totals"]["failed"] == 0
+    assert {m["key"] for m in out["missing_source_sample"]} == set(instance.missing_keys)
+    assert out["totals"]["rows"] == sum(instance.expected_rows["cache"].values())
+    assert {k: v["rows"] for k, v in out["kinds"].items()} == instance.expected_rows["cache"]
+    assert out["bytes"] == sum(o["Size"] for o in objects.values())
+    assert out["objects_per_second"] > 0 and out["seconds"] > 0
+
+    # second run: nothing copied, no change
+    res2, out2 = run_copy(args)
+    assert res2.rc == 0, res2
+    assert out2["changed"] is False
+    assert out2["totals"]["copied"] == 0
+    assert out2["totals"]["skipped"] == len(want)
+    assert res2.changed == 0
+
+    # local media untouched: same files, same content, modes and mtimes
+    assert tree_checksums(instance.system_root) == before
+
+
+def test_missing_source_is_reported_and_does_not_fail(rgw, s3, bucket, instance):
+    res, out = run_copy(module_args(rgw, instance, bucket))
+    assert res.rc == 0, res
+    assert instance.missing_keys
+    assert out["totals"]["missing_source"] == len(instance.missing_keys)
+    assert [m["key"] for m in out["missing_source_sample"]] == sorted(instance.missing_keys)
+    assert set(bucket_objects(s3, bucket)) == set(present(instance.expected, instance))
+
+
+def test_check_mode_uploads_nothing_and_counts(rgw, s3, bucket, instance):
+    res, out = run_copy(module_args(rgw, instance, bucket), check=True)
+    assert res.rc == 0, res
+    assert bucket_objects(s3, bucket) == {}
+    want = present(instance.expected, instance)
+    assert out["totals"]["copied"] == len(want)
+    assert out["bytes"] == sum(os.path.getsize(os.path.join(instance.system_root, k)) for k in want)
+    assert out["changed"] is True
+
+
+def test_verify_reports_exactly_deleted_objects(rgw, s3, bucket, instance):
+    args = module_args(rgw, instance, bucket)
+    res, _ = run_copy(args)
+    assert res.rc == 0, res
+    want = sorted(present(instance.expected, instance))
+    deleted = [want[0], want[len(want) // 2], want[-1]]
+    for key in deleted:
+        s3.delete_object(Bucket=bucket, Key=key)
+    # and one object overwritten with another size
+    changed_key = want[1]
+    s3.put_object(Bucket=bucket, Key=changed_key, Body=b"other size")
+
+    res, out = run_copy(dict(args, mode="verify"))
+    assert res.rc == 0, res
+    assert out["changed"] is False
+    assert out["missing_in_bucket"] == 3
+    assert sorted(m["key"] for m in out["missing_in_bucket_sample"]) == sorted(deleted)
+    assert out["different_size"] == 1
+    assert [m["key"] for m in out["different_size_sample"]] == [changed_key]
+    assert out["verified"] is False
+    # verify copied nothing
+    assert not set(deleted) & set(bucket_objects(s3, bucket))
+
+    res, _ = run_copy(args)
+    res, out = run_copy(dict(args, mode="verify"))
+    assert out["missing_in_bucket"] == 0 and out["different_size"] == 0 and out["verified"] is True
+
+
+def test_shards_split_the_set_without_overlap(rgw, s3, bucket, instance):
+    want = set(present(instance.expected, instance))
+    args = module_args(rgw, instance, bucket, shard_count=2)
+    res0, out0 = run_copy(dict(args, shard_index=0))
+    assert res0.rc == 0, res0
+    after0 = set(bucket_objects(s3, bucket))
+    assert 0 < len(after0) < len(want)
+    assert out0["totals"]["copied"] == len(after0)
+
+    # skip_existing false: shard 1 copies everything of its own, so any overlap would show in its count
+    res1, out1 = run_copy(dict(args, shard_index=1, skip_existing=False))
+    assert res1.rc == 0, res1
+    after1 = set(bucket_objects(s3, bucket))
+    assert after1 == want
+    assert out1["totals"]["copied"] == len(after1 - after0)
+    assert out0["totals"]["copied"] + out1["totals"]["copied"] == len(want)
+    assert out0["totals"]["rows"] + out1["totals"]["rows"] == sum(instance.expected_rows["cache"].values())
+
+
+def test_interrupted_run_resumes_to_complete(rgw, s3, bucket, instance, tmp_path):
+    progress = tmp_path / "progress.json"
+    args = module_args(rgw, instance, bucket, max_requests_per_second=3, concurrency=2, progress_file=str(progress))
+    path = tmp_path / "play.yml"
+    path.write_text(playbook(args))
+    inv = tmp_path / "inv.ini"
+    inv.write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable)
+    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), str(path), "-i", str(inv)],
+                            env=ansible_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    want = set(present(instance.expected, instance))
+    try:
+        deadline = time.monotonic() + 60
+        landed = set()
+        while time.monotonic() < deadline:
+            landed = set(bucket_objects(s3, bucket))
+            if len(landed) >= 5:
+                break
+            time.sleep(0.3)
+        assert len(landed) >= 5
+        # the progress file is there and not finished
+        data = json.loads(progress.read_text())
+        assert data["finished"] is False and data["phase"] in ("copying", "listing")
+    finally:
+        # kill -9 the whole tree: ansible-playbook, its worker and the module's python (the worker
+        # runs in a session of its own, so killing the process group would miss the module)
+        for pid in descendants(proc.pid) + [proc.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
+    time.sleep(1)  # a request whose body was fully sent may still complete on the server
+    landed = set(bucket_objects(s3, bucket))
+    assert 0 < len(landed) < len(want)
+    time.sleep(2)
+    assert set(bucket_objects(s3, bucket)) == landed  # the copy really died
+
+    res, out = run_copy(dict(args, max_requests_per_second=0, concurrency=16))
+    assert res.rc == 0, res
+    assert set(bucket_objects(s3, bucket)) == want
+    assert out["totals"]["skipped"] >= len(landed) - 2  # (an object may land just as the kill comes)
+    assert out["totals"]["copied"] + out["totals"]["skipped"] == len(want)
+    data = json.loads(progress.read_text())
+    assert data["finished"] is True and data["done"] == len(instance.expected)
+    assert data["copied"] == out["totals"]["copied"]
+
+
+def test_rate_limit_is_honoured(rgw, s3, bucket, instance):
+    args = module_args(rgw, instance, bucket, max_requests_per_second=20, limit=6)
+    start = time.monotonic()
+    res, out = run_copy(args)
+    assert res.rc == 0, res
+    # every request went through the limiter: (requests - burst) / rate <= the run's duration
+    assert out["requests"] >= out["totals"]["copied"] + 1
+    assert out["seconds"] >= (out["requests"] - 20) / 20.0 - 0.05
+    assert time.monotonic() - start >= out["seconds"]
+
+
+def test_key_prefix(rgw, s3, bucket, instance):
+    res, out = run_copy(module_args(rgw, instance, bucket, key_prefix="mastodon"))
+    assert res.rc == 0, res
+    assert set(bucket_objects(s3, bucket)) == {"mastodon/" + k for k in present(instance.expected, instance)}
+    res, out = run_copy(module_args(rgw, instance, bucket, key_prefix="mastodon"))
+    assert out["totals"]["copied"] == 0 and out["changed"] is False
+
+
+def test_scope_local_and_backups_private(rgw, s3, bucket, instance):
+    res, out = run_copy(module_args(rgw, instance, bucket, scope=["local"], include_backups=True, acl=""))
+    assert res.rc == 0, res
+    want = present(dict(instance.expected_local, **instance.expected_backups), instance)
+    assert set(bucket_objects(s3, bucket)) == set(want)
+    assert instance.expected_backups
+    for key in instance.expected_backups:
+        assert not is_public(s3, bucket, key)
+        assert anonymous_get_status(rgw, bucket, key) == 403
+    # acl "" sends no ACL: the bucket default (private) applies to every object
+    for key in want:
+        assert not is_public(s3, bucket, key), key
+    assert {k: v["rows"] for k, v in out["kinds"].items()} == dict(instance.expected_rows["local"],
+                                                                   **instance.expected_rows["backups"])
+
+
+def test_backups_private_even_with_public_acl(rgw, s3, bucket, instance):
+    res, _ = run_copy(module_args(rgw, instance, bucket, scope=["local"], include_backups=True))
+    assert res.rc == 0, res
+    for key, (_ct, acl) in present(instance.expected_local, instance).items():
+        assert is_public(s3, bucket, key) is (acl != "private"), key
+    for key in instance.expected_backups:
+        assert not is_public(s3, bucket, key)
+
+
+def test_source_s3_bucket_to_bucket(rgw, s3, bucket, instance):
+    source = "fos-test-src-" + uuid.uuid4().hex[:10]
+    s3.create_bucket(Bucket=source)
+    try:
+        res, _ = run_copy(module_args(rgw, instance, source, key_prefix="old"))
+        assert res.rc == 0, res
+        # another key pair on the same endpoint would stream; same keys -> server-side copy
+        args = module_args(rgw, instance, bucket, source="s3", source_bucket=source, source_key_prefix="old",
+                           source_endpoint=rgw.https_endpoint, system_root="/nonexistent")
+        res, out = run_copy(args)
+        assert res.rc == 0, res
+        want = present(instance.expected, instance)
+        assert set(bucket_objects(s3, bucket)) == set(want)
+        for key, (content_type, acl) in want.items():
+            head = s3.head_object(Bucket=bucket, Key=key)
+            assert head["ContentType"] == content_type and head["CacheControl"] == CACHE_CONTROL
+            assert is_public(s3, bucket, key) is (acl != "private")
+        assert out["totals"]["missing_source"] == len(instance.missing_keys)
+        res, out = run_copy(args)
+        assert out["totals"]["copied"] == 0 and out["changed"] is False
+    finally:
+        from tests.conftest import empty_and_delete_bucket
+
+        empty_and_delete_bucket(s3, source)
+
+
+def test_source_s3_streamed_with_other_keys(rgw, s3, bucket, instance):
+    """Different source keys: objects are streamed (GET + PUT), the large one multipart."""
+    source = "fos-test-src-" + uuid.uuid4().hex[:10]
+    s3.create_bucket(Bucket=source)
+    uid = "fos-src-" + uuid.uuid4().hex[:6]
+    out = json.loads(rgw.admin("user", "create", "--uid", uid, "--display-name", uid))
+    keys = out["keys"][0]
+    try:
+        res, _ = run_copy(module_args(rgw, instance, source, limit=40))
+        assert res.rc == 0, res
+        # let the other user read the source bucket
+        s3.put_bucket_policy(Bucket=source, Policy=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"AWS": ["arn:aws:iam:::user/%s" % uid]},
+                           "Action": ["s3:GetObject", "s3:ListBucket"],
+                           "Resource": ["arn:aws:s3:::%s" % source, "arn:aws:s3:::%s/*" % source]}]}))
+        args = module_args(rgw, instance, bucket, source="s3", source_bucket=source,
+                           source_access_key=keys["access_key"], source_secret_key=keys["secret_key"],
+                           multipart_threshold=8 * 1024 * 1024)
+        res, out = run_copy(args)
+        assert res.rc == 0, res
+        objects = bucket_objects(s3, bucket)
+        assert set(objects) == set(present(instance.expected, instance))
+        assert objects[instance.large_key]["ETag"].strip('"').endswith("-2")
+        assert objects[instance.large_key]["Size"] == instance.large_size
+    finally:
+        from tests.conftest import empty_and_delete_bucket
+
+        empty_and_delete_bucket(s3, source)
+        rgw.admin("user", "rm", "--uid", uid, "--purge-data")
+
+
+# --- pre-flight errors: clear, before any copy --------------------------------------------------
+
+def test_wrong_secret_key_fails_before_copy(rgw, s3, bucket, instance):
+    res, out = run_copy(module_args(rgw, instance, bucket, secret_key="not-the-secret"))
+    assert res.rc != 0
+    assert out["failed"] is True
+    assert "credentials rejected" in out["msg"] and "SignatureDoesNotMatch" in out["msg"], out["msg"]
+    assert "not-the-secret" not in res.stdout
+    assert bucket_objects(s3, bucket) == {}
+
+
+def test_unreachable_db_fails_clearly(rgw, s3, bucket, instance):
+    res, out = run_copy(module_args(rgw, instance, bucket, db_host="127.0.0.1", db_port=1))
+    assert res.rc != 0
+    assert out["msg"].startswith("database: cannot connect to PostgreSQL"), out["msg"]
+    assert not instance.db_params["password"] or instance.db_params["password"] not in res.stdout
+    assert bucket_objects(s3, bucket) == {}
+
+
+def test_missing_bucket_fails_clearly(rgw, instance):
+    res, out = run_copy(module_args(rgw, instance, "fos-test-no-such-bucket-" + uuid.uuid4().hex[:6]))
+    assert res.rc != 0
+    assert "does not exist" in out["msg"] and "NoSuchBucket" in out["msg"], out["msg"]
+
+
+def test_db_from_env_file(rgw, s3, bucket, instance, tmp_path):
+    env = tmp_path / ".env.production"
+    p = instance.db_params
+    env.write_text("DB_HOST=%s\nDB_PORT=%s\nDB_NAME=%s\nDB_USER=%s\nDB_PASS=%s\n"
+                   % (p["host"], p["port"], p["dbname"], p["user"], p["password"]))
+    args = module_args(rgw, instance, bucket, env_file=str(env), limit=3)
+    for name in ("db_host", "db_port", "db_name", "db_user", "db_password"):
+        args.pop(name)
+    res, out = run_copy(args)
+    assert res.rc == 0, res
+    assert out["totals"]["rows"] == 3
+
+
+def test_failed_objects_fail_the_task_unless_ignored(rgw, s3, instance):
+    """A user that may list but not write the bucket: every PUT fails (AccessDenied), run continues."""
+    name = "fos-test-ro-" + uuid.uuid4().hex[:8]
+    s3.create_bucket(Bucket=name)
+    uid = "fos-ro-" + uuid.uuid4().hex[:6]
+    keys = json.loads(rgw.admin("user", "create", "--uid", uid, "--display-name", uid))["keys"][0]
+    try:
+        s3.put_bucket_policy(Bucket=name, Policy=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"AWS": ["arn:aws:iam:::user/%s" % uid]},
+                           "Action": ["s3:ListBucket"], "Resource": ["arn:aws:s3:::%s" % name]}]}))
+        args = module_args(rgw, instance, name, access_key=keys["access_key"], secret_key=keys["secret_key"], limit=4)
+        res, out = run_copy(args)
+        assert res.rc != 0
+        assert out["totals"]["failed"] == out["totals"]["objects"] - out["totals"]["missing_source"] > 0
+        assert "AccessDenied" in out["failed_sample"][0]["reason"]
+        assert "could not be copied" in out["msg"]
+        res, out = run_copy(dict(args, ignore_failures=True))
+        assert res.rc == 0, res
+        assert out["totals"]["failed"] > 0 and out["changed"] is False
+    finally:
+        from tests.conftest import empty_and_delete_bucket
+
+        empty_and_delete_bucket(s3, name)
+        rgw.admin("user", "rm", "--uid", uid, "--purge-data")
+
+
+# --- the engine's destination listing on the real server ----------------------------------------
+
+@pytest.mark.parametrize("parallel", [1, 4])
+def test_destination_listing_covers_every_key(s3, bucket, parallel):
+    """Parallel listing (tree walk + key ranges) sees every key exactly as a plain listing does."""
+    from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_engine as ce
+
+    keys = ["a", "a-b/c", "a/", "a/b", "p/x y+z.png", "p/%41", "top.txt"]
+    keys += ["p/media/%03d/%03d/original/f.png" % (i // 7, i) for i in range(60)]
+    keys += ["p/media/%03d/%03d/small/f.png" % (i // 7, i) for i in range(60)]
+    for i, key in enumerate(keys):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x" * (i % 13))
+    limiter = ce.RateLimiter(0)
+    index = ce.DestinationIndex.from_listing(s3, bucket, "", limiter, page_size=7, parallel=parallel)
+    for i, key in enumerate(keys):
+        assert index.size_of(key) == i % 13, key
+    assert index.size_of("p/media") is None
+    sub = ce.DestinationIndex.from_listing(s3, bucket, "p/", None, page_size=5, parallel=parallel)
+    assert sub.size_of("p/media/000/000/original/f.png") == keys.index("p/media/000/000/original/f.png") % 13
+    assert sub.size_of("top.txt") is None
+    # every request went through the limiter
+    assert limiter.requests >= len(keys) // 7

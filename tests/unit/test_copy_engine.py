@@ -1,0 +1,401 @@
+"""Unit tests of plugins/module_utils/copy_engine.py: the parts that need no S3 server.
+
+(S3 behaviour is tested against a real Ceph RGW in tests/integration/test_media_copy.py.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+_COLLECTIONS = str(REPO / ".cache" / "collections")
+if _COLLECTIONS not in sys.path:
+    sys.path.insert(0, _COLLECTIONS)
+
+from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_engine as ce  # noqa: E402
+
+# The shapes of plugins/module_utils/mastodon_layout.py, redeclared so these tests stand alone.
+MediaObject = namedtuple("MediaObject", "kind key content_type acl row_id")
+RowObjects = namedtuple("RowObjects", "kind row_id objects")
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+        self.sleeps = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+# --- keys ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("prefix,key,expected", [
+    (None, "cache/accounts/avatars/000/000/001/original/a.png", "cache/accounts/avatars/000/000/001/original/a.png"),
+    ("", "media_attachments/files/1/a.png", "media_attachments/files/1/a.png"),
+    ("mastodon", "media_attachments/files/1/a.png", "mastodon/media_attachments/files/1/a.png"),
+    ("/mastodon/", "/cache/x.png", "mastodon/cache/x.png"),
+    ("a/b", "x", "a/b/x"),
+])
+def test_join_key(prefix, key, expected):
+    assert ce.join_key(prefix, key) == expected
+
+
+def test_listing_prefix():
+    assert ce.listing_prefix(None) == ""
+    assert ce.listing_prefix("") == ""
+    assert ce.listing_prefix("/mastodon/") == "mastodon/"
+
+
+def test_engine_dest_key_uses_key_prefix():
+    engine = ce.CopyEngine(None, "b", ce.FilesystemSource("/nonexistent"), key_prefix="pfx")
+    assert engine.dest_key("cache/a.png") == "pfx/cache/a.png"
+    assert ce.CopyEngine(None, "b", None).dest_key("cache/a.png") == "cache/a.png"
+
+
+# --- PUT headers -------------------------------------------------------------------------------
+
+def test_extra_args_defaults_match_mastodon():
+    engine = ce.CopyEngine(None, "b", None)
+    obj = MediaObject("media_attachments.file", "k", "image/png", None, 1)
+    assert engine.extra_args(obj) == {
+        "ContentType": "image/png",
+        "CacheControl": "public, max-age=315576000, immutable",
+        "ACL": "public-read",
+    }
+
+
+def test_extra_args_private_object_wins_over_module_acl():
+    engine = ce.CopyEngine(None, "b", None, acl="public-read")
+    obj = MediaObject("backups.dump", "backups/dumps/1/original/x.zip", "application/zip", "private", 1)
+    assert engine.extra_args(obj)["ACL"] == "private"
+
+
+def test_extra_args_empty_acl_sends_none_and_custom_cache_control():
+    engine = ce.CopyEngine(None, "b", None, acl="", cache_control="max-age=60")
+    obj = MediaObject("k", "k", None, None, 1)
+    assert engine.extra_args(obj) == {"CacheControl": "max-age=60"}
+
+
+# --- rate limiter -------------------------------------------------------------------------------
+
+def test_rate_limiter_caps_rate_with_fake_clock():
+    clock = FakeClock()
+    limiter = ce.RateLimiter(10, clock=clock, sleep=clock.sleep)
+    start = clock.now
+    for _ in range(50):
+        limiter.acquire()
+    elapsed = clock.now - start
+    # burst of 10 immediately, then 40 more at 10/s -> 4 s
+    assert elapsed == pytest.approx(4.0, abs=1e-6)
+    assert limiter.requests == 50
+
+
+def test_rate_limiter_refills_after_idle_but_not_beyond_burst():
+    clock = FakeClock()
+    limiter = ce.RateLimiter(5, clock=clock, sleep=clock.sleep)
+    for _ in range(5):
+        limiter.acquire()
+    assert clock.sleeps == []
+    clock.now += 100  # a long idle time must not bank 500 tokens
+    for _ in range(5):
+        limiter.acquire()
+    assert clock.sleeps == []
+    limiter.acquire()
+    assert sum(clock.sleeps) == pytest.approx(0.2)
+
+
+def test_rate_limiter_zero_means_no_cap():
+    clock = FakeClock()
+    limiter = ce.RateLimiter(0, clock=clock, sleep=clock.sleep)
+    for _ in range(10000):
+        limiter.acquire()
+    assert clock.sleeps == [] and limiter.requests == 10000
+
+
+def test_rate_limiter_shared_by_threads_real_clock():
+    limiter = ce.RateLimiter(50, burst=1)
+    import time
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=lambda: [limiter.acquire() for _ in range(10)]) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - start
+    # 40 requests at 50/s with a burst of 1: >= 39/50 s whatever the number of threads
+    assert elapsed >= 0.75
+    assert limiter.requests == 40
+
+
+# --- destination index ------------------------------------------------------------------------
+
+def test_destination_index_lookup():
+    items = [("cache/a/%06d.png" % i, i * 3) for i in range(5000)]
+    index = ce.DestinationIndex(items)
+    assert len(index) == 5000
+    for key, size in items[::97]:
+        assert index.size_of(key) == size
+    assert index.size_of("cache/a/nope.png") is None
+    assert ce.DestinationIndex().size_of("x") is None
+
+
+def test_destination_index_is_compact():
+    import tracemalloc
+
+    tracemalloc.start()
+    index = ce.DestinationIndex(("cache/media_attachments/files/%018d/original/%d.jpg" % (i, i), 1000 + i)
+                                for i in range(100000))
+    current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(index) == 100000
+    # 16 bytes per entry kept; a dict of str keys would hold > 10 MB here
+    assert current < 3 * 1024 * 1024
+    assert peak < 12 * 1024 * 1024
+
+
+# --- retry classification ---------------------------------------------------------------------
+
+class _Err(Exception):
+    def __init__(self, code, status):
+        super().__init__(code)
+        self.response = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+
+
+def test_is_retryable():
+    assert ce.is_retryable(_Err("SlowDown", 503))
+    assert ce.is_retryable(_Err("InternalError", 500))
+    assert ce.is_retryable(_Err("Whatever", 502))
+    assert ce.is_retryable(ConnectionResetError())
+    assert not ce.is_retryable(_Err("AccessDenied", 403))
+    assert not ce.is_retryable(_Err("NoSuchBucket", 404))
+    assert not ce.is_retryable(ValueError("x"))
+    from botocore.exceptions import EndpointConnectionError
+
+    assert ce.is_retryable(EndpointConnectionError(endpoint_url="https://x"))
+
+
+def test_part_size_keeps_part_count_under_limit():
+    assert ce.part_size_for(12 * 1024 * 1024) == 8 * 1024 * 1024
+    assert ce.part_size_for(12 * 1024 * 1024, 1024) == 5 * 1024 * 1024
+    big = 200 * 1024 ** 3
+    assert (big + ce.part_size_for(big) - 1) // ce.part_size_for(big) <= 10000
+
+
+# --- accounting (check mode and verify mode need no server) ------------------------------------
+
+@pytest.fixture
+def system_root(tmp_path):
+    root = tmp_path / "system"
+    files = {
+        "cache/media_attachments/files/000/000/001/original/a.png": 100,
+        "cache/media_attachments/files/000/000/001/small/a.png": 10,
+        "cache/accounts/avatars/000/000/002/original/b.jpg": 200,
+        "media_attachments/files/000/000/003/original/c.mp4": 300,
+    }
+    for key, size in files.items():
+        path = root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * size)
+    return root
+
+
+def _rows():
+    return [
+        RowObjects("media_attachments", 1, [
+            MediaObject("media_attachments", "cache/media_attachments/files/000/000/001/original/a.png", "image/png", None, 1),
+            MediaObject("media_attachments", "cache/media_attachments/files/000/000/001/small/a.png", "image/png", None, 1),
+        ]),
+        RowObjects("accounts", 2, [
+            MediaObject("accounts", "cache/accounts/avatars/000/000/002/original/b.jpg", "image/jpeg", None, 2),
+            MediaObject("accounts", "cache/accounts/headers/000/000/002/original/gone.jpg", "image/jpeg", None, 2),
+        ]),
+        RowObjects("media_attachments", 3, [
+            MediaObject("media_attachments", "media_attachments/files/000/000/003/original/c.mp4", "video/mp4", None, 3),
+        ]),
+    ]
+
+
+def test_check_mode_accounting_with_skip_existing(system_root):
+    # one object already there with the same size (skipped), one with another size (copied again)
+    index = ce.DestinationIndex([
+        ("pfx/cache/media_attachments/files/000/000/001/original/a.png", 100),
+        ("pfx/cache/media_attachments/files/000/000/001/small/a.png", 11),
+    ])
+    engine = ce.CopyEngine(None, "bucket", ce.FilesystemSource(str(system_root)), key_prefix="pfx",
+                           check_mode=True, index=index, concurrency=3)
+    result = engine.run(_rows(), rows_total=3)
+    assert result["kinds"] == {
+        "accounts": {"rows": 1, "objects": 2, "copied": 1, "skipped": 0, "missing_source": 1, "failed": 0},
+        "media_attachments": {"rows": 2, "objects": 3, "copied": 2, "skipped": 1, "missing_source": 0, "failed": 0},
+    }
+    assert result["totals"] == {"rows": 3, "objects": 5, "copied": 3, "skipped": 1, "missing_source": 1, "failed": 0}
+    assert result["bytes"] == 10 + 200 + 300
+    assert result["missing_source_sample"] == [{
+        "kind": "accounts", "key": "cache/accounts/headers/000/000/002/original/gone.jpg",
+        "reason": "source file not found"}]
+    assert result["changed"] is True
+    assert engine.limiter.requests == 0  # nothing sent
+
+
+def test_verify_mode_reports_missing_and_different(system_root):
+    index = ce.DestinationIndex([
+        ("cache/media_attachments/files/000/000/001/original/a.png", 100),
+        ("cache/media_attachments/files/000/000/001/small/a.png", 9),
+        ("media_attachments/files/000/000/003/original/c.mp4", 300),
+    ])
+    engine = ce.CopyEngine(None, "bucket", ce.FilesystemSource(str(system_root)), mode="verify", index=index)
+    result = engine.run(_rows())
+    # the object whose source is gone is missing_source, not missing_in_bucket
+    assert result["missing_in_bucket"] == 1
+    assert [x["key"] for x in result["missing_in_bucket_sample"]] == ["cache/accounts/avatars/000/000/002/original/b.jpg"]
+    assert result["totals"]["missing_source"] == 1
+    assert result["different_size"] == 1
+    assert result["different_size_sample"][0]["key"] == "cache/media_attachments/files/000/000/001/small/a.png"
+    assert result["verified"] is False
+    assert result["changed"] is False
+    assert result["totals"]["copied"] == 0
+
+
+def test_samples_are_capped():
+    stats = ce.Stats(sample_size=3)
+    for i in range(10):
+        stats.record("k", "failed", "key%d" % i, reason="boom")
+        stats.record("k", "missing_source", "m%d" % i)
+    assert len(stats.failed_sample) == 3 and len(stats.missing_sample) == 3
+    assert stats.totals()["failed"] == 10 and stats.totals()["missing_source"] == 10
+
+
+def test_filesystem_source_refuses_escaping_keys(tmp_path):
+    (tmp_path / "secret").write_text("x")
+    source = ce.FilesystemSource(str(tmp_path / "system"))
+    assert source.size("../secret") is None
+    (tmp_path / "system" / "d").mkdir(parents=True)
+    assert source.size("d") is None  # a directory is not an object
+
+
+# --- progress file ------------------------------------------------------------------------------
+
+def test_progress_contents_and_eta():
+    clock = FakeClock()
+    stats = ce.Stats(clock=clock)
+    stats.rows_total = 100
+    stats.phase = "copying"
+    for _ in range(10):
+        stats.add_row("media_attachments", 2)
+    for i in range(15):
+        stats.record("media_attachments", "copied", "k%d" % i, size=1000)
+    for i in range(5):
+        stats.record("media_attachments", "skipped", "s%d" % i)
+    clock.now += 10.0
+    p = stats.progress()
+    assert p["done"] == 20
+    assert p["total"] == 200  # 20 objects for 10 rows, 100 rows expected
+    assert p["copied"] == 15 and p["skipped"] == 5 and p["failed"] == 0 and p["missing_source"] == 0
+    assert p["bytes"] == 15000
+    assert p["rate"] == {"objects_per_second": 2.0, "bytes_per_second": 1500.0}
+    assert p["eta_seconds"] == 90.0
+    assert p["phase"] == "copying" and p["finished"] is False
+    done = stats.progress(finished=True)
+    assert done["finished"] is True and done["eta_seconds"] == 0.0
+
+
+def test_progress_file_written_atomically_and_final(tmp_path, system_root):
+    path = tmp_path / "progress.json"
+    engine = ce.CopyEngine(None, "bucket", ce.FilesystemSource(str(system_root)), check_mode=True,
+                           index=ce.DestinationIndex(), progress_file=str(path))
+    engine.run(_rows(), rows_total=3)
+    data = json.loads(path.read_text())
+    assert data["finished"] is True
+    assert data["phase"] == "done"
+    assert data["done"] == 5 and data["total"] == 5
+    assert data["copied"] == 4 and data["missing_source"] == 1
+    assert data["bytes"] == 610
+    assert set(data) >= {"done", "total", "copied", "skipped", "failed", "missing_source", "bytes", "rate",
+                         "eta_seconds", "phase", "finished"}
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
+
+
+def test_progress_writer_rewrites_periodically(tmp_path):
+    path = tmp_path / "p.json"
+    stats = ce.Stats()
+    writer = ce.ProgressWriter(str(path), stats, interval=0.05)
+    writer.start()
+    seen = set()
+    import time
+
+    for i in range(20):
+        stats.record("k", "copied", "k%d" % i, size=1)
+        time.sleep(0.03)
+        seen.add(json.loads(path.read_text())["done"])
+    writer.stop()
+    assert len(seen) >= 3  # rewritten while running
+    assert json.loads(path.read_text())["done"] == 20
+
+
+def test_write_json_atomic_replaces(tmp_path):
+    path = tmp_path / "x.json"
+    ce.write_json_atomic(str(path), {"a": 1})
+    ce.write_json_atomic(str(path), {"a": 2})
+    assert json.loads(path.read_text()) == {"a": 2}
+    assert os.listdir(tmp_path) == ["x.json"]
+
+
+def test_same_account():
+    assert ce.same_account("https://127.0.0.1:1/", "AK", "https://127.0.0.1:1", "AK")
+    assert ce.same_account("ewr1", None, "https://ewr1.vultrobjects.com", "AK")
+    assert not ce.same_account("ewr1", "AK", "sjc1", "AK")
+    assert not ce.same_account("ewr1", "AK2", "ewr1", "AK")
+
+
+# --- ListObjectsV2 fast parser ----------------------------------------------------------------
+
+LIST_XML = b"""<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Name>b</Name><Prefix>cache/</Prefix><MaxKeys>1000</MaxKeys><EncodingType>url</EncodingType>
+  <IsTruncated>true</IsTruncated><KeyCount>2</KeyCount><NextContinuationToken>tok%2B1</NextContinuationToken>
+  <Contents><Key>cache/a%20b.png</Key><LastModified>2026-11-22T15:17:36.123Z</LastModified>
+    <ETag>&quot;abc&quot;</ETag><Size>123</Size><StorageClass>STANDARD</StorageClass></Contents>
+  <Contents><Key>cache/c.png</Key><LastModified>2026-11-22T15:17:37.000Z</LastModified>
+    <ETag>&quot;def-2&quot;</ETag><Size>12586913</Size><StorageClass>STANDARD</StorageClass></Contents>
+  <CommonPrefixes><Prefix>cache/x/</Prefix></CommonPrefixes>
+</ListBucketResult>"""
+
+
+def test_parse_list_objects_v2_matches_botocore():
+    import datetime
+
+    import botocore.session
+    from botocore.parsers import RestXMLParser
+
+    fast = ce.parse_list_objects_v2(LIST_XML)
+    model = botocore.session.get_session().get_service_model("s3")
+    shape = model.operation_model("ListObjectsV2").output_shape
+    slow = RestXMLParser()._do_parse({"body": LIST_XML, "headers": {}, "status_code": 200}, shape)
+    for key in ("Name", "Prefix", "EncodingType", "IsTruncated", "KeyCount", "MaxKeys", "NextContinuationToken",
+                "CommonPrefixes"):
+        assert fast[key] == slow[key], key
+    assert [(c["Key"], c["Size"], c["ETag"], c["LastModified"]) for c in fast["Contents"]] == [
+        (c["Key"], c["Size"], c["ETag"], c["LastModified"]) for c in slow["Contents"]]
+    assert fast["Contents"][0]["LastModified"] == datetime.datetime(2026, 11, 22, 15, 17, 36, 123000,
+                                                                    tzinfo=datetime.timezone.utc)
+
+
+def test_fast_timestamp_falls_back_to_botocore():
+    import datetime
+
+    assert ce.fast_timestamp("2026-11-22T15:17:36Z").tzinfo is not None
+    rfc = ce.fast_timestamp("Sun, 22 Nov 2026 15:17:36 GMT")
+    assert rfc.replace(tzinfo=None) == datetime.datetime(2026, 11, 22, 15, 17, 36)
