@@ -114,7 +114,7 @@ def main():
         params = db.connection_params(host=p["db_host"], port=p["db_port"], dbname=p["db_name"], user=p["db_user"],
                                       password=p["db_password"], env_file=p["env_file"])
         conn = db.connect(**params)
-    except (db.DBError, IOError, OSError) as exc:
+    except (db.DBError, OSError) as exc:
         module.fail_json(msg=str(exc))
     prefix = p["key_prefix"].strip("/")
     try:

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -79,7 +80,7 @@ def nginx_files(host):
         for entry in sorted(os.listdir(host.layout[name])):
             path = os.path.join(host.layout[name], entry)
             if not entry.endswith("~"):
-                found[os.path.join(name, entry)] = open(path, "rb").read()
+                found[os.path.join(name, entry)] = Path(path).read_bytes()
     return found
 
 
@@ -87,7 +88,7 @@ def nginx_files(host):
 def test_migrate_then_rollback(host_factory, s3, bucket_name, mode):
     host = host_factory(mode)
     inst = host.instance
-    env_before = open(host.env_file, "rb").read()
+    env_before = Path(host.env_file).read_bytes()
     local_before = checksums(host.system_root, skip_prefix="cache")
     cache_before = checksums(os.path.join(host.system_root, "cache"))
     nginx_before = nginx_files(host)
@@ -127,7 +128,7 @@ def test_migrate_then_rollback(host_factory, s3, bucket_name, mode):
 
     back = migrate(host, playbook=ROLLBACK)
     assert back.rc == 0, back
-    assert open(host.env_file, "rb").read() == env_before
+    assert Path(host.env_file).read_bytes() == env_before
     assert checksums(os.path.join(host.system_root, "cache")) == cache_before
     assert not os.path.exists(os.path.join(host.system_root, "cache.old"))
     assert checksums(host.system_root, skip_prefix="cache") == local_before
@@ -136,12 +137,12 @@ def test_migrate_then_rollback(host_factory, s3, bucket_name, mode):
 
 def test_check_mode_changes_nothing(host_factory, s3, bucket_name):
     host = host_factory("system")
-    env_before = open(host.env_file, "rb").read()
+    env_before = Path(host.env_file).read_bytes()
     nginx_before = nginx_files(host)
     res = migrate(host, check=True, diff=True)
     assert res.rc == 0, res
     assert keys_in(s3, bucket_name) is None  # the bucket was not even created
-    assert open(host.env_file, "rb").read() == env_before
+    assert Path(host.env_file).read_bytes() == env_before
     assert nginx_files(host) == nginx_before
     assert os.path.isdir(os.path.join(host.system_root, "cache"))
     assert res.changed > 0  # and it says what would change
@@ -156,13 +157,13 @@ def test_check_mode_changes_nothing(host_factory, s3, bucket_name):
 ])
 def test_bad_input_fails_before_anything_changes(host_factory, s3, bucket_name, case, extra, message):
     host = host_factory("system")
-    env_before = open(host.env_file, "rb").read()
+    env_before = Path(host.env_file).read_bytes()
     nginx_before = nginx_files(host)
     res = migrate(host, extra=extra)
     assert res.rc != 0, case
     assert any(message in m for m in res.failure_messages()), (case, res.failure_messages())
     assert keys_in(s3, bucket_name) is None
-    assert open(host.env_file, "rb").read() == env_before
+    assert Path(host.env_file).read_bytes() == env_before
     assert nginx_files(host) == nginx_before
 
 
