@@ -70,7 +70,7 @@ def main():
         say("fetching one migrated media URL through the proxy")
         key = sorted(k for k, (ctype, acl) in host.instance.expected.items() if acl is None and k.startswith("cache/"))[0]
         path = host.media_path(key)
-        for attempt in (1, 2):
+        for _attempt in ("MISS expected", "HIT expected"):
             resp = request(host.proxy_port(), path, host.proxy_host())
             print("GET http://%s%s -> %s, Content-Type: %s, %d bytes, X-Cache: %s"
                   % (host.proxy_host(), path, resp.status, resp.header("Content-Type"), len(resp.body),
