@@ -63,4 +63,4 @@ fi
 # The collection as Ansible finds it: .cache/collections/ansible_collections/fediverse/object_storage
 mkdir -p .cache/collections/ansible_collections/fediverse
 ln -sfn "$PWD" .cache/collections/ansible_collections/fediverse/object_storage
-log "ready: $(.venv/bin/ansible --version | head -1)"
+log "ready: ansible-core $(.venv/bin/python -c 'import ansible.release as r; print(r.__version__)') on $(.venv/bin/python --version)"

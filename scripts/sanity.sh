@@ -34,6 +34,8 @@ fi
 work=$(mktemp -d /tmp/fos-sanity-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 ansible-galaxy collection build -f --output-path "$work" . >/dev/null
-ansible-galaxy collection install --offline -p "$work/collections" "$work"/fediverse-object_storage-*.tar.gz >/dev/null
+# (its own collections path: a copy found on ANSIBLE_COLLECTIONS_PATH would count as "already installed")
+ANSIBLE_COLLECTIONS_PATH="$work/collections" ansible-galaxy collection install --offline --force \
+  -p "$work/collections" "$work"/fediverse-object_storage-*.tar.gz >/dev/null
 cd "$work/collections/ansible_collections/fediverse/object_storage"
 ansible-test sanity --python "$PY_VERSION" --color no "$@"

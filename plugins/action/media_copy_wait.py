@@ -69,7 +69,7 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
-        _, args = self.validate_argument_spec(argument_spec=dict(
+        dummy, args = self.validate_argument_spec(argument_spec=dict(
             jid=dict(type="str", required=True),
             progress_file=dict(type="str"),
             interval=dict(type="float", default=10.0),

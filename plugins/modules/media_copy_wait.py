@@ -15,7 +15,7 @@ description:
     line (done/total objects, MB/s, ETA) each time its O(fediverse.object_storage.media_copy#module:progress_file)
     changes.
   - Returns the finished job's result, like M(ansible.builtin.async_status) once the job is finished.
-  - This is an action plugin: it runs on the controller and polls the app host.
+  - This is an action plugin, it runs on the controller and polls the app host.
 options:
   jid:
     description: The job id returned by the async media_copy task (C(ansible_job_id)).
@@ -37,7 +37,7 @@ options:
     type: str
     default: media copy
 author:
-  - fediverse.object_storage contributors
+  - fediverse.object_storage contributors (@fediverse-object-storage)
 """
 
 EXAMPLES = r"""
