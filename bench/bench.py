@@ -1,0 +1,257 @@
+"""Benchmark: fediverse.object_storage.media_copy against aws s3 sync, s3cmd sync, rclone copy and
+s5cmd sync, on the same Ceph RGW over HTTPS. Driven by bench/run.sh (see there for usage).
+
+For each tool, into a fresh bucket: the full copy of <system_root>/cache to s3://BUCKET/cache/,
+then the no-op re-run; wall time and peak RSS (/usr/bin/time -v, "Maximum resident set size":
+the largest process of the tool's process tree, e.g. the module's python under ansible-playbook).
+Every tool is asked for the same object headers as the module (public-read ACL, Mastodon's
+Cache-Control) where it can. Then the module's peak RSS with 200,000 DB rows.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+for p in (os.path.join(REPO, ".cache", "collections"), REPO):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import s3_client  # noqa: E402
+
+CACHE_CONTROL = "public, max-age=315576000, immutable"
+VENV_BIN = os.path.join(REPO, ".venv", "bin")
+BENCH_BIN = os.path.join(REPO, ".cache", "bench-venv", "bin")
+
+
+def timed(cmd, env=None, cwd=None):
+    """Run cmd under /usr/bin/time -v: (seconds, peak_rss_mb, rc, output tail)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        start = time.monotonic()
+        proc = subprocess.run(["/usr/bin/time", "-v", "-o", tf.name] + cmd, env=env, cwd=cwd,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        seconds = time.monotonic() - start
+        text = tf.read()
+    match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
+    rss = int(match.group(1)) / 1024.0 if match else float("nan")
+    return seconds, rss, proc.returncode, proc.stdout
+
+
+class Bench:
+    def __init__(self, services, system_root, dbname, workdir):
+        ceph = services["services"]["ceph"]
+        pg = services["services"]["postgres"]
+        self.endpoint = ceph["https_endpoint"]
+        self.ca = ceph["ca_bundle"]
+        self.ak = ceph["access_key"]
+        self.sk = ceph["secret_key"]
+        self.pg = pg
+        self.system_root = system_root
+        self.src = os.path.join(system_root, "cache")
+        self.dbname = dbname
+        self.workdir = workdir
+        self.s3 = s3_client(self.endpoint, access_key=self.ak, secret_key=self.sk, ca_bundle=self.ca,
+                            max_pool_connections=20)
+        self.files = sum(len(f) for _d, _s, f in os.walk(self.src))
+
+    def new_bucket(self, tool):
+        name = "bench-%s-%s" % (tool, uuid.uuid4().hex[:6])
+        self.s3.create_bucket(Bucket=name)
+        return name
+
+    def count(self, bucket):
+        n = 0
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            n += len(page.get("Contents", []))
+        return n
+
+    def drop(self, bucket):
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                self.s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+        for up in self.s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+            self.s3.abort_multipart_upload(Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"])
+        self.s3.delete_bucket(Bucket=bucket)
+
+    # --- commands ---------------------------------------------------------------------------
+    def module_args(self, bucket, **extra):
+        args = dict(db_host=self.pg["host"], db_port=self.pg["port"], db_name=self.dbname, db_user=self.pg["user"],
+                    db_password=self.pg["password"], system_root=self.system_root, endpoint=self.endpoint,
+                    ca_bundle=self.ca, access_key=self.ak, secret_key=self.sk, bucket=bucket)
+        args.update(extra)
+        return args
+
+    def cmd_module(self, bucket, **extra):
+        play = os.path.join(self.workdir, "play-%s.yml" % bucket)
+        with open(play, "w") as f:
+            f.write("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+                    "    - name: Copy media\n      fediverse.object_storage.media_copy: %s\n"
+                    % json.dumps(self.module_args(bucket, **extra)))
+        inv = os.path.join(self.workdir, "inv.ini")
+        with open(inv, "w") as f:
+            f.write("localhost ansible_connection=local ansible_python_interpreter=%s\n"
+                    % os.path.join(VENV_BIN, "python"))
+        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".cache", "collections"),
+                   ANSIBLE_LOCALHOST_WARNING="False", ANSIBLE_NOCOLOR="1")
+        return [os.path.join(VENV_BIN, "ansible-playbook"), "-i", inv, play], env
+
+    def env_aws(self):
+        return dict(os.environ, AWS_ACCESS_KEY_ID=self.ak, AWS_SECRET_ACCESS_KEY=self.sk, AWS_DEFAULT_REGION="us-east-1",
+                    AWS_REQUEST_CHECKSUM_CALCULATION="when_required", AWS_RESPONSE_CHECKSUM_VALIDATION="when_required",
+                    AWS_CA_BUNDLE=self.ca, AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null")
+
+    def cmd_aws(self, bucket):
+        return [os.path.join(BENCH_BIN, "aws"), "s3", "sync", self.src, "s3://%s/cache" % bucket, "--endpoint-url",
+                self.endpoint, "--ca-bundle", self.ca, "--only-show-errors", "--acl", "public-read",
+                "--cache-control", CACHE_CONTROL], self.env_aws()
+
+    def cmd_s3cmd(self, bucket):
+        cfg = os.path.join(self.workdir, "s3cmd.cfg")
+        host = self.endpoint.split("://", 1)[1]
+        with open(cfg, "w") as f:
+            f.write("[default]\naccess_key = %s\nsecret_key = %s\nhost_base = %s\nhost_bucket = %s\nuse_https = True\n"
+                    "ca_certs_file = %s\ncheck_ssl_certificate = True\nsignature_v2 = False\nbucket_location = us-east-1\n"
+                    % (self.ak, self.sk, host, host, self.ca))
+        return [os.path.join(BENCH_BIN, "python"), os.path.join(BENCH_BIN, "s3cmd"), "-c", cfg, "sync", "--acl-public",
+                "--no-progress", "--quiet", "--add-header=Cache-Control:%s" % CACHE_CONTROL,
+                self.src + "/", "s3://%s/cache/" % bucket], dict(os.environ)
+
+    def cmd_rclone(self, bucket):
+        env = dict(os.environ, RCLONE_CONFIG_BENCH_TYPE="s3", RCLONE_CONFIG_BENCH_PROVIDER="Ceph",
+                   RCLONE_CONFIG_BENCH_ENDPOINT=self.endpoint, RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=self.ak,
+                   RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=self.sk, RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE="true",
+                   RCLONE_CONFIG_BENCH_ACL="public-read", RCLONE_CONFIG="/dev/null")
+        return [os.path.join(BENCH_BIN, "rclone"), "copy", self.src, "bench:%s/cache" % bucket, "--ca-cert", self.ca,
+                "--header-upload", "Cache-Control: %s" % CACHE_CONTROL], env
+
+    def cmd_s5cmd(self, bucket):
+        return [os.path.join(BENCH_BIN, "s5cmd"), "--endpoint-url", self.endpoint, "sync", "--acl", "public-read",
+                "--cache-control", CACHE_CONTROL, self.src + "/", "s3://%s/cache/" % bucket], self.env_aws()
+
+    def run_tool(self, tool, **extra):
+        bucket = self.new_bucket(tool.split(":")[0])
+        try:
+            if tool.startswith("module"):
+                cmd, env = self.cmd_module(bucket, **extra)
+            else:
+                cmd, env = getattr(self, "cmd_" + tool)(bucket)
+            first = timed(cmd, env)
+            copied = self.count(bucket)
+            second = timed(cmd, env)
+            ok = first[2] == 0 and second[2] == 0 and copied == self.files
+            row = dict(tool=tool, copy_s=first[0], copy_rss=first[1], noop_s=second[0], noop_rss=second[1],
+                       objects=copied, expected=self.files, ok=ok)
+            if not ok:
+                row["error"] = (first[3] if first[2] else second[3])[-2000:]
+            return row
+        finally:
+            self.drop(bucket)
+
+
+def rss_200k(services, workdir, rows, gen_args):
+    """Peak RSS of the module (its own python, run directly) with `rows` DB rows."""
+    ceph = services["services"]["ceph"]
+    pg = services["services"]["postgres"]
+    root = os.path.join(workdir, "rss-system")
+    dsn = "host=%s port=%s user=%s password=%s" % (pg["host"], pg["port"], pg["user"], pg["password"])
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, os.path.join(REPO, "bench", "gen_instance.py"), "--dsn", dsn, "--dbname", "bench_rss",
+                    "--objects", str(rows * 2), "--system-root", root] + gen_args, check=True)
+    gen_s = time.monotonic() - t0
+    client = s3_client(ceph["https_endpoint"], access_key=ceph["access_key"], secret_key=ceph["secret_key"],
+                       ca_bundle=ceph["ca_bundle"])
+    bucket = "bench-rss-" + uuid.uuid4().hex[:6]
+    client.create_bucket(Bucket=bucket)
+    args = dict(db_host=pg["host"], db_port=pg["port"], db_name="bench_rss", db_user=pg["user"], db_password=pg["password"],
+                system_root=root, endpoint=ceph["https_endpoint"], ca_bundle=ceph["ca_bundle"], access_key=ceph["access_key"],
+                secret_key=ceph["secret_key"], bucket=bucket, progress_file=os.path.join(workdir, "rss-progress.json"))
+    argfile = os.path.join(workdir, "rss-args.json")
+    with open(argfile, "w") as f:
+        json.dump({"ANSIBLE_MODULE_ARGS": args}, f)
+    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, ".cache", "collections"))
+    cmd = [os.path.join(VENV_BIN, "python"), os.path.join(REPO, "plugins", "modules", "media_copy.py"), argfile]
+    out = []
+    for label in ("copy", "no-op re-run"):
+        seconds, rss, rc, text = timed(cmd, env)
+        try:
+            result = json.loads(text[text.find("{"):])
+        except ValueError:
+            result = {"msg": text[-500:]}
+        out.append(dict(run=label, seconds=seconds, rss=rss, rc=rc, totals=result.get("totals")))
+    # drop the bucket
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+    client.delete_bucket(Bucket=bucket)
+    shutil.rmtree(root, ignore_errors=True)
+    return dict(rows=rows, generate_s=gen_s, runs=out)
+
+
+def table(rows):
+    base = next((r for r in rows if r["tool"] == "module"), None)
+    lines = ["| tool | full copy (s) | vs module | no-op re-run (s) | vs module | peak RSS copy (MB) "
+             "| peak RSS no-op (MB) | objects |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        rc = "%.2fx" % (r["copy_s"] / base["copy_s"]) if base else "-"
+        rn = "%.2fx" % (r["noop_s"] / base["noop_s"]) if base else "-"
+        lines.append("| %s | %.1f | %s | %.1f | %s | %.0f | %.0f | %d/%d%s |" % (
+            r["tool"], r["copy_s"], rc, r["noop_s"], rn, r["copy_rss"], r["noop_rss"], r["objects"], r["expected"],
+            "" if r["ok"] else " FAILED"))
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--services", required=True, help="services.json of `python -m tests.services up`")
+    ap.add_argument("--system-root", required=True)
+    ap.add_argument("--dbname", required=True)
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--tools", default="module,aws,s3cmd,rclone,s5cmd")
+    ap.add_argument("--rss-rows", type=int, default=200000)
+    ap.add_argument("--rss-files-every", type=int, default=10)
+    ap.add_argument("--module-concurrency", type=int, default=0, help="also run the module with this concurrency")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    with open(args.services) as f:
+        services = json.load(f)
+    bench = Bench(services, args.system_root, args.dbname, args.workdir)
+    rows = []
+    for tool in [t for t in args.tools.split(",") if t]:
+        print("== %s ..." % tool, flush=True)
+        row = bench.run_tool(tool)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    if args.module_concurrency:
+        print("== module, concurrency %d ..." % args.module_concurrency, flush=True)
+        row = bench.run_tool("module:c%d" % args.module_concurrency, concurrency=args.module_concurrency)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    report = {"objects": bench.files, "tools": rows}
+    if args.rss_rows:
+        print("== module peak RSS with %d DB rows ..." % args.rss_rows, flush=True)
+        report["rss"] = rss_200k(services, args.workdir, args.rss_rows,
+                                 ["--files-every", str(args.rss_files_every), "--tiny"])
+        print(json.dumps(report["rss"]), flush=True)
+    with open(args.out, "w") as f:
+        json.dump(report, f, indent=1)
+    print()
+    print("%d objects under cache/ (%s)" % (bench.files, args.system_root))
+    print(table(rows))
+    if "rss" in report:
+        for r in report["rss"]["runs"]:
+            print("module with %d DB rows, %s: %.1f s, peak RSS %.0f MB, totals %s" % (
+                args.rss_rows, r["run"], r["seconds"], r["rss"], r["totals"]))
+
+
+if __name__ == "__main__":
+    main()

