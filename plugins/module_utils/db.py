@@ -132,6 +132,25 @@ def connection_params(host=None, port=None, dbname=None, user=None, password=Non
     return params
 
 
+def db_argument_spec():
+    """The database options of every module that reads Mastodon's database (doc fragment mastodon_db)."""
+    return dict(
+        db_host=dict(type="str"),
+        db_port=dict(type="int"),
+        db_name=dict(type="str"),
+        db_user=dict(type="str"),
+        db_password=dict(type="str", no_log=True),
+        env_file=dict(type="path"),
+    )
+
+
+def connection_params_from(module_params):
+    """connection_params() from a module's db_* and env_file options."""
+    return connection_params(host=module_params.get("db_host"), port=module_params.get("db_port"),
+                             dbname=module_params.get("db_name"), user=module_params.get("db_user"),
+                             password=module_params.get("db_password"), env_file=module_params.get("env_file"))
+
+
 def describe_target(params):
     """``user@host:port/dbname`` (socket dirs shown as such), never the password."""
     host = params.get("host") or DEFAULT_HOST

@@ -30,32 +30,6 @@ description:
 author:
   - fediverse.object_storage contributors (@fediverse-object-storage)
 options:
-  db_host:
-    description:
-      - PostgreSQL host name, or the directory of its unix socket (a path starting with C(/)).
-      - Defaults to C(DB_HOST) of O(env_file), else C(/var/run/postgresql).
-    type: str
-  db_port:
-    description:
-      - PostgreSQL port. Defaults to C(DB_PORT) of O(env_file), else C(5432).
-    type: int
-  db_name:
-    description:
-      - Database name. Defaults to C(DB_NAME) of O(env_file), else C(mastodon_production).
-    type: str
-  db_user:
-    description:
-      - Database user. Defaults to C(DB_USER) of O(env_file), else C(mastodon).
-    type: str
-  db_password:
-    description:
-      - Database password. Defaults to C(DB_PASS) of O(env_file).
-    type: str
-  env_file:
-    description:
-      - Mastodon's C(.env.production). The C(DB_*) variables (or C(DATABASE_URL)) are read from it
-        for every O(db_host), O(db_port), O(db_name), O(db_user), O(db_password) not given.
-    type: path
   source:
     description:
       - Where the media are read from.
@@ -188,6 +162,7 @@ options:
     default: false
 extends_documentation_fragment:
   - fediverse.object_storage.s3
+  - fediverse.object_storage.mastodon_db
 attributes:
   check_mode:
     support: full
@@ -355,13 +330,8 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import
 
 def argument_spec():
     spec = s3_argument_spec()
+    spec.update(db_lib.db_argument_spec())
     spec.update(
-        db_host=dict(type="str"),
-        db_port=dict(type="int"),
-        db_name=dict(type="str"),
-        db_user=dict(type="str"),
-        db_password=dict(type="str", no_log=True),
-        env_file=dict(type="path"),
         source=dict(type="str", default="filesystem", choices=["filesystem", "s3"]),
         system_root=dict(type="path", default="/home/mastodon/live/public/system"),
         source_endpoint=dict(type="str"),
@@ -410,8 +380,7 @@ def handle_database(module):
     """Connect and count the rows to process: (connection, {kind: rows}) or fail_json."""
     p = module.params
     try:
-        params = db_lib.connection_params(p["db_host"], p["db_port"], p["db_name"], p["db_user"],
-                                          p["db_password"], p["env_file"])
+        params = db_lib.connection_params_from(p)
         conn = db_lib.connect(**params)
         counts = db_lib.count_rows(conn, p["scope"], p["include_backups"], p["shard_index"], p["shard_count"], p["limit"])
     except (db_lib.DBError, ValueError, OSError) as exc:

@@ -19,24 +19,6 @@ description:
     settings) and to pick the media URLs it fetches through the proxy after the switch.
   - Changes nothing.
 options:
-  db_host:
-    description: Database host, or a unix socket directory. Wins over C(DB_HOST) of O(env_file).
-    type: str
-  db_port:
-    description: Database port. Wins over C(DB_PORT) of O(env_file).
-    type: int
-  db_name:
-    description: Database name. Wins over C(DB_NAME) of O(env_file).
-    type: str
-  db_user:
-    description: Database user. Wins over C(DB_USER) of O(env_file).
-    type: str
-  db_password:
-    description: Database password. Wins over C(DB_PASS) of O(env_file).
-    type: str
-  env_file:
-    description: Mastodon's C(.env.production), read for the C(DB_*) settings.
-    type: path
   scope:
     description: Which media to look at, as in M(fediverse.object_storage.media_copy).
     type: list
@@ -51,12 +33,12 @@ options:
     description: Mastodon's C(S3_KEY_PREFIX), put in front of the sample's keys.
     type: str
     default: ""
+extends_documentation_fragment:
+  - fediverse.object_storage.mastodon_db
 attributes:
   check_mode:
     support: full
     description: The module changes nothing.
-requirements:
-  - psycopg2 (python3-psycopg2 on Debian and Ubuntu)
 author:
   - fediverse.object_storage contributors (@fediverse-object-storage)
 """
@@ -97,12 +79,7 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils import db
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            db_host=dict(type="str"),
-            db_port=dict(type="int"),
-            db_name=dict(type="str"),
-            db_user=dict(type="str"),
-            db_password=dict(type="str", no_log=True),
-            env_file=dict(type="path"),
+            db.db_argument_spec(),
             scope=dict(type="list", elements="str", choices=["cache", "local"], default=["cache"]),
             sample_size=dict(type="int", default=5),
             key_prefix=dict(type="str", default="", no_log=False),
@@ -111,8 +88,7 @@ def main():
     )
     p = module.params
     try:
-        params = db.connection_params(host=p["db_host"], port=p["db_port"], dbname=p["db_name"], user=p["db_user"],
-                                      password=p["db_password"], env_file=p["env_file"])
+        params = db.connection_params_from(p)
         conn = db.connect(**params)
     except (db.DBError, OSError) as exc:
         module.fail_json(msg=str(exc))

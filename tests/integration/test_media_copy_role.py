@@ -5,7 +5,6 @@ against real PostgreSQL (fixture Mastodon instance) and Ceph RGW over HTTPS.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import uuid
@@ -14,6 +13,7 @@ import pytest
 
 from tests.ansible_helpers import run_playbook
 from tests.fixtures.mastodon_instance import build_instance
+from tests.migrate_support import checksums
 
 
 @pytest.fixture
@@ -49,19 +49,6 @@ def play(tasks_from="main"):
         name: fediverse.object_storage.media_copy
         tasks_from: %s
 """ % tasks_from
-
-
-def checksums(root, skip_prefix=None):
-    sums = {}
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            path = os.path.join(dirpath, name)
-            rel = os.path.relpath(path, root)
-            if skip_prefix and rel.startswith(skip_prefix):
-                continue
-            with open(path, "rb") as fh:
-                sums[rel] = hashlib.sha256(fh.read()).hexdigest()
-    return sums
 
 
 def keys_in(s3, bucket):
