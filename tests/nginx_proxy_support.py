@@ -74,11 +74,15 @@ def self_signed_cert(directory, names):
 # --------------------------------------------------------------------------- DNS
 
 class StubDNS:
-    """Answers A queries for any name with 127.0.0.1 (other types: no answer). Records the names asked."""
+    """Answers A queries for any name with ``answer`` (default 127.0.0.1; other types: no answer).
+    Records the names asked. ``bind``: the listening address (a podman container with
+    slirp4netns:allow_host_loopback=true reaches the host's 127.0.0.1 as 10.0.2.2, so nginx in
+    the container uses ``resolver 10.0.2.2:PORT`` and wants the answer 10.0.2.2)."""
 
-    def __init__(self):
+    def __init__(self, answer="127.0.0.1", bind="127.0.0.1"):
+        self.answer_address = answer
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((bind, 0))
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
         self.queries = []
@@ -122,7 +126,7 @@ class StubDNS:
         self.queries.append((name, qtype))
         answers = b""
         if qtype == 1:  # A
-            answers = struct.pack("!HHHIH", 0xC00C, 1, 1, 60, 4) + socket.inet_aton("127.0.0.1")
+            answers = struct.pack("!HHHIH", 0xC00C, 1, 1, 60, 4) + socket.inet_aton(self.answer_address)
         header = qid + struct.pack("!HHHHH", 0x8180, 1, 1 if answers else 0, 0, 0)
         return header + question + answers
 
