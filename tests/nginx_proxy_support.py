@@ -20,6 +20,8 @@ import threading
 import jinja2
 import yaml
 
+from tests.services.nginx import wrap_config
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEMPLATES = os.path.join(REPO, "templates")
 ROLE = os.path.join(REPO, "roles", "nginx_proxy")
@@ -204,27 +206,10 @@ APP_HOST = "mastodon.test"
 
 
 def main_conf(nginx, layout):
-    p = nginx.prefix
-    return """user www-data;
-worker_processes 1;
-pid {p}/nginx.pid;
-error_log {p}/logs/error.log;
-events {{
-    worker_connections 64;
-}}
-http {{
-    include /etc/nginx/mime.types;
-    default_type application/octet-stream;
-    access_log {p}/logs/access.log;
-    client_body_temp_path {p}/tmp/client_body;
-    proxy_temp_path {p}/tmp/proxy;
-    fastcgi_temp_path {p}/tmp/fastcgi;
-    uwsgi_temp_path {p}/tmp/uwsgi;
-    scgi_temp_path {p}/tmp/scgi;
-    include {conf_d}/*.conf;
-    include {enabled}/*;
-}}
-""".format(p=p, conf_d=layout["conf_d"], enabled=layout["enabled"])
+    """The harness's nginx.conf (tests/services/nginx.py wrap_config) including a Debian-like layout:
+    conf.d/*.conf and sites-enabled/*, with workers running as www-data as on Debian."""
+    includes = "include %s/*.conf;\ninclude %s/*;" % (layout["conf_d"], layout["enabled"])
+    return "user www-data;\n" + wrap_config(includes, nginx.prefix, kind="http")
 
 
 def app_site(nginx, layout, redirect_port):
