@@ -59,33 +59,37 @@ def private_data_dir(pg, rgw, nginx_factory, dns, s3):
     root = tempfile.mkdtemp(prefix="fos-test-awx-")
     os.chmod(root, 0o755)
     bucket = "fos-awx-" + uuid.uuid4().hex[:12]
-    host = prepare(os.path.join(root, "host"), pg, rgw, nginx_factory(), dns, bucket, mode="directory")
-    pdd = os.path.join(root, "runner")
-    for sub in ("inventory/host_vars", "env"):
-        os.makedirs(os.path.join(pdd, sub))
-    os.symlink(str(REPO), os.path.join(pdd, "project"))
+    try:
+        host = prepare(os.path.join(root, "host"), pg, rgw, nginx_factory(), dns, bucket, mode="directory")
+        pdd = os.path.join(root, "runner")
+        for sub in ("inventory/host_vars", "env"):
+            os.makedirs(os.path.join(pdd, sub))
+        os.symlink(str(REPO), os.path.join(pdd, "project"))
 
-    # The host's own settings live in the inventory, as in AWX; only survey answers are extra vars.
-    survey_vars = ("migrate_app", "migrate_domain", "migrate_proxy_mode", "migrate_bucket", "migrate_endpoint",
-                   "migrate_mastodon_dir")
-    host_vars = {k: v for k, v in host.extra_vars.items() if k not in survey_vars}
-    host_vars.update(ansible_connection="local", ansible_python_interpreter=sys.executable)
-    with open(os.path.join(pdd, "inventory", "hosts"), "w") as fh:
-        fh.write("[mastodon]\nlocalhost\n")
-    with open(os.path.join(pdd, "inventory", "host_vars", "localhost.yml"), "w") as fh:
-        yaml.safe_dump(host_vars, fh)
-    extravars = survey_answers(migrate_app="mastodon", migrate_domain=APP_HOST, migrate_proxy_mode="directory",
-                               migrate_bucket=bucket, migrate_endpoint=rgw.https_endpoint,
-                               migrate_mastodon_dir=host.live)
-    with open(os.path.join(pdd, "env", "extravars"), "w") as fh:
-        yaml.safe_dump(extravars, fh)
-    envvars = credential_env(access_key=rgw.access_key, secret_key=rgw.secret_key)
-    envvars.update(ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_PATH),
-                   PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    with open(os.path.join(pdd, "env", "envvars"), "w") as fh:
-        yaml.safe_dump(envvars, fh)
-    with open(os.path.join(pdd, "env", "settings"), "w") as fh:
-        yaml.safe_dump({"job_timeout": 1200, "suppress_ansible_output": True}, fh)
+        # The host's own settings live in the inventory, as in AWX; only survey answers are extra vars.
+        survey_vars = ("migrate_app", "migrate_domain", "migrate_proxy_mode", "migrate_bucket", "migrate_endpoint",
+                       "migrate_mastodon_dir")
+        host_vars = {k: v for k, v in host.extra_vars.items() if k not in survey_vars}
+        host_vars.update(ansible_connection="local", ansible_python_interpreter=sys.executable)
+        with open(os.path.join(pdd, "inventory", "hosts"), "w") as fh:
+            fh.write("[mastodon]\nlocalhost\n")
+        with open(os.path.join(pdd, "inventory", "host_vars", "localhost.yml"), "w") as fh:
+            yaml.safe_dump(host_vars, fh)
+        extravars = survey_answers(migrate_app="mastodon", migrate_domain=APP_HOST, migrate_proxy_mode="directory",
+                                   migrate_bucket=bucket, migrate_endpoint=rgw.https_endpoint,
+                                   migrate_mastodon_dir=host.live)
+        with open(os.path.join(pdd, "env", "extravars"), "w") as fh:
+            yaml.safe_dump(extravars, fh)
+        envvars = credential_env(access_key=rgw.access_key, secret_key=rgw.secret_key)
+        envvars.update(ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_PATH),
+                       PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+        with open(os.path.join(pdd, "env", "envvars"), "w") as fh:
+            yaml.safe_dump(envvars, fh)
+        with open(os.path.join(pdd, "env", "settings"), "w") as fh:
+            yaml.safe_dump({"job_timeout": 1200, "suppress_ansible_output": True}, fh)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
     yield pdd, host, bucket, extravars, envvars
     try:
         empty_and_delete_bucket(s3, bucket)
