@@ -35,10 +35,7 @@ options:
     default: ""
 extends_documentation_fragment:
   - fediverse.object_storage.mastodon_db
-attributes:
-  check_mode:
-    support: full
-    description: The module changes nothing.
+  - fediverse.object_storage.attributes.read_only
 author:
   - fediverse.object_storage contributors (@fediverse-object-storage)
 """

@@ -77,13 +77,7 @@ options:
     default: true
 extends_documentation_fragment:
   - ansible.builtin.files
-attributes:
-  check_mode:
-    support: full
-    description: Reports what would change; nothing is written.
-  diff_mode:
-    support: full
-    description: Shows the change with the values of secrets masked.
+  - fediverse.object_storage.attributes
 requirements:
   - PyYAML (to check the result)
 author:

@@ -28,13 +28,8 @@ options:
     description:
       - The version, when C(package.json) is not there or a fork numbers its versions differently.
     type: str
-attributes:
-  check_mode:
-    support: full
-    description: Runs unchanged in check mode; the module only reads.
-  diff_mode:
-    support: none
-    description: Nothing to show; the module changes nothing.
+extends_documentation_fragment:
+  - fediverse.object_storage.attributes.read_only
 author:
   - fediverse.object_storage contributors (@fediverse-object-storage)
 """

@@ -88,13 +88,8 @@ options:
     description: C(objectStorageSecretKey).
     type: str
     required: true
-attributes:
-  check_mode:
-    support: full
-    description: Reports what would change; nothing is written.
-  diff_mode:
-    support: full
-    description: Shows the change with the values of secrets masked.
+extends_documentation_fragment:
+  - fediverse.object_storage.attributes
 requirements:
   - psycopg2
   - PyYAML (with O(config_file))
