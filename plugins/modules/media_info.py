@@ -71,6 +71,7 @@ database:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils import db
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_engine import join_key
 
 
 def main():
@@ -89,14 +90,13 @@ def main():
         conn = db.connect(**params)
     except (db.DBError, OSError) as exc:
         module.fail_json(msg=str(exc))
-    prefix = p["key_prefix"].strip("/")
     try:
         rows = db.count_rows(conn, scope=tuple(p["scope"]))
         sample = []
         if p["sample_size"] > 0:
             for row in db.iter_rows_objects(conn, scope=tuple(p["scope"])):
                 for obj in row.objects:
-                    sample.append(dict(kind=obj.kind, key=(prefix + "/" + obj.key) if prefix else obj.key,
+                    sample.append(dict(kind=obj.kind, key=join_key(p["key_prefix"], obj.key),
                                        content_type=obj.content_type, acl=obj.acl))
                 if len(sample) >= p["sample_size"]:
                     break
