@@ -22,8 +22,8 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import
     ClientError,
     describe_error,
     error_code,
-    http_status,
     is_not_found,
+    probe_bucket,
 )
 
 try:
@@ -328,21 +328,9 @@ def bucket_error_message(exc, endpoint=None, bucket=None, action=None):
 # --- S3 steps (each returns (changed, result)) --------------------------------------------------
 
 def bucket_exists(client, name):
-    """True/False; raises ClientError with a meaningful code when the keys or the owner are the problem.
-
-    HeadBucket answers 403 without a body (no error code), so a 403 is asked again with a
-    ListObjectsV2 that returns the real code (SignatureDoesNotMatch, InvalidAccessKeyId, AccessDenied).
-    """
+    """True/False; raises ClientError with a meaningful code when the keys or the owner are the problem."""
     try:
-        client.head_bucket(Bucket=name)
-        return True
-    except ClientError as exc:
-        if is_not_found(exc):
-            return False
-        if http_status(exc) not in (400, 403):
-            raise
-    try:
-        client.list_objects_v2(Bucket=name, MaxKeys=0)
+        probe_bucket(client, name)
     except ClientError as exc:
         if is_not_found(exc):
             return False

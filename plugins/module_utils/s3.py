@@ -175,6 +175,22 @@ def is_not_found(exc):
     return error_code(exc) in ("404", "NoSuchKey", "NoSuchBucket", "NotFound", "NoSuchBucketPolicy") or http_status(exc) == 404
 
 
+def probe_bucket(client, name):
+    """Returns when the bucket exists and these keys may use it, else raises the precise ClientError.
+
+    HeadBucket answers 400/403/404 without a body (botocore's code is then just "403"), so such an
+    answer is asked again with one ListObjectsV2, whose error carries the real code (NoSuchBucket,
+    SignatureDoesNotMatch, InvalidAccessKeyId, AccessDenied, ...).
+    """
+    try:
+        client.head_bucket(Bucket=name)
+        return
+    except ClientError as exc:
+        if http_status(exc) not in (400, 403, 404):
+            raise
+    client.list_objects_v2(Bucket=name, MaxKeys=0)
+
+
 def describe_error(exc, endpoint=None, bucket=None):
     """One line an admin can act on, for any error raised by a client of this module."""
     where = " at %s" % endpoint if endpoint else ""

@@ -322,7 +322,7 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import
     S3ConfigError,
     client_from_module,
     describe_error,
-    error_code,
+    probe_bucket,
     s3_argument_spec,
     s3_client,
 )
@@ -389,19 +389,11 @@ def handle_database(module):
 
 
 def check_bucket(module, client, bucket, endpoint, what):
-    """HeadBucket (then one ListObjectsV2 for a precise error code, since HEAD has no body)."""
+    """The bucket exists and the keys may use it, or fail_json with the precise reason."""
     try:
-        client.head_bucket(Bucket=bucket)
-        return
+        probe_bucket(client, bucket)
     except Exception as exc:  # noqa: BLE001 - every failure is reported with describe_error
-        first = exc
-    detail = first
-    if error_code(first) in ("400", "403", "404", "") and hasattr(first, "response"):
-        try:
-            client.list_objects_v2(Bucket=bucket, MaxKeys=1)
-        except Exception as exc:  # noqa: BLE001
-            detail = exc
-    module.fail_json(msg="%s: %s" % (what, describe_error(detail, endpoint, bucket)))
+        module.fail_json(msg="%s: %s" % (what, describe_error(exc, endpoint, bucket)))
 
 
 def handle_source(module, client):
