@@ -35,8 +35,9 @@ import copy
 import json
 import threading
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from tests.services.http_standin import ThreadedHTTPStandIn
 
 KINDS = ("credential_types", "credentials", "projects", "inventories", "job_templates")
 SURVEY_TYPES = {"text": str, "textarea": str, "password": str, "multiplechoice": str, "multiselect": str,
@@ -109,7 +110,9 @@ def _coerce(field, kind, value):
     raise AssertionError(kind)
 
 
-class AWXAPIServer:
+class AWXAPIServer(ThreadedHTTPStandIn):
+    thread_name = "awx-api"
+
     def __init__(self, token="test-awx-token", max_page_size=200):
         self.token = token
         self.max_page_size = max_page_size
@@ -119,8 +122,6 @@ class AWXAPIServer:
         self.next_id = 1
         self.requests = []  # (method, path, query, body)
         self.lock = threading.Lock()
-        self.httpd = None
-        self.thread = None
 
     # --- seeding and inspection ------------------------------------------------------------------
     def add(self, collection, **fields):
@@ -151,41 +152,9 @@ class AWXAPIServer:
         """The requests that could change something (every method but GET)."""
         return [(m, p) for m, p, _q, _b in self.requests if m != "GET"]
 
-    # --- lifecycle -------------------------------------------------------------------------------
-    def start(self):
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep pytest output clean
-                pass
-
-            def _any(self):
-                server.handle(self)
-
-            do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _any
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="awx-api", daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self):
-        if self.httpd:
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.thread.join(5)
-            self.httpd = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
     @property
     def url(self):
-        return "http://127.0.0.1:%d" % self.httpd.server_address[1]
+        return "http://127.0.0.1:%d" % self.port
 
     # --- HTTP ------------------------------------------------------------------------------------
     @staticmethod

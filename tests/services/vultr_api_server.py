@@ -19,8 +19,9 @@ import json
 import threading
 import uuid
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from tests.services.http_standin import ThreadedHTTPStandIn
 
 DEFAULT_CLUSTERS = [
     {"id": 2, "region": "ewr", "hostname": "ewr1.vultrobjects.com", "deploy": "yes"},
@@ -56,7 +57,9 @@ def _offset(cursor):
         return None
 
 
-class VultrAPIServer:
+class VultrAPIServer(ThreadedHTTPStandIn):
+    thread_name = "vultr-api"
+
     def __init__(self, api_key="test-api-key", polls_until_active=2, max_per_page=2, clusters=None, tiers=None,
                  s3_hostname=None, s3_access_key=None, s3_secret_key=None):
         self.api_key = api_key
@@ -72,44 +75,6 @@ class VultrAPIServer:
         self.polls = {}  # id -> GET count
         self.requests = []  # (method, path, query dict, authorized)
         self.lock = threading.Lock()
-        self.httpd = None
-        self.thread = None
-
-    # --- lifecycle -------------------------------------------------------------------------------
-    def start(self):
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep pytest output clean
-                pass
-
-            def _any(self):
-                server.handle(self)
-
-            do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _any
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="vultr-api", daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self):
-        if self.httpd:
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.thread.join(5)
-            self.httpd = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    @property
-    def port(self):
-        return self.httpd.server_address[1]
 
     @property
     def url(self):
