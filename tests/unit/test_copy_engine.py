@@ -280,9 +280,10 @@ def test_samples_are_capped():
 
 def test_filesystem_source_refuses_escaping_keys(tmp_path):
     (tmp_path / "secret").write_text("x")
-    source = ce.FilesystemSource(str(tmp_path / "system"))
-    assert source.size("../secret") is None
     (tmp_path / "system" / "d").mkdir(parents=True)
+    source = ce.FilesystemSource(str(tmp_path / "system"))
+    with pytest.raises(ce.UnsafeSource):  # reported as unsafe, never read
+        source.size("../secret")
     assert source.size("d") is None  # a directory is not an object
 
 
@@ -314,15 +315,14 @@ def test_progress_contents_and_eta():
 
 def test_progress_file_written_atomically_and_final(tmp_path, system_root):
     path = tmp_path / "progress.json"
-    engine = ce.CopyEngine(None, "bucket", ce.FilesystemSource(str(system_root)), check_mode=True,
+    engine = ce.CopyEngine(None, "bucket", ce.FilesystemSource(str(system_root)), mode="verify",
                            index=ce.DestinationIndex(), progress_file=str(path))
     engine.run(_rows(), rows_total=3)
     data = json.loads(path.read_text())
     assert data["finished"] is True
     assert data["phase"] == "done"
     assert data["done"] == 5 and data["total"] == 5
-    assert data["copied"] == 4 and data["missing_source"] == 1
-    assert data["bytes"] == 610
+    assert data["skipped"] == 4 and data["missing_source"] == 1
     assert set(data) >= {"done", "total", "copied", "skipped", "failed", "missing_source", "bytes", "rate",
                          "eta_seconds", "phase", "finished"}
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left

@@ -69,7 +69,8 @@ def test_cache_prefix_rule(remote, version, expected):
 
 def test_namedtuples_have_the_agreed_fields():
     assert MediaObject._fields == ("kind", "key", "content_type", "acl", "row_id")
-    assert RowObjects._fields == ("kind", "row_id", "objects")
+    assert RowObjects._fields == ("kind", "row_id", "objects", "rejected")
+    assert RowObjects("k", 1, ()).rejected == ()
 
 
 # ---------------------------------------------------------------------- media attachment styles
