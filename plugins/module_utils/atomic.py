@@ -56,7 +56,7 @@ def read_bytes(path):
         fd = os.open(path, flags)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise AtomicWriteError(errno.ELOOP, "%s is a symbolic link: refusing to follow it" % path)
+            raise AtomicWriteError(errno.ELOOP, "%s is a symbolic link: refusing to follow it" % path) from None
         raise
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
@@ -68,8 +68,9 @@ def write_atomic(path, data, mode=None, new_mode=0o644, owner=None):
     """Replace ``path`` with ``data`` (bytes or text, text is written as UTF-8) atomically.
 
     An existing target keeps its owner, group and mode (``mode`` overrides the mode); a new file
-    gets ``new_mode`` and the caller's owner (or ``owner``, a ``(uid, gid)`` pair). Raises ``AtomicWriteError`` when the target is a
-    link or not a regular file, ``OSError`` on I/O errors; nothing is left behind on failure.
+    gets ``new_mode`` and the caller's owner (or ``owner``, a ``(uid, gid)`` pair). Raises
+    ``AtomicWriteError`` when the target is a link or not a regular file, ``OSError`` on I/O
+    errors; nothing is left behind on failure.
     """
     if not isinstance(data, bytes):
         data = data.encode("utf-8", "surrogateescape")

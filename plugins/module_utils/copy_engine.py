@@ -464,7 +464,7 @@ class FilesystemSource(object):
                         except OSError:
                             is_link = False
                         if is_link:
-                            raise UnsafeSource("%s is a symbolic link" % "/".join(parts[:index + 1]))
+                            raise UnsafeSource("%s is a symbolic link" % "/".join(parts[:index + 1])) from None
                     raise
                 os.close(dir_fd)
                 dir_fd = fd
