@@ -83,7 +83,8 @@ def test_crafted_db_file_name_is_rejected_and_reported(rgw, s3, bucket, fresh):
             cur.execute("UPDATE accounts SET avatar_file_name = %s WHERE id = 4", (crafted,))
     finally:
         conn.close()
-    backup = open(os.path.join(fresh.system_root, BACKUP_KEY), "rb").read()
+    with open(os.path.join(fresh.system_root, BACKUP_KEY), "rb") as handle:
+        backup = handle.read()
 
     res, out = run_copy(module_args(rgw, fresh, bucket, include_backups=False))
     assert res.rc != 0, res
