@@ -378,6 +378,14 @@ def argument_spec():
 
 def check_params(module):
     p = module.params
+    if p["progress_file"] and not module.check_mode:
+        import os
+
+        progress = os.path.abspath(p["progress_file"])
+        if os.path.islink(progress):
+            module.fail_json(msg="progress_file %s is a symbolic link: refusing to write through it" % progress)
+        if not os.path.isdir(os.path.dirname(progress)):
+            module.fail_json(msg="progress_file %s: its directory does not exist" % progress)
     if p["concurrency"] < 1:
         module.fail_json(msg="concurrency must be at least 1")
     if p["max_requests_per_second"] < 0:

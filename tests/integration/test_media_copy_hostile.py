@@ -120,3 +120,14 @@ def test_check_mode_writes_nothing_anywhere(rgw, s3, bucket, fresh, tmp_path):
     assert tree(os.path.dirname(fresh.system_root)) == before[os.path.dirname(fresh.system_root)]
     assert not [n for n in set(os.listdir("/tmp")) - before["/tmp"] if "media_copy" in n]
     assert bucket_objects(s3, bucket) == {}
+
+
+def test_progress_file_link_is_refused_before_anything_is_copied(rgw, s3, bucket, fresh, root_only, tmp_path):
+    before = root_only.read_bytes(), os.stat(root_only).st_mode
+    progress = tmp_path / "progress.json"
+    os.symlink(str(root_only), str(progress))
+    res, out = run_copy(module_args(rgw, fresh, bucket, progress_file=str(progress)))
+    assert res.rc != 0
+    assert "symbolic link" in out["msg"]
+    assert (root_only.read_bytes(), os.stat(root_only).st_mode) == before
+    assert bucket_objects(s3, bucket) == {}
