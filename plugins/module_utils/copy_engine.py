@@ -24,6 +24,7 @@ __metaclass__ = type  # noqa: UP001 - required by ansible-test sanity
 
 import bisect
 import datetime
+import errno
 import json
 import os
 import stat
@@ -37,6 +38,7 @@ try:
 except ImportError:  # pragma: no cover - Python 2 is not supported, kept for the import sanity test
     import Queue as queue  # noqa: N813
 
+from ansible_collections.fediverse.object_storage.plugins.module_utils.atomic import write_atomic
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (
     describe_error,
     error_code,
@@ -408,13 +410,31 @@ class SourceMissing(Exception):
     """The source object does not exist (a missing file): counted, not a failure."""
 
 
+class UnsafeSource(Exception):
+    """The source is a symbolic link, or reached through one: reported, never uploaded."""
+
+
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
 class FilesystemSource(object):
-    """Files below Mastodon's ``public/system`` (PAPERCLIP_ROOT_PATH). Only ever read."""
+    """Files below Mastodon's ``public/system`` (PAPERCLIP_ROOT_PATH). Only ever read.
+
+    The app user owns that tree, so a file is never opened through a symbolic link: the final
+    component is opened with ``O_NOFOLLOW`` and the directories above it are checked to be no
+    links either (the path the kernel opened must be the expected one below the real root, else
+    a walk with ``O_NOFOLLOW`` from the root decides). A link raises ``UnsafeSource``. The root
+    itself (an admin's choice) may be reached through links.
+    """
 
     kind = "filesystem"
 
     def __init__(self, system_root):
         self.system_root = os.path.abspath(system_root)
+        self.real_root = os.path.realpath(self.system_root)
 
     def path(self, key):
         path = os.path.normpath(os.path.join(self.system_root, key.lstrip("/")))
@@ -422,21 +442,86 @@ class FilesystemSource(object):
             raise ValueError("key %r leaves system_root" % key)
         return path
 
+    def _parts(self, key):
+        parts = key.strip("/").split("/")
+        if not key.strip("/") or any(part in ("", ".", "..") or "\x00" in part for part in parts):
+            raise UnsafeSource("key %r is not a plain relative path" % key)
+        return parts
+
+    def _walk_open(self, parts):
+        """Open ``parts`` below the real root component by component, never following a link."""
+        dir_fd = os.open(self.real_root, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+        try:
+            for index, part in enumerate(parts):
+                last = index == len(parts) - 1
+                flags = os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | (_O_NONBLOCK if last else _O_DIRECTORY)
+                try:
+                    fd = os.open(part, flags, dir_fd=dir_fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+                        try:
+                            is_link = stat.S_ISLNK(os.lstat(part, dir_fd=dir_fd).st_mode)
+                        except OSError:
+                            is_link = False
+                        if is_link:
+                            raise UnsafeSource("%s is a symbolic link" % "/".join(parts[:index + 1])) from None
+                    raise
+                os.close(dir_fd)
+                dir_fd = fd
+            fd, dir_fd = dir_fd, None
+            return fd
+        finally:
+            if dir_fd is not None:
+                os.close(dir_fd)
+
+    def open_fd(self, key):
+        """A read-only descriptor of the source file; ``UnsafeSource`` for links, ``OSError`` else."""
+        parts = self._parts(key)
+        expected = os.path.join(self.real_root, *parts)
+        try:
+            fd = os.open(expected, os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            fd = None
+        if fd is not None:
+            try:
+                opened = os.readlink("/proc/self/fd/%d" % fd)
+            except OSError:
+                opened = None
+            if opened == expected:
+                return fd
+            os.close(fd)
+        # A link somewhere, or no /proc: the walk tells which component (or opens it safely).
+        return self._walk_open(parts)
+
     def prepare(self, limiter=None):
         if not os.path.isdir(self.system_root):
             raise SourceMissing("system_root %s is not a directory" % self.system_root)
 
     def size(self, key):
+        """The size of a regular source file; None when missing; ``UnsafeSource`` for links."""
         try:
-            st = os.stat(self.path(key))
+            fd = self.open_fd(key)
         except (OSError, ValueError):
             return None
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
         if not stat.S_ISREG(st.st_mode):
             return None
         return st.st_size
 
     def open(self, key):
-        return open(self.path(key), "rb")
+        fd = self.open_fd(key)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise UnsafeSource("%s is not a regular file" % key)
+            return os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
 
     def read_range(self, key, offset, length, limiter=None):
         with self.open(key) as fh:
@@ -508,6 +593,8 @@ class Stats(object):
         self.verify_different_sample = []
         self.missing_in_bucket = 0
         self.different_size = 0
+        self.unsafe_source = 0
+        self.unsafe_sample = []
         self.phase = "starting"
         self.enumeration_done = False
         self._clock = clock
@@ -538,6 +625,15 @@ class Stats(object):
                 self.missing_sample.append({"kind": kind, "key": key, "reason": reason or "source file not found"})
             elif outcome == "failed" and len(self.failed_sample) < self.sample_size:
                 self.failed_sample.append({"kind": kind, "key": key, "reason": reason or "unknown error"})
+
+    def record_unsafe(self, kind, key, reason):
+        """A source refused for safety (a link, a crafted file name): never uploaded, counted as
+        failed (the run does not pass silently) and listed in ``unsafe_source_sample``."""
+        self.record(kind, "failed", key, reason="unsafe source: %s" % reason)
+        with self._lock:
+            self.unsafe_source += 1
+            if len(self.unsafe_sample) < self.sample_size:
+                self.unsafe_sample.append({"kind": kind, "key": key, "reason": reason})
 
     def record_verify(self, kind, problem, key, expected_size=None, actual_size=None):
         with self._lock:
@@ -594,14 +690,9 @@ class Stats(object):
 
 
 def write_json_atomic(path, data):
-    """Write ``data`` as JSON to ``path`` via a temporary file and a rename (readers never see half)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, ".%s.%d.tmp" % (os.path.basename(path), os.getpid()))
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, sort_keys=True)
-        fh.write("\n")
-        fh.flush()
-    os.rename(tmp, path)
+    """Write ``data`` as JSON to ``path`` via module_utils/atomic.py (readers never see half;
+    an unpredictable temporary name created exclusively, a link at ``path`` is refused)."""
+    write_atomic(path, json.dumps(data, sort_keys=True) + "\n")
 
 
 class ProgressWriter(object):
@@ -668,7 +759,8 @@ class CopyEngine(object):
         self.backoff = float(backoff)
         self.limiter = limiter if limiter is not None else RateLimiter(max_requests_per_second)
         self.stats = Stats(sample_size=sample_size)
-        self.progress = ProgressWriter(progress_file, self.stats, progress_interval)
+        # Check mode writes nothing anywhere: no progress file either.
+        self.progress = ProgressWriter(None if self.check_mode else progress_file, self.stats, progress_interval)
         self.index = index
         self._sleep = sleep
         # At most a few part buffers in memory at once, whatever the concurrency.
@@ -756,6 +848,9 @@ class CopyEngine(object):
         key = obj.key
         try:
             size = self.source.size(key)
+        except UnsafeSource as exc:
+            self.stats.record_unsafe(kind, key, str(exc))
+            return None
         except Exception as exc:  # noqa: BLE001
             self.stats.record(kind, "failed", key, reason="cannot read source: %s" % exc)
             return None
@@ -787,6 +882,9 @@ class CopyEngine(object):
         while True:
             try:
                 self.transfer(obj, size)
+            except UnsafeSource as exc:  # swapped for a link after triage
+                self.stats.record_unsafe(kind, obj.key, str(exc))
+                return
             except Exception as exc:  # noqa: BLE001
                 attempt += 1
                 if attempt <= self.retries and is_retryable(exc):
@@ -846,7 +944,10 @@ class CopyEngine(object):
                 threads.append(thread)
             for row in rows:
                 objects = list(row.objects)
-                stats.add_row(row.kind, len(objects))
+                rejected = getattr(row, "rejected", None) or ()
+                stats.add_row(row.kind, len(objects) + len(rejected))
+                for kind, key, reason in rejected:
+                    stats.record_unsafe(kind, key, reason)  # a crafted file name (mastodon_layout)
                 for obj in objects:
                     kind = getattr(obj, "kind", None) or row.kind
                     size = self.triage(kind, obj)
@@ -877,6 +978,8 @@ class CopyEngine(object):
             "requests": self.limiter.requests,
             "missing_source_sample": list(stats.missing_sample),
             "failed_sample": list(stats.failed_sample),
+            "unsafe_source": stats.unsafe_source,
+            "unsafe_source_sample": list(stats.unsafe_sample),
             "changed": bool(totals["copied"]) and self.mode == "copy",
         }
         if self.mode == "verify":

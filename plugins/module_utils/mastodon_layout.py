@@ -57,7 +57,13 @@ import collections
 import posixpath
 
 MediaObject = collections.namedtuple("MediaObject", "kind key content_type acl row_id")
-RowObjects = collections.namedtuple("RowObjects", "kind row_id objects")
+# ``rejected``: ``(kind, key, reason)`` of the objects a row would own but whose stored file name
+# is unsafe (see ``file_name_problem``); reported by the copy, never copied.
+RowObjects = collections.namedtuple("RowObjects", "kind row_id objects rejected", defaults=((),))
+
+
+class UnsafeFileName(ValueError):
+    """A ``*_file_name`` from the database that Paperclip never writes (a path, ``..``, NUL)."""
 
 MEDIA_FILES = "media_attachments/files"
 MEDIA_THUMBNAILS = "media_attachments/thumbnails"
@@ -151,6 +157,25 @@ SITE_UPLOAD_STYLES = {
 }
 
 
+def file_name_problem(file_name):
+    """Why a stored ``*_file_name`` is unsafe as the last component of a key, or None.
+
+    Paperclip stores a plain file name (its cleaner replaces ``/`` and ``\\``): a name that
+    is empty, ``.``/``..``, or holds ``/``, ``\\``, NUL or another control character is
+    not Mastodon's and could make a key (or a path below ``public/system``) point elsewhere,
+    e.g. into ``backups/dumps``. Remote servers choose some of these names.
+    """
+    if file_name is None or file_name == "":
+        return "empty file name"
+    if file_name in (".", ".."):
+        return "file name %r is a directory reference" % file_name
+    if "/" in file_name or "\\" in file_name:
+        return "file name %r holds a path separator" % file_name
+    if any(ord(char) < 32 or ord(char) == 127 for char in file_name):
+        return "file name %r holds a NUL or control character" % file_name
+    return None
+
+
 def id_partition(record_id):
     """Paperclip's ``:id_partition`` for an integer id.
 
@@ -239,12 +264,16 @@ def objects_for(kind, row, has_cache_prefix=False, acl=None):
     """Every object one attachment of a row owns, as a tuple of MediaObject.
 
     ``row`` is a mapping with ``id``, ``file_name``, ``content_type`` and, for site uploads,
-    ``var``. A row without a file name owns nothing (empty tuple). ``acl`` is None (use the
+    ``var``. A row without a file name (NULL) owns nothing (empty tuple); an unsafe one
+    (``file_name_problem``) raises ``UnsafeFileName``. ``acl`` is None (use the
     copy's acl option) or ``"private"``; backups are always private.
     """
     file_name = row.get("file_name")
-    if not file_name:
+    if file_name is None:
         return ()
+    problem = file_name_problem(file_name)
+    if problem:
+        raise UnsafeFileName(problem)
     record_id = row["id"]
     content_type = row.get("content_type") or None
     if kind == BACKUP_DUMPS:
@@ -267,5 +296,12 @@ def objects_for(kind, row, has_cache_prefix=False, acl=None):
 def row_objects(kind, row, remote=False, storage_schema_version=None, suspended=False):
     """RowObjects for one row: applies the ``cache/`` rule and the suspended -> private rule."""
     acl = PRIVATE if (suspended or kind == BACKUP_DUMPS) else None
-    objects = objects_for(kind, row, has_cache_prefix(remote, storage_schema_version), acl)
+    cache = has_cache_prefix(remote, storage_schema_version)
+    try:
+        objects = objects_for(kind, row, cache, acl)
+    except UnsafeFileName as exc:
+        # Reported (never copied) under the key the name would have given the original.
+        key = "%s%s/%s/%s/%r" % (CACHE_PREFIX if cache else "", kind, id_partition(row["id"]), ORIGINAL,
+                                 row.get("file_name"))
+        return RowObjects(kind=kind, row_id=row["id"], objects=(), rejected=((kind, key, str(exc)),))
     return RowObjects(kind=kind, row_id=row["id"], objects=objects)

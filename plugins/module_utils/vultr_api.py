@@ -5,15 +5,21 @@
 
 Shapes (https://www.vultr.com/api/#tag/s3, the vultr.cloud collection and govultr):
 
-* ``GET  /object-storage/clusters`` -> ``{"clusters": [{id, region, hostname, deploy}], "meta": ...}``
-* ``GET  /object-storage/clusters/{id}/tiers`` -> ``{"tiers": [{id, sales_name, slug, is_default, ...}]}``
+* ``GET  /object-storage/clusters`` -> ``{"clusters": [{id, region, name, hostname, deploy}], "meta": ...}``
+* ``GET  /object-storage/clusters/{id}/tiers`` -> ``{"tiers": [{id, sales_name, slug, is_default, locations, ...}]}``
 * ``GET  /object-storage`` -> ``{"object_storages": [...], "meta": {"total", "links": {"next", "prev"}}}``
   (lists are paginated: ``per_page`` and ``cursor`` query parameters, ``meta.links.next`` is the
   cursor of the next page, empty on the last one)
 * ``POST /object-storage`` ``{cluster_id, tier_id, label}`` -> ``{"object_storage": {id, status, ...}}``
-* ``GET  /object-storage/{id}`` -> ``{"object_storage": {id, status, s3_hostname, s3_access_key, ...}}``
+* ``GET  /object-storage/{id}`` -> ``{"object_storage": {id, status, s3_hostname, s3_access_key, ...,
+  "tier": {"OBJSTORETIERID": N, sales_name, slug, ...}}}`` (the tier is an object, its id is
+  ``OBJSTORETIERID``; govultr's ObjectStorageTier and the API reference)
 * ``DELETE /object-storage/{id}`` -> 204
 * errors: ``{"error": "...", "status": N}``; 401 for a bad key, 429 when rate limited.
+
+A create (POST) is never retried: a 5xx or a time-out may hide a subscription that was created
+(and is billed). After such an ambiguous failure the subscription is looked up by label and
+cluster; it is used when found, else the module fails and says so.
 
 The HTTP layer is ``ansible.module_utils.urls.open_url`` (no extra dependency on the target); the
 rest is plain Python, unit-testable with any ``opener``.
@@ -37,12 +43,16 @@ except ImportError:  # pragma: no cover - Python 2 is not supported by the colle
 DEFAULT_API_URL = "https://api.vultr.com/v2"
 USER_AGENT = "fediverse.object_storage (Ansible)"
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+# Only these are retried: a POST that failed with a 5xx may still have created something.
+RETRY_METHODS = ("GET", "HEAD", "DELETE")
 
 
 class VultrAPIError(Exception):
-    def __init__(self, message, status=None):
+    def __init__(self, message, status=None, ambiguous=False):
         super(VultrAPIError, self).__init__(message)
         self.status = status
+        # True when the request may have taken effect (5xx, time-out, connection lost).
+        self.ambiguous = ambiguous
 
 
 def _default_opener(url, method, data, headers, timeout, validate_certs):
@@ -92,11 +102,12 @@ class VultrAPI(object):
                 except Exception:  # pragma: no cover - a body that cannot be read
                     raw = b""
             except URLError as exc:
-                raise VultrAPIError("cannot reach the Vultr API at %s: %s" % (self.api_url, getattr(exc, "reason", exc))) \
-                    from None
-            except OSError as exc:
-                raise VultrAPIError("cannot reach the Vultr API at %s: %s" % (self.api_url, exc)) from None
-            if status in RETRY_STATUSES and attempt + 1 < self.retries:
+                raise VultrAPIError("cannot reach the Vultr API at %s: %s" % (self.api_url, getattr(exc, "reason", exc)),
+                                    ambiguous=method not in RETRY_METHODS) from None
+            except OSError as exc:  # a time-out or a connection lost mid-request
+                raise VultrAPIError("cannot reach the Vultr API at %s: %s" % (self.api_url, exc),
+                                    ambiguous=method not in RETRY_METHODS) from None
+            if status in RETRY_STATUSES and attempt + 1 < self.retries and method in RETRY_METHODS:
                 self.sleep(min(2 ** attempt, 10))
                 continue
             break
@@ -122,7 +133,8 @@ class VultrAPI(object):
             raise VultrAPIError("the Vultr API key may not do this (403 Forbidden: %s)" % detail, status)
         if status == 429:
             raise VultrAPIError("the Vultr API is rate limiting us (429): %s" % detail, status)
-        raise VultrAPIError("Vultr API %s %s failed (HTTP %s): %s" % (method, path, status, detail), status)
+        raise VultrAPIError("Vultr API %s %s failed (HTTP %s): %s" % (method, path, status, detail), status,
+                            ambiguous=status >= 500)
 
     def list(self, path, key):
         """Every item of a paginated list, following ``meta.links.next``."""
@@ -151,9 +163,10 @@ class VultrAPI(object):
         return self.request("GET", "/object-storage/%s" % subscription_id).get("object_storage") or {}
 
     def create(self, cluster_id, tier_id, label):
-        data = {"cluster_id": cluster_id, "label": label}
-        if tier_id is not None:
-            data["tier_id"] = tier_id
+        """POST once (never retried); the API requires ``tier_id``."""
+        if tier_id is None:
+            raise VultrAPIError("no tier to create Object Storage %s with (the API requires tier_id)" % label)
+        data = {"cluster_id": cluster_id, "tier_id": tier_id, "label": label}
         return self.request("POST", "/object-storage", data=data).get("object_storage") or {}
 
     def delete(self, subscription_id):
@@ -249,8 +262,18 @@ def wait_active(api, subscription, timeout=600, interval=5, clock=time.time, sle
 PUBLIC_KEYS = ("id", "label", "status", "region", "cluster_id", "tier_id", "date_created", "s3_hostname", "location")
 
 
+def tier_id_of(subscription):
+    """The tier id of a subscription: ``tier.OBJSTORETIERID`` (the API), else ``tier_id``."""
+    tier = (subscription or {}).get("tier")
+    if isinstance(tier, dict) and tier.get("OBJSTORETIERID") is not None:
+        return tier["OBJSTORETIERID"]
+    return (subscription or {}).get("tier_id")
+
+
 def result_of(subscription):
-    sub = subscription or {}
+    sub = dict(subscription or {})
+    if tier_id_of(sub) is not None:
+        sub["tier_id"] = tier_id_of(sub)
     return dict(
         object_storage=dict((k, sub[k]) for k in PUBLIC_KEYS if k in sub),
         s3_hostname=sub.get("s3_hostname", ""),
@@ -267,9 +290,10 @@ def handle_present(api, label, cluster=None, region=None, tier=None, wait=True, 
     warnings = []
     if existing:
         chosen = pick_tier(api.cluster_tiers(target["id"]), tier) if tier else None
-        if chosen and "tier_id" in existing and str(existing["tier_id"]) != str(chosen.get("id")):
+        current_tier = tier_id_of(existing)
+        if chosen and current_tier is not None and str(current_tier) != str(chosen.get("id")):
             warnings.append("Object Storage %s is on tier id %s, not %s: the module does not change tiers"
-                            % (label, existing["tier_id"], chosen.get("sales_name")))
+                            % (label, current_tier, chosen.get("sales_name")))
         if wait and existing.get("status") != "active" and not check_mode:
             existing = wait_active(api, existing, wait_timeout, wait_interval, clock, sleep)
         elif not existing.get("s3_secret_key") and existing.get("id"):
@@ -285,12 +309,34 @@ def handle_present(api, label, cluster=None, region=None, tier=None, wait=True, 
         result = result_of(dict(planned, status="pending"))
         result.update(cluster=target, tier=chosen, warnings=warnings, diff=dict(before={}, after=planned))
         return True, result
-    created = api.create(target["id"], planned["tier_id"], label)
+    created = create_once(api, target["id"], planned["tier_id"], label, sleep)
     if wait:
         created = wait_active(api, created, wait_timeout, wait_interval, clock, sleep)
     result = result_of(created)
     result.update(cluster=target, tier=chosen, warnings=warnings, diff=dict(before={}, after=result["object_storage"]))
     return True, result
+
+
+def create_once(api, cluster_id, tier_id, label, sleep=time.sleep, lookups=3):
+    """POST the subscription once; after an ambiguous failure, find it by label and cluster."""
+    try:
+        return api.create(cluster_id, tier_id, label)
+    except VultrAPIError as exc:
+        if not exc.ambiguous:
+            raise
+        error = exc
+    for attempt in range(lookups):
+        try:
+            found = find_subscription(api.subscriptions(), label, cluster_id)
+        except VultrAPIError:
+            found = None
+        if found:
+            return found
+        if attempt + 1 < lookups:
+            sleep(min(2 ** attempt, 10))
+    raise VultrAPIError("creating Object Storage %s failed without a clear answer (%s) and no subscription with this "
+                        "label exists on cluster %s: nothing was created. It was not retried, so that no second paid "
+                        "subscription can appear; run the task again." % (label, error, cluster_id), error.status)
 
 
 def handle_absent(api, label, cluster=None, region=None, check_mode=False):

@@ -24,6 +24,9 @@ options:
   path:
     description:
       - The dotenv file. It must exist; the module never creates it.
+      - It must be a regular file, not a symbolic link (the module never follows a link: the
+        directory belongs to the app user). The new content goes to a temporary file with an
+        unpredictable name created exclusively next to it, then replaces it atomically.
     type: path
     required: true
   settings:
@@ -81,11 +84,18 @@ backup_file:
   sample: /home/mastodon/live/.env.production.2345.2026-11-22@14:50:01~
 """
 
+import errno  # noqa: E402
 import os  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.common.text.converters import to_bytes, to_native  # noqa: E402
+from ansible.module_utils.common.text.converters import to_native  # noqa: E402
 
+from ansible_collections.fediverse.object_storage.plugins.module_utils.atomic import (  # noqa: E402
+    AtomicWriteError,
+    backup_copy,
+    read_bytes,
+    write_atomic,
+)
 from ansible_collections.fediverse.object_storage.plugins.module_utils.envfile import (  # noqa: E402
     EnvFileError,
     mask_secrets,
@@ -94,28 +104,25 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.envfile i
 
 
 def read_file(module, path):
-    if not os.path.exists(path):
-        module.fail_json(msg="%s does not exist: nothing was changed. Is Mastodon installed there? "
-                             "Set the path of the live .env.production (mastodon_env_path)." % path)
-    if not os.path.isfile(path):
-        module.fail_json(msg="%s is not a regular file: nothing was changed" % path)
     try:
-        with open(path, "rb") as handle:
-            return handle.read().decode("utf-8", "surrogateescape")
+        data = read_bytes(path)
+    except AtomicWriteError as exc:
+        module.fail_json(msg="%s: nothing was changed" % to_native(exc.strerror or exc))
     except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            module.fail_json(msg="%s does not exist: nothing was changed. Is Mastodon installed there? "
+                                 "Set the path of the live .env.production (mastodon_env_path)." % path)
         module.fail_json(msg="cannot read %s: %s" % (path, to_native(exc)))
+    return data.decode("utf-8", "surrogateescape")
 
 
 def write_file(module, path, text):
-    tmp = os.path.join(os.path.dirname(path), ".%s.ansible-tmp" % os.path.basename(path))
+    # An unpredictable temporary name created exclusively next to the file, never through a
+    # link; the file keeps its owner, group and mode (module_utils/atomic.py).
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode("utf-8", "surrogateescape"))
+        write_atomic(path, text.encode("utf-8", "surrogateescape"))
     except OSError as exc:
-        module.fail_json(msg="cannot write next to %s: %s" % (path, to_native(exc)))
-    # atomic_move keeps the owner, group and mode of the file it replaces.
-    module.atomic_move(to_bytes(tmp), to_bytes(path))
+        module.fail_json(msg="cannot write %s: %s" % (path, to_native(exc.strerror or exc)))
 
 
 def handle_env(module):
@@ -135,7 +142,10 @@ def handle_env(module):
         )
     if result["changed"] and not module.check_mode:
         if module.params["backup"]:
-            result["backup_file"] = module.backup_local(path)
+            try:
+                result["backup_file"] = backup_copy(path, before.encode("utf-8", "surrogateescape"), os.lstat(path))
+            except OSError as exc:
+                module.fail_json(msg="cannot back up %s: %s" % (path, to_native(exc.strerror or exc)))
         write_file(module, path, after)
     file_args = module.load_file_common_arguments(module.params)
     if not module.check_mode or os.path.exists(path):

@@ -154,6 +154,8 @@ options:
       - A JSON file rewritten atomically every 2 seconds and at the end with C(done), C(total),
         C(copied), C(skipped), C(failed), C(missing_source), C(bytes), C(rate), C(eta_seconds),
         C(phase) and C(finished), so another task (or a human) can follow a long copy.
+      - Never written in check mode. A symbolic link at this path is refused; the file is replaced
+        through a temporary file with an unpredictable name created exclusively.
     type: path
   ignore_failures:
     description:
@@ -282,6 +284,21 @@ failed_sample:
   elements: dict
   sample: [{"kind": "accounts/avatars", "key": "accounts/avatars/000/000/001/original/a.png",
             "reason": "access denied on bucket media (AccessDenied)"}]
+unsafe_source:
+  description:
+    - Objects refused for safety and never uploaded (also counted in C(failed)) - a source file
+      that is a symbolic link or is reached through one below O(system_root), or a database
+      file name Paperclip never writes (empty, C(.), C(..), or holding C(/), C(\), NUL).
+  returned: always
+  type: int
+  sample: 0
+unsafe_source_sample:
+  description: Up to 20 of the refused objects, with the reason.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"kind": "accounts/avatars", "key": "accounts/avatars/000/000/004/original/a.webp",
+            "reason": "accounts/avatars/000/000/004/original/a.webp is a symbolic link"}]
 missing_in_bucket:
   description: With O(mode=verify), the number of objects not in the bucket.
   returned: when mode is verify
@@ -361,6 +378,14 @@ def argument_spec():
 
 def check_params(module):
     p = module.params
+    if p["progress_file"] and not module.check_mode:
+        import os
+
+        progress = os.path.abspath(p["progress_file"])
+        if os.path.islink(progress):
+            module.fail_json(msg="progress_file %s is a symbolic link: refusing to write through it" % progress)
+        if not os.path.isdir(os.path.dirname(progress)):
+            module.fail_json(msg="progress_file %s: its directory does not exist" % progress)
     if p["concurrency"] < 1:
         module.fail_json(msg="concurrency must be at least 1")
     if p["max_requests_per_second"] < 0:

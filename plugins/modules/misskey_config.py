@@ -22,7 +22,10 @@ description:
   - For Misskey v11 and later use M(fediverse.object_storage.misskey_meta).
 options:
   path:
-    description: The v10 C(.config/default.yml).
+    description:
+      - The v10 C(.config/default.yml). It must be a regular file, not a symbolic link (never
+        followed); it is replaced atomically through a temporary file with an unpredictable
+        name created exclusively next to it.
     type: path
     required: true
   bucket:
@@ -110,11 +113,18 @@ drive:
 """
 
 import copy  # noqa: E402
+import errno  # noqa: E402
 import os  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
-from ansible.module_utils.common.text.converters import to_bytes, to_native  # noqa: E402
+from ansible.module_utils.common.text.converters import to_native  # noqa: E402
 
+from ansible_collections.fediverse.object_storage.plugins.module_utils.atomic import (  # noqa: E402
+    AtomicWriteError,
+    backup_copy,
+    read_bytes,
+    write_atomic,
+)
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import (  # noqa: E402
     HAS_YAML,
     MASK,
@@ -136,10 +146,14 @@ def masked_drive(drive):
 def handle_drive(module):
     params = module.params
     path = params["path"]
-    if not os.path.isfile(path):
-        module.fail_json(msg="%s does not exist: nothing was changed. Is Misskey installed there?" % path)
-    with open(path, "rb") as handle:
-        before = handle.read().decode("utf-8", "surrogateescape")
+    try:
+        before = read_bytes(path).decode("utf-8", "surrogateescape")
+    except AtomicWriteError as exc:
+        module.fail_json(msg="%s: nothing was changed" % to_native(exc.strerror or exc))
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            module.fail_json(msg="%s does not exist: nothing was changed. Is Misskey installed there?" % path)
+        module.fail_json(msg="cannot read %s: %s" % (path, to_native(exc.strerror or exc)))
     drive = drive_settings(
         bucket=params["bucket"], prefix=params["prefix"], base_url=params["base_url"], endpoint=params["endpoint"],
         access_key=params["access_key"], secret_key=params["secret_key"], region=params["region"],
@@ -151,13 +165,11 @@ def handle_drive(module):
         result["diff"] = dict(before_header=path, after_header=path,
                               before=mask_yaml_secrets(before), after=mask_yaml_secrets(after))
     if changed and not module.check_mode:
+        # Backup and new content: unpredictable temporary names created exclusively, never
+        # through a link, owner/group/mode kept (module_utils/atomic.py).
         if params["backup"]:
-            result["backup_file"] = module.backup_local(path)
-        tmp = os.path.join(os.path.dirname(path), ".%s.ansible-tmp" % os.path.basename(path))
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(after.encode("utf-8", "surrogateescape"))
-        module.atomic_move(to_bytes(tmp), to_bytes(path))
+            result["backup_file"] = backup_copy(path, before.encode("utf-8", "surrogateescape"), os.lstat(path))
+        write_atomic(path, after.encode("utf-8", "surrogateescape"))
     file_args = module.load_file_common_arguments(module.params)
     result["changed"] = module.set_fs_attributes_if_different(file_args, result["changed"])
     return result

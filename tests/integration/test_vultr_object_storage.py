@@ -203,3 +203,29 @@ def test_bucket_role_with_subscription(rgw, s3):
         bad = run_playbook(play.replace(API_KEY, "wrong-key"))
         assert bad.rc != 0
         assert any("rejected the API key" in m for m in bad.failure_messages()), bad
+
+
+def test_create_is_never_retried_and_an_ambiguous_failure_finds_the_subscription():
+    # The create succeeds behind a 500: the client must not POST again (a second paid
+    # subscription) but find the one that exists, by label and cluster.
+    with VultrAPIServer(api_key=API_KEY, polls_until_active=2, create_errors_after_commit=1) as api:
+        result = run_module(base_args(api))
+        assert result.rc == 0, result
+        assert api.count("POST", "/v2/object-storage") == 1
+        assert len(api.subscriptions) == 1
+        (sub,) = api.subscriptions.values()
+        out = result.task("Run the module")
+        assert out["object_storage"]["id"] == sub["id"] and out["object_storage"]["status"] == "active"
+        assert out["object_storage"]["tier_id"] == 2  # read from tier.OBJSTORETIERID
+        assert sub["tier"]["OBJSTORETIERID"] == 2
+        posted = [q for m, p, q, _a in api.requests if m == "POST"]
+        assert len(posted) == 1
+
+
+def test_stand_in_shapes_follow_the_api(vultr_api):
+    result = run_module(base_args(vultr_api))
+    assert result.rc == 0, result
+    assert all("name" in c for c in vultr_api.clusters)
+    assert all(t["locations"] and all("hostname" in c for c in t["locations"]) for t in vultr_api.tiers)
+    (sub,) = vultr_api.subscriptions.values()
+    assert "tier_id" not in sub and set(sub["tier"]) >= {"OBJSTORETIERID", "sales_name", "slug", "price"}

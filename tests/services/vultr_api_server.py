@@ -23,14 +23,17 @@ from urllib.parse import parse_qs, urlsplit
 
 from tests.services.http_standin import ThreadedHTTPStandIn
 
+# Shapes: govultr object_storage.go (ObjectStorageCluster has a name; ObjectStorageTier has
+# locations, the clusters it is sold on) and the API reference (a subscription's "tier" object,
+# its id in OBJSTORETIERID; POST /object-storage requires cluster_id and tier_id).
 DEFAULT_CLUSTERS = [
-    {"id": 2, "region": "ewr", "hostname": "ewr1.vultrobjects.com", "deploy": "yes"},
-    {"id": 3, "region": "ams", "hostname": "ams1.vultrobjects.com", "deploy": "yes"},
-    {"id": 4, "region": "sjc", "hostname": "sjc1.vultrobjects.com", "deploy": "yes"},
-    {"id": 5, "region": "sgp", "hostname": "sgp1.vultrobjects.com", "deploy": "yes"},
-    {"id": 6, "region": "ewr", "hostname": "nj1.vultrobjects.com", "deploy": "no"},
-    {"id": 9, "region": "blr", "hostname": "blr1.vultrobjects.com", "deploy": "yes"},
-    {"id": 10, "region": "del", "hostname": "del1.vultrobjects.com", "deploy": "yes"},
+    {"id": 2, "region": "ewr", "name": "New Jersey", "hostname": "ewr1.vultrobjects.com", "deploy": "yes"},
+    {"id": 3, "region": "ams", "name": "Amsterdam", "hostname": "ams1.vultrobjects.com", "deploy": "yes"},
+    {"id": 4, "region": "sjc", "name": "Silicon Valley", "hostname": "sjc1.vultrobjects.com", "deploy": "yes"},
+    {"id": 5, "region": "sgp", "name": "Singapore", "hostname": "sgp1.vultrobjects.com", "deploy": "yes"},
+    {"id": 6, "region": "ewr", "name": "New Jersey (legacy)", "hostname": "nj1.vultrobjects.com", "deploy": "no"},
+    {"id": 9, "region": "blr", "name": "Bangalore", "hostname": "blr1.vultrobjects.com", "deploy": "yes"},
+    {"id": 10, "region": "del", "name": "Delhi", "hostname": "del1.vultrobjects.com", "deploy": "yes"},
 ]
 
 DEFAULT_TIERS = [
@@ -61,12 +64,17 @@ class VultrAPIServer(ThreadedHTTPStandIn):
     thread_name = "vultr-api"
 
     def __init__(self, api_key="test-api-key", polls_until_active=2, max_per_page=2, clusters=None, tiers=None,
-                 s3_hostname=None, s3_access_key=None, s3_secret_key=None):
+                 s3_hostname=None, s3_access_key=None, s3_secret_key=None, create_errors_after_commit=0):
         self.api_key = api_key
         self.polls_until_active = polls_until_active
         self.max_per_page = max_per_page
         self.clusters = [dict(c) for c in (clusters or DEFAULT_CLUSTERS)]
         self.tiers = [dict(t) for t in (tiers or DEFAULT_TIERS)]
+        for tier in self.tiers:
+            tier.setdefault("locations", [dict(c) for c in self.clusters if c.get("deploy") == "yes"])
+        # The next N creates succeed but answer 500 (a proxy error behind which the subscription
+        # exists and is billed): what a client must not "retry".
+        self.create_errors_after_commit = create_errors_after_commit
         # What a new subscription answers; by default the cluster's host and random keys.
         self.s3_hostname = s3_hostname
         self.s3_access_key = s3_access_key
@@ -175,7 +183,8 @@ class VultrAPIServer(ThreadedHTTPStandIn):
         if cluster.get("deploy") != "yes":
             return self._error(req, 400, "Cluster is not available for deployment")
         tier_id = data.get("tier_id")
-        if tier_id is None or not any(t["id"] == tier_id for t in self.tiers):
+        tier = next((t for t in self.tiers if tier_id is not None and t["id"] == tier_id), None)
+        if tier is None:
             return self._error(req, 400, "Invalid tier_id")
         label = data.get("label", "")
         if not isinstance(label, str):
@@ -185,7 +194,6 @@ class VultrAPIServer(ThreadedHTTPStandIn):
             "id": sub_id,
             "date_created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00"),
             "cluster_id": cluster["id"],
-            "tier_id": tier_id,
             "region": cluster["region"],
             "location": cluster["hostname"].split(".")[0],
             "label": label,
@@ -193,8 +201,12 @@ class VultrAPIServer(ThreadedHTTPStandIn):
             "s3_hostname": self.s3_hostname or cluster["hostname"],
             "s3_access_key": self.s3_access_key or uuid.uuid4().hex[:20].upper(),
             "s3_secret_key": self.s3_secret_key or uuid.uuid4().hex + uuid.uuid4().hex[:8],
+            "tier": dict({k: v for k, v in tier.items() if k not in ("id", "locations")}, OBJSTORETIERID=tier["id"]),
         }
         self.subscriptions[sub_id] = sub
+        if self.create_errors_after_commit > 0:
+            self.create_errors_after_commit -= 1
+            return self._error(req, 500, "Internal server error")
         return self._send(req, 202, {"object_storage": self._public(sub)})
 
     @staticmethod

@@ -280,9 +280,10 @@ def test_samples_are_capped():
 
 def test_filesystem_source_refuses_escaping_keys(tmp_path):
     (tmp_path / "secret").write_text("x")
-    source = ce.FilesystemSource(str(tmp_path / "system"))
-    assert source.size("../secret") is None
     (tmp_path / "system" / "d").mkdir(parents=True)
+    source = ce.FilesystemSource(str(tmp_path / "system"))
+    with pytest.raises(ce.UnsafeSource):  # reported as unsafe, never read
+        source.size("../secret")
     assert source.size("d") is None  # a directory is not an object
 
 
@@ -314,15 +315,14 @@ def test_progress_contents_and_eta():
 
 def test_progress_file_written_atomically_and_final(tmp_path, system_root):
     path = tmp_path / "progress.json"
-    engine = ce.CopyEngine(None, "bucket", ce.FilesystemSource(str(system_root)), check_mode=True,
+    engine = ce.CopyEngine(None, "bucket", ce.FilesystemSource(str(system_root)), mode="verify",
                            index=ce.DestinationIndex(), progress_file=str(path))
     engine.run(_rows(), rows_total=3)
     data = json.loads(path.read_text())
     assert data["finished"] is True
     assert data["phase"] == "done"
     assert data["done"] == 5 and data["total"] == 5
-    assert data["copied"] == 4 and data["missing_source"] == 1
-    assert data["bytes"] == 610
+    assert data["skipped"] == 4 and data["missing_source"] == 1
     assert set(data) >= {"done", "total", "copied", "skipped", "failed", "missing_source", "bytes", "rate",
                          "eta_seconds", "phase", "finished"}
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
@@ -399,3 +399,75 @@ def test_fast_timestamp_falls_back_to_botocore():
     assert ce.fast_timestamp("2026-11-22T15:17:36Z").tzinfo is not None
     rfc = ce.fast_timestamp("Sun, 22 Nov 2026 15:17:36 GMT")
     assert rfc.replace(tzinfo=None) == datetime.datetime(2026, 11, 22, 15, 17, 36)
+
+
+# --- hostile sources: links in public/system, crafted names --------------------------------------
+
+def test_filesystem_source_never_follows_links(tmp_path, system_root):
+    secret = tmp_path / "root-only.key"
+    secret.write_bytes(b"PRIVATE")
+    os.chmod(secret, 0o400)
+    source = ce.FilesystemSource(str(system_root))
+    good = "cache/accounts/avatars/000/000/002/original/b.jpg"
+    assert source.size(good) == 200
+    # a link at a file's path
+    linked = system_root / "accounts/avatars/000/000/009/original/x.png"
+    linked.parent.mkdir(parents=True)
+    os.symlink(str(secret), str(linked))
+    with pytest.raises(ce.UnsafeSource, match="symbolic link"):
+        source.size("accounts/avatars/000/000/009/original/x.png")
+    with pytest.raises(ce.UnsafeSource):
+        source.open("accounts/avatars/000/000/009/original/x.png")
+    # a link in a directory component
+    outside = tmp_path / "outside" / "original"
+    outside.mkdir(parents=True)
+    (outside / "y.png").write_bytes(b"PRIVATE")
+    os.symlink(str(outside.parent), str(system_root / "accounts/avatars/000/000/008"))
+    with pytest.raises(ce.UnsafeSource, match="000/000/008 is a symbolic link"):
+        source.size("accounts/avatars/000/000/008/original/y.png")
+    # a link to a file inside the root is refused as well (the app user chose where it points)
+    os.symlink(str(system_root / good), str(system_root / "accounts/avatars/000/000/009/original/z.png"))
+    with pytest.raises(ce.UnsafeSource):
+        source.size("accounts/avatars/000/000/009/original/z.png")
+
+
+def test_filesystem_source_root_may_be_a_link(tmp_path, system_root):
+    link = tmp_path / "system-link"
+    os.symlink(str(system_root), str(link))
+    source = ce.FilesystemSource(str(link))
+    assert source.size("cache/accounts/avatars/000/000/002/original/b.jpg") == 200
+    with source.open("cache/accounts/avatars/000/000/002/original/b.jpg") as fh:
+        assert fh.read() == b"x" * 200
+
+
+def test_engine_reports_unsafe_sources_and_rejected_names(tmp_path, system_root):
+    secret = tmp_path / "root-only.key"
+    secret.write_bytes(b"PRIVATE")
+    linked = "accounts/avatars/000/000/009/original/x.png"
+    (system_root / linked).parent.mkdir(parents=True)
+    os.symlink(str(secret), str(system_root / linked))
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon_layout import (
+        RowObjects as LayoutRowObjects,
+    )
+
+    rows = [
+        RowObjects("accounts", 9, [MediaObject("accounts", linked, "image/png", None, 9)]),
+        LayoutRowObjects("accounts", 10, (), (("accounts", "accounts/avatars/000/000/010/original/'../x'",
+                                         "file name '../x' holds a path separator"),)),
+    ]
+    engine = ce.CopyEngine(None, "bucket", ce.FilesystemSource(str(system_root)), check_mode=True,
+                           index=ce.DestinationIndex())
+    result = engine.run(rows, rows_total=2)
+    assert result["unsafe_source"] == 2
+    assert result["totals"]["failed"] == 2 and result["totals"]["copied"] == 0
+    assert result["totals"]["objects"] == 2
+    assert [s["key"] for s in result["unsafe_source_sample"]] == [linked, "accounts/avatars/000/000/010/original/'../x'"]
+
+
+def test_check_mode_writes_no_progress_file(tmp_path, system_root):
+    state = tmp_path / "state"
+    state.mkdir()
+    engine = ce.CopyEngine(None, "bucket", ce.FilesystemSource(str(system_root)), check_mode=True,
+                           index=ce.DestinationIndex(), progress_file=str(state / "p.json"))
+    engine.run(_rows(), rows_total=3)
+    assert os.listdir(state) == []

@@ -81,7 +81,7 @@ def test_parse_and_format_values():
     assert parse_value("value # comment") == ("value", " # comment")
     assert parse_value('"a b" # c') == ("a b", " # c")
     assert parse_value("'x#y'") == ("x#y", "")
-    assert parse_value("a#b") == ("a#b", "")
+    assert parse_value("a#b") == ("a", "#b")  # Ruby dotenv: an unquoted value ends at "#"
     assert format_value("https://ewr1.vultrobjects.com") == "https://ewr1.vultrobjects.com"
     assert format_value("a b") == '"a b"'
     assert format_value('a"b') == "'a\"b'"

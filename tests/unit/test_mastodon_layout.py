@@ -69,7 +69,8 @@ def test_cache_prefix_rule(remote, version, expected):
 
 def test_namedtuples_have_the_agreed_fields():
     assert MediaObject._fields == ("kind", "key", "content_type", "acl", "row_id")
-    assert RowObjects._fields == ("kind", "row_id", "objects")
+    assert RowObjects._fields == ("kind", "row_id", "objects", "rejected")
+    assert RowObjects("k", 1, ()).rejected == ()
 
 
 # ---------------------------------------------------------------------- media attachment styles
@@ -330,3 +331,34 @@ def test_missing_content_type_falls_back_to_extension():
 def test_unknown_kind_rejected():
     with pytest.raises(ValueError):
         objects_for("statuses/nothing", {"id": 1, "file_name": "x", "content_type": "x/y"})
+
+
+# ---------------------------------------------------------------------- crafted file names
+
+@pytest.mark.parametrize("name, reason", [
+    ("../../../../../backups/dumps/000/000/001/original/b1.zip", "path separator"),
+    ("a/b.png", "path separator"),
+    ("a\\b.png", "path separator"),
+    ("a\x00.png", "control character"),
+    ("a\n.png", "control character"),
+    ("..", "directory reference"),
+    (".", "directory reference"),
+    ("", "empty"),
+])
+def test_unsafe_file_names_are_rejected_and_reported(name, reason):
+    assert reason in L.file_name_problem(name)
+    with pytest.raises(L.UnsafeFileName):
+        L.objects_for(L.ACCOUNT_AVATARS, {"id": 2, "file_name": name, "content_type": "image/png"})
+    row = L.row_objects(L.ACCOUNT_AVATARS, {"id": 2, "file_name": name, "content_type": "image/png"}, remote=True,
+                        storage_schema_version=1)
+    assert row.objects == ()
+    ((kind, key, why),) = row.rejected
+    assert kind == L.ACCOUNT_AVATARS and key.startswith("cache/accounts/avatars/000/000/002/original/")
+    assert reason in why
+
+
+@pytest.mark.parametrize("name", ["..png", "a..b.jpg", "...", ".hidden.png", "ünïcode.png", "a b.png"])
+def test_odd_but_plain_names_are_kept(name):
+    assert L.file_name_problem(name) is None
+    row = L.row_objects(L.ACCOUNT_AVATARS, {"id": 2, "file_name": name, "content_type": "image/png"})
+    assert row.rejected == () and row.objects[0].key == "accounts/avatars/000/000/002/original/" + name

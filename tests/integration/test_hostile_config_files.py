@@ -1,0 +1,173 @@
+"""Hostile local input against the config-file modules, through ansible-playbook as root.
+
+The app user owns the directory holding .env.production / default.yml: it can plant symbolic
+links at any name there. Root must never write through one (issue 12, items 1 and 4).
+"""
+
+import json
+import os
+import re
+import stat
+import textwrap
+
+import pytest
+
+from tests.ansible_helpers import run_playbook
+
+APP_UID = 1000
+APP_GID = 1000
+OLD_ENV_TMP = "..env.production.ansible-tmp"  # the fixed names of the earlier code
+OLD_YML_TMP = ".default.yml.ansible-tmp"
+
+ENV_TEXT = textwrap.dedent("""\
+    LOCAL_DOMAIN=social.example.net
+    DATABASE_URL=postgres://mastodon:Pg-S3cret-Pw@db.internal:5432/mastodon_production
+    REDIS_URL=redis://:Redis-S3cret-Pw@127.0.0.1:6379/0
+    CACHE_REDIS_URL=rediss://cache:Cache-S3cret-Pw@cache.internal:6380
+    DB_PASS=Db-S3cret-Pw
+    SMTP_LOGIN=mailer
+    PRIVATE_SIGNING_NOTE="first line Multi-S3cret-Line1
+    Multi-S3cret-Line2 continues
+    last"
+    # old: DATABASE_URL=postgres://old:Old-S3cret-Pw@db.old/mastodon
+    S3_ENABLED=false
+    """)
+SECRETS = ("Pg-S3cret-Pw", "Redis-S3cret-Pw", "Cache-S3cret-Pw", "Db-S3cret-Pw", "Multi-S3cret-Line1",
+           "Multi-S3cret-Line2", "Old-S3cret-Pw", "New-AK-S3cret", "New-SK-S3cret")
+
+
+def env_play(path, **more):
+    args = dict(path=str(path), settings={"S3_ENABLED": True, "S3_BUCKET": "media"},
+                secret_settings={"AWS_ACCESS_KEY_ID": "New-AK-S3cret", "AWS_SECRET_ACCESS_KEY": "New-SK-S3cret"})
+    args.update(more)
+    return """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Set env
+      fediverse.object_storage.mastodon_env: %s
+""" % json.dumps(args)
+
+
+def misskey_play(path):
+    args = dict(path=str(path), bucket="media", prefix="drive", base_url="https://s3.example.net/media",
+                endpoint="ewr1", access_key="AK-S3cret", secret_key="SK-S3cret")
+    return """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Set drive
+      fediverse.object_storage.misskey_config: %s
+""" % json.dumps(args)
+
+
+@pytest.fixture
+def victim(tmp_path):
+    """A root-owned 0440 file outside the app's directory (what an attacker wants to overwrite)."""
+    path = tmp_path / "root-only" / "shadow-like"
+    path.parent.mkdir()
+    path.write_bytes(b"root:secret-hash:19000::::::\n")
+    os.chown(path, 0, 0)
+    os.chmod(path, 0o440)
+    return path
+
+
+def snapshot(path):
+    st = os.lstat(path)
+    return path.read_bytes(), st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)
+
+
+def app_dir(tmp_path, name):
+    directory = tmp_path / name
+    directory.mkdir()
+    os.chown(directory, APP_UID, APP_GID)
+    os.chmod(directory, 0o755)
+    return directory
+
+
+def entries(directory):
+    return sorted(os.listdir(directory))
+
+
+def test_mastodon_env_never_writes_through_planted_temp_links(tmp_path, victim):
+    live = app_dir(tmp_path, "live")
+    env = live / ".env.production"
+    env.write_text(ENV_TEXT)
+    os.chown(env, APP_UID, APP_GID)
+    os.chmod(env, 0o640)
+    # The app user plants links at the old fixed temp name and at every name it can guess.
+    os.symlink(str(victim), str(live / OLD_ENV_TMP))
+    os.symlink(str(victim), str(live / ".env.production.tmp"))
+    before_victim = snapshot(victim)
+    listing_before = set(entries(live))
+
+    res = run_playbook(env_play(env))
+    assert res.rc == 0, res
+    assert snapshot(victim) == before_victim  # content, owner, mode unchanged
+    assert os.path.islink(live / OLD_ENV_TMP) and os.readlink(live / OLD_ENV_TMP) == str(victim)
+    text = env.read_text()
+    assert "S3_BUCKET=media" in text and "AWS_SECRET_ACCESS_KEY=New-SK-S3cret" in text
+    st = os.lstat(env)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (APP_UID, APP_GID, 0o640)
+    assert not stat.S_ISLNK(st.st_mode)
+    # No temporary file is left, only the backup was added; no predictable name was used.
+    added = set(entries(live)) - listing_before
+    assert len(added) == 1 and re.match(r"^\.env\.production\.\d+\.\d{4}-\d\d-\d\d@\d\d:\d\d:\d\d~$", added.pop())
+
+
+def test_mastodon_env_refuses_a_symlinked_env_file(tmp_path, victim):
+    live = app_dir(tmp_path, "live")
+    env = live / ".env.production"
+    os.symlink(str(victim), str(env))
+    before_victim = snapshot(victim)
+    res = run_playbook(env_play(env), diff=True, callback="default")
+    assert res.rc != 0
+    assert "symbolic link" in res.stdout
+    assert "secret-hash" not in res.stdout + res.stderr  # the link's target is not read into a diff
+    assert snapshot(victim) == before_victim
+    assert entries(live) == [".env.production"]
+
+
+def test_misskey_config_never_writes_through_planted_temp_links(tmp_path, victim):
+    config_dir = app_dir(tmp_path, ".config")
+    default = config_dir / "default.yml"
+    default.write_text("url: https://mk.example.net/\nport: 3000\n")
+    os.chown(default, APP_UID, APP_GID)
+    os.chmod(default, 0o600)
+    os.symlink(str(victim), str(config_dir / OLD_YML_TMP))
+    before_victim = snapshot(victim)
+    res = run_playbook(misskey_play(default))
+    assert res.rc == 0, res
+    assert snapshot(victim) == before_victim
+    assert "bucket: media" in default.read_text()
+    st = os.lstat(default)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (APP_UID, 0o600)
+    assert not [n for n in entries(config_dir) if n.endswith(".tmp")]
+
+
+def test_misskey_config_refuses_a_symlinked_config(tmp_path, victim):
+    config_dir = app_dir(tmp_path, ".config")
+    os.symlink(str(victim), str(config_dir / "default.yml"))
+    before_victim = snapshot(victim)
+    res = run_playbook(misskey_play(config_dir / "default.yml"))
+    assert res.rc != 0
+    assert snapshot(victim) == before_victim
+
+
+def test_diff_masks_url_credentials_and_multiline_values(tmp_path):
+    live = tmp_path / "live"
+    live.mkdir()
+    env = live / ".env.production"
+    env.write_text(ENV_TEXT)
+    # Changes spread over the file so that the diff's context shows every line.
+    play = env_play(env, settings={"LOCAL_DOMAIN": "social.example.org", "SMTP_LOGIN": "mail2",
+                                   "S3_ENABLED": True, "S3_BUCKET": "media"})
+    for check in (True, False):
+        res = run_playbook(play, diff=True, check=check, callback="default")
+        assert res.rc == 0, res.stdout + res.stderr
+        out = res.stdout + res.stderr
+        assert "+S3_BUCKET=media" in out  # the diff is there
+        assert "postgres://mastodon:********@db.internal" in out
+        assert "redis://:********@127.0.0.1" in out
+        for secret in SECRETS:
+            assert secret not in out, secret

@@ -1,0 +1,130 @@
+"""plugins/module_utils/atomic.py: the one atomic write, safe in a directory another user owns."""
+
+import json
+import os
+import stat
+
+import pytest
+
+from ansible_collections.fediverse.object_storage.plugins.module_utils import atomic
+from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_engine as ce
+
+APP_UID = 1000
+
+
+@pytest.fixture
+def victim(tmp_path):
+    path = tmp_path / "outside" / "root-only"
+    path.parent.mkdir()
+    path.write_bytes(b"do not touch\n")
+    os.chmod(path, 0o440)
+    return path
+
+
+def state(path):
+    st = os.lstat(path)
+    return path.read_bytes(), st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)
+
+
+def test_replaces_content_keeping_owner_group_mode(tmp_path):
+    target = tmp_path / "f"
+    target.write_bytes(b"old")
+    os.chown(target, APP_UID, APP_UID)
+    os.chmod(target, 0o640)
+    atomic.write_atomic(str(target), b"new")
+    assert state(target) == (b"new", APP_UID, APP_UID, 0o640)
+    assert os.listdir(tmp_path) == ["f"]
+
+
+def test_new_file_mode_and_text(tmp_path):
+    target = tmp_path / "p.json"
+    atomic.write_atomic(str(target), "caf\udce9")  # surrogateescape'd text
+    assert target.read_bytes() == b"caf\xe9"
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o644
+
+
+def test_refuses_a_link_at_the_target(tmp_path, victim):
+    before = state(victim)
+    link = tmp_path / "f"
+    os.symlink(str(victim), str(link))
+    with pytest.raises(atomic.AtomicWriteError, match="symbolic link"):
+        atomic.write_atomic(str(link), b"pwned")
+    with pytest.raises(atomic.AtomicWriteError, match="symbolic link"):
+        atomic.read_bytes(str(link))
+    assert state(victim) == before
+    assert os.path.islink(link) and sorted(os.listdir(tmp_path)) == ["f", "outside"]
+
+
+def test_refuses_a_directory_or_fifo(tmp_path):
+    (tmp_path / "d").mkdir()
+    with pytest.raises(atomic.AtomicWriteError):
+        atomic.write_atomic(str(tmp_path / "d"), b"x")
+    os.mkfifo(str(tmp_path / "fifo"))
+    with pytest.raises(atomic.AtomicWriteError):
+        atomic.read_bytes(str(tmp_path / "fifo"))  # and it does not hang
+
+
+def test_temporary_names_are_unpredictable_and_exclusive(tmp_path, victim, monkeypatch):
+    """Links planted at every name an attacker could guess stay untouched; each write uses a new
+    random name, opened with O_CREAT|O_EXCL|O_NOFOLLOW."""
+    before = state(victim)
+    target = tmp_path / ".env.production"
+    target.write_bytes(b"A=1\n")
+    for guess in ("..env.production.ansible-tmp", ".env.production.tmp", ".env.production.%d.tmp" % os.getpid()):
+        os.symlink(str(victim), str(tmp_path / guess))
+    opened = []
+    real_open = os.open
+
+    def spy(path, flags, *args, **kwargs):
+        if kwargs.get("dir_fd") is not None:
+            opened.append((path, flags))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(atomic.os, "open", spy)
+    for n in range(3):
+        atomic.write_atomic(str(target), b"A=%d\n" % n)
+    names = [name for name, _flags in opened]
+    assert len(set(names)) == 3
+    for _name, flags in opened:
+        assert flags & os.O_EXCL and flags & os.O_CREAT and flags & os.O_NOFOLLOW
+    assert state(victim) == before
+    assert target.read_bytes() == b"A=2\n"
+
+
+def test_failure_leaves_nothing_behind(tmp_path, monkeypatch):
+    target = tmp_path / "f"
+    target.write_bytes(b"old")
+
+    def boom(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "fsync", boom)
+    with pytest.raises(OSError):
+        atomic.write_atomic(str(target), b"new")
+    assert os.listdir(tmp_path) == ["f"] and target.read_bytes() == b"old"
+
+
+def test_backup_copy_keeps_owner_and_mode_and_refuses_links(tmp_path):
+    target = tmp_path / "f"
+    target.write_bytes(b"secret=1\n")
+    os.chown(target, APP_UID, APP_UID)
+    os.chmod(target, 0o600)
+    backup = atomic.backup_copy(str(target), target.read_bytes(), os.lstat(target))
+    assert backup.startswith(str(target) + ".") and backup.endswith("~")
+    st = os.lstat(backup)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (APP_UID, 0o600)
+
+
+def test_progress_file_never_written_through_links(tmp_path, victim):
+    before = state(victim)
+    progress = tmp_path / "progress.json"
+    # the progress file's old temp name (".<name>.<pid>.tmp") planted as a link
+    os.symlink(str(victim), str(tmp_path / (".progress.json.%d.tmp" % os.getpid())))
+    ce.write_json_atomic(str(progress), {"done": 1})
+    assert json.loads(progress.read_text()) == {"done": 1}
+    assert state(victim) == before
+    os.unlink(progress)
+    os.symlink(str(victim), str(progress))
+    with pytest.raises(atomic.AtomicWriteError):
+        ce.write_json_atomic(str(progress), {"done": 2})
+    assert state(victim) == before
