@@ -34,6 +34,23 @@ except ImportError:  # pragma: no cover - Python 2 is not supported by the colle
 POLICY_VERSION = "2012-10-17"
 PUBLIC_READ = "public-read"
 PRIVATE = "private"
+# Objects are public (or private) through their own ACL; the bucket policy grants nothing to
+# anonymous users. Mastodon's model: it uploads with S3_PERMISSION=public-read and makes the
+# media of a suspended account private by setting its objects' ACL - which a bucket policy Allow
+# would override (measured on Ceph RGW: a policy Allow of s3:GetObject to "*" wins over a
+# private object ACL).
+OBJECT_ACL = "object-acl"
+NAMED_POLICIES = (OBJECT_ACL, PUBLIC_READ, PRIVATE)
+ALL_USERS_URIS = ("http://acs.amazonaws.com/groups/global/AllUsers",
+                  "http://acs.amazonaws.com/groups/global/AuthenticatedUsers")
+
+ANONYMOUS_POLICY_WARNING = (
+    "bucket %s had a policy granting anonymous users %s (%d statement(s), like the public-read policy "
+    "of the usual blog procedures). A bucket policy Allow overrides the objects' own ACL: every object "
+    "made private (suspended accounts' media, users' backups) was readable by anyone. %s")
+PUBLIC_BUCKET_ACL_WARNING = (
+    "bucket %s had an ACL granting %s to everyone (%s): anyone could list%s the bucket. The bucket ACL "
+    "was set to private (objects keep their own ACL).")
 
 # The CORS rules Mastodon's documentation asks for: browsers on any origin may GET/HEAD media.
 DEFAULT_CORS_RULES = [
@@ -155,7 +172,8 @@ def parse_policy(policy):
         except ValueError as exc:
             raise PolicyError("the policy is not valid JSON: %s" % exc) from None
     else:
-        raise PolicyError("the policy must be 'public-read', 'private', a JSON string or a dictionary, not %s"
+        raise PolicyError("the policy must be 'object-acl', 'public-read', 'private', a JSON string or a dictionary, "
+                          "not %s"
                           % type(policy).__name__)
     if not isinstance(doc, dict):
         raise PolicyError("the policy must be a JSON object with a Statement list")
@@ -253,9 +271,58 @@ def policies_equal(a, b):
     return normalize_policy(a) == normalize_policy(b)
 
 
+def _principal_is_anonymous(value):
+    if value == "*":
+        return True
+    if isinstance(value, dict):
+        return any("*" in [str(v) for v in _as_list(vals)] for vals in value.values())
+    return "*" in [str(v) for v in _as_list(value)]
+
+
+def is_anonymous_allow(statement):
+    """True for a statement that allows something to everyone (``Principal: "*"`` or ``{"AWS": "*"}``)."""
+    if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
+        return False
+    if "NotPrincipal" in statement:
+        return True  # everyone but someone: anonymous users included
+    return _principal_is_anonymous(statement.get("Principal"))
+
+
+def strip_anonymous_allows(policy):
+    """``(remaining policy or None, removed statements)``: ``policy`` without its anonymous Allows.
+
+    Deny statements and statements for named principals are kept; a policy left without any
+    statement becomes None (no policy).
+    """
+    if policy is None:
+        return None, []
+    doc = parse_policy(policy)
+    kept, removed = [], []
+    for st in _as_list(doc.get("Statement")):
+        (removed if is_anonymous_allow(st) else kept).append(st)
+    if not removed:
+        return doc, []
+    if not kept:
+        return None, removed
+    out = dict(doc)
+    out["Statement"] = kept
+    return out, removed
+
+
+def _actions_text(statements):
+    actions = sorted(set(str(a) for st in statements for a in _as_list(st.get("Action") or st.get("NotAction"))))
+    return ", ".join(actions) or "actions"
+
+
 def desired_policy(policy, name):
-    """The policy document the ``policy`` option asks for (None for ``private``)."""
-    if policy is None or policy == PUBLIC_READ:
+    """The policy document the ``policy`` option asks for.
+
+    None for ``private`` (no policy); the string ``object-acl`` is returned as is: the policy it
+    wants depends on the bucket's current one (handle_policy strips the anonymous Allows).
+    """
+    if policy is None or policy == OBJECT_ACL:
+        return OBJECT_ACL
+    if policy == PUBLIC_READ:
         return public_read_policy(name)
     if policy == PRIVATE:
         return None
@@ -382,17 +449,56 @@ def handle_bucket_present(client, name, check_mode=False):
 
 
 def handle_policy(client, name, policy, check_mode=False, exists=True):
-    """Make the bucket's policy semantically equal to ``policy`` (None: no policy)."""
+    """Make the bucket's policy semantically equal to ``policy`` (None: no policy).
+
+    ``policy`` ``object-acl``: the current policy without its anonymous Allow statements (a
+    policy left empty is deleted); ``result['warnings']`` explains what was removed and why.
+    """
     before = get_policy(client, name) if exists else None
-    after = policy
+    warnings = []
+    if policy == OBJECT_ACL:
+        after, removed = strip_anonymous_allows(before)
+        if removed:
+            warnings.append(ANONYMOUS_POLICY_WARNING % (
+                name, _actions_text(removed), len(removed),
+                "Those statements were %s: objects are now public or private through their own ACL "
+                "(S3_PERMISSION=public-read), the way Mastodon expects."
+                % ("removed (the policy had nothing else, so it was deleted)" if after is None else "removed")))
+    else:
+        after = policy
     if policies_equal(before, after):
-        return False, {"before": before, "after": before}
+        return False, {"before": before, "after": before, "warnings": warnings}
     if not check_mode:
         if after is None:
             client.delete_bucket_policy(Bucket=name)
         else:
             client.put_bucket_policy(Bucket=name, Policy=json.dumps(after))
-    return True, {"before": before, "after": after}
+    return True, {"before": before, "after": after, "warnings": warnings}
+
+
+def public_bucket_grants(acl):
+    """The grants of a bucket ACL (GetBucketAcl result) that give something to everyone."""
+    found = []
+    for grant in (acl or {}).get("Grants", []):
+        grantee = grant.get("Grantee") or {}
+        if grantee.get("Type") == "Group" and grantee.get("URI") in ALL_USERS_URIS:
+            found.append(grant.get("Permission"))
+    return found
+
+
+def handle_bucket_acl(client, name, check_mode=False, exists=True):
+    """Make sure the bucket's own ACL grants nothing to everyone (a public-read bucket ACL is a listable bucket)."""
+    if not exists:
+        return False, {"public_grants": [], "warnings": []}
+    grants = public_bucket_grants(client.get_bucket_acl(Bucket=name))
+    if not grants:
+        return False, {"public_grants": [], "warnings": []}
+    writable = any(g in ("WRITE", "FULL_CONTROL") for g in grants)
+    warning = PUBLIC_BUCKET_ACL_WARNING % (name, ", ".join(sorted(set(grants))), "AllUsers/AuthenticatedUsers",
+                                           " and write to" if writable else "")
+    if not check_mode:
+        client.put_bucket_acl(Bucket=name, ACL="private")
+    return True, {"public_grants": grants, "warnings": [warning]}
 
 
 def handle_cors(client, name, rules, check_mode=False, exists=True):
@@ -463,19 +569,30 @@ def object_url(endpoint_url, bucket, key):
     return "%s/%s/%s" % (endpoint_url.rstrip("/"), bucket, quote(key, safe="/~"))
 
 
-def handle_object_present(client, bucket, key, content, content_type="text/plain", check_mode=False):
-    """Upload a small object unless an identical one (same MD5/ETag) is there."""
+def object_is_public(client, bucket, key):
+    """True when the object's own ACL lets everyone read it."""
+    grants = public_bucket_grants(client.get_object_acl(Bucket=bucket, Key=key))
+    return "READ" in grants or "FULL_CONTROL" in grants
+
+
+def handle_object_present(client, bucket, key, content, content_type="text/plain", check_mode=False, acl=None):
+    """Upload a small object unless an identical one (same MD5/ETag, type, and ACL when given) is there.
+
+    ``acl``: None sends no ACL (the bucket's default, private); ``public-read`` or ``private``.
+    """
     body = content.encode("utf-8") if not isinstance(content, bytes) else content
     md5 = hashlib.md5(body).hexdigest()  # noqa: S324 - the S3 ETag of a single-part object
     try:
         head = client.head_object(Bucket=bucket, Key=key)
-        if head.get("ETag", "").strip('"') == md5 and head.get("ContentType") == content_type:
+        if head.get("ETag", "").strip('"') == md5 and head.get("ContentType") == content_type and (
+                acl is None or object_is_public(client, bucket, key) == (acl == PUBLIC_READ)):
             return False, {"etag": md5}
     except ClientError as exc:
         if not is_not_found(exc):
             raise
     if not check_mode:
-        client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+        extra = {"ACL": acl} if acl else {}
+        client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type, **extra)
     return True, {"etag": md5}
 
 

@@ -379,8 +379,8 @@ def iter_rows_objects(conn, scope=("cache",), include_backups=False, shard_index
 
     A server-side (named) cursor fetches ``batch_size`` rows at a time, so memory stays bounded
     with any number of rows. ``limit`` caps the total number of rows; sharding keeps the rows
-    with ``id % shard_count = shard_index``. Suspended accounts' avatars, headers and media
-    attachments, and every backup, come out with acl "private".
+    with ``id % shard_count = shard_index``. Suspended accounts' media attachments (files and
+    thumbnails), and every backup, come out with acl "private" (avatars and headers stay public).
     """
     scope, shard_index, shard_count = _check_args(scope, shard_index, shard_count, limit)
     batch_size = max(1, int(batch_size))

@@ -293,9 +293,21 @@ def objects_for(kind, row, has_cache_prefix=False, acl=None):
     return tuple(objects)
 
 
+# What Mastodon makes private when it suspends an account: SuspendAccountService#privatize_media_attachments!
+# puts ``acl: 'private'`` on every style of every attachment of the account's *media attachments*
+# (MediaAttachment.attachment_definitions: file and thumbnail) and nothing else.
+# Avatars, headers, emojis and preview cards stay public (UnsuspendAccountService only makes media
+# attachments public again, so a private avatar would stay broken after an unsuspension).
+SUSPENDED_PRIVATE_KINDS = frozenset((MEDIA_FILES, MEDIA_THUMBNAILS))
+
+
 def row_objects(kind, row, remote=False, storage_schema_version=None, suspended=False):
-    """RowObjects for one row: applies the ``cache/`` rule and the suspended -> private rule."""
-    acl = PRIVATE if (suspended or kind == BACKUP_DUMPS) else None
+    """RowObjects for one row: applies the ``cache/`` rule and Mastodon's private rules.
+
+    Private: backups always; media attachments (files and thumbnails) of suspended accounts.
+    Avatars and headers of suspended accounts stay public, like Mastodon leaves them.
+    """
+    acl = PRIVATE if (kind == BACKUP_DUMPS or (suspended and kind in SUSPENDED_PRIVATE_KINDS)) else None
     cache = has_cache_prefix(remote, storage_schema_version)
     try:
         objects = objects_for(kind, row, cache, acl)

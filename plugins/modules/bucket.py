@@ -10,12 +10,18 @@ __metaclass__ = type  # noqa: UP001 - Ansible sanity wants it
 DOCUMENTATION = r"""
 ---
 module: bucket
-short_description: Create or delete an S3 bucket with a public-read, non-listable policy
+short_description: Create or delete an S3 bucket that is not listable or writable anonymously
 version_added: 0.1.0
 description:
-  - Creates a bucket on Vultr Object Storage (or any S3 endpoint served by Ceph RGW) and gives it a
-    bucket policy, by default one that lets anyone read objects (C(s3:GetObject)) but not list or
-    write the bucket, which is what Mastodon and Misskey need for media.
+  - Creates a bucket on Vultr Object Storage (or any S3 endpoint served by Ceph RGW) that anonymous
+    users can neither list nor write. By default (O(policy=object-acl), Mastodon's model) the bucket
+    policy grants nothing to anonymous users and each object is public or private through its own
+    ACL, so what Mastodon makes private (suspended accounts' media, backups) stays private.
+  - A bucket policy that allows anything to everyone (such as the C(s3:GetObject) policy of the usual
+    blog procedures) is detected, explained in a warning, and its anonymous statements are removed
+    with O(policy=object-acl): a policy Allow overrides the objects' ACL (measured on Ceph RGW).
+  - A bucket ACL that grants anything to everyone (AllUsers, AuthenticatedUsers) is set back to
+    private, with a warning, for the named policies.
   - The bucket name is checked before any request is made.
   - Policies and CORS rules are compared semantically, so a policy that only differs in key or
     statement order, C(Sid), or a string versus a one-element list is not changed.
@@ -45,13 +51,20 @@ options:
     default: false
   policy:
     description:
+      - V(object-acl) grants nothing to anonymous users in the bucket policy; objects are readable
+        by URL when their own ACL is C(public-read) (Mastodon's C(S3_PERMISSION)), not when it is
+        C(private). Anonymous Allow statements of an existing policy are removed (the policy is
+        deleted when nothing else is left); Deny statements and statements for named principals stay.
+        Use it for Mastodon, whose suspended accounts' media and backups are private objects.
       - V(public-read) gives everyone C(s3:GetObject) on C(arn:aws:s3:::NAME/*) and nothing else.
-        Objects are readable by URL; the bucket cannot be listed or written anonymously.
+        Every object is readable by URL whatever its ACL; the bucket cannot be listed or written
+        anonymously. For Misskey, which has no private files and uploads without an ACL unless
+        C(setPublicRead) is set.
       - V(private) removes any bucket policy.
       - Anything else is a custom policy document, as a JSON string or a dictionary. It is checked
         locally (JSON, Statement, Effect, Action, Resource, Principal) before it is sent.
     type: raw
-    default: public-read
+    default: object-acl
   cors:
     description:
       - V(default) sets one CORS rule allowing C(GET) and C(HEAD) from any origin, as Mastodon's
@@ -79,7 +92,7 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Create the media bucket, readable by URL but not listable
+- name: Create Mastodon's media bucket (objects public through their own ACL, not listable)
   fediverse.object_storage.bucket:
     name: example-social-media
     endpoint: ewr1
@@ -98,6 +111,12 @@ EXAMPLES = r"""
           Action: s3:GetObject
           Resource: arn:aws:s3:::example-social-media/media_attachments/*
     cors: keep
+
+- name: A Misskey bucket (every object readable by URL through the policy)
+  fediverse.object_storage.bucket:
+    name: example-misskey-media
+    endpoint: ewr1
+    policy: public-read
 
 - name: Delete a test bucket and everything in it
   fediverse.object_storage.bucket:
@@ -128,6 +147,16 @@ policy:
   type: dict
   sample: {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*",
            "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::example-social-media/*"]}]}
+removed_statements:
+  description: With O(policy=object-acl), the anonymous Allow statements removed from the bucket policy.
+  returned: when O(state=present)
+  type: list
+  elements: dict
+bucket_acl_public_grants:
+  description: The permissions the bucket's ACL granted to everyone before the module set it to private.
+  returned: when O(state=present)
+  type: list
+  elements: str
 cors_rules:
   description: The CORS rules after the module ran (null when there are none or O(cors=keep)).
   returned: when O(state=present)
@@ -153,8 +182,12 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket im
     desired_policy,
     handle_bucket_absent,
     handle_bucket_present,
+    NAMED_POLICIES,
+    OBJECT_ACL,
+    handle_bucket_acl,
     handle_cors,
     handle_policy,
+    strip_anonymous_allows,
     validate_bucket_name,
 )
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (  # noqa: E402
@@ -172,18 +205,27 @@ def run_present(module, client, name, policy, cors):
     exists = created["existed"]
     result = dict(existed=exists)
     p_changed, p_result = handle_policy(client, name, policy, module.check_mode, exists=exists)
+    a_changed, a_result = False, {"public_grants": [], "warnings": []}
+    if module.params["policy"] in NAMED_POLICIES:
+        a_changed, a_result = handle_bucket_acl(client, name, module.check_mode, exists=exists)
+    for warning in p_result["warnings"] + a_result["warnings"]:
+        module.warn(warning)
+    removed = strip_anonymous_allows(p_result["before"])[1] if policy == OBJECT_ACL else []
     manage_cors, cors_rules = cors
     c_result = {"before": None, "after": None}
     c_changed = False
     if manage_cors:
         c_changed, c_result = handle_cors(client, name, cors_rules, module.check_mode, exists=exists)
     result.update(
-        changed=changed or p_changed or c_changed,
+        changed=changed or p_changed or a_changed or c_changed,
         policy=p_result["after"],
+        removed_statements=removed,
+        bucket_acl_public_grants=a_result["public_grants"],
         cors_rules=c_result["after"],
         diff=dict(
-            before=dict(state="present" if exists else "absent", policy=p_result["before"], cors=c_result["before"]),
-            after=dict(state="present", policy=p_result["after"], cors=c_result["after"]),
+            before=dict(state="present" if exists else "absent", policy=p_result["before"], cors=c_result["before"],
+                        public_acl_grants=a_result["public_grants"]),
+            after=dict(state="present", policy=p_result["after"], cors=c_result["after"], public_acl_grants=[]),
         ),
     )
     return result
@@ -205,7 +247,7 @@ def main():
         name=dict(type="str", required=True, aliases=["bucket"]),
         state=dict(type="str", default="present", choices=["present", "absent"]),
         force=dict(type="bool", default=False),
-        policy=dict(type="raw", default="public-read"),
+        policy=dict(type="raw", default=OBJECT_ACL),
         cors=dict(type="raw", default="default"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -224,7 +266,7 @@ def main():
     except (CorsError, S3ConfigError) as exc:
         module.fail_json(msg=str(exc), name=name)
 
-    if module.params["policy"] not in (None, "public-read", "private"):
+    if module.params["policy"] not in (None,) + NAMED_POLICIES:
         for warning in check_policy(policy, name):
             module.warn(warning)
 
@@ -246,6 +288,8 @@ def main():
 def _failed_step(exc, default):
     """Which S3 operation failed, in words (botocore puts the operation name on ClientError)."""
     operation = getattr(exc, "operation_name", "") or ""
+    if "Acl" in operation:
+        return "setting the bucket ACL"
     if "Policy" in operation:
         return "setting the bucket policy"
     if "Cors" in operation:

@@ -30,13 +30,20 @@ options:
   content:
     description: The object's content (text). Required with O(state=present).
     type: str
+  acl:
+    description:
+      - The object's canned ACL. Not given, no ACL is sent (the bucket's default, private).
+      - The C(bucket) role puts one V(public-read) and one V(private) probe to prove the bucket model.
+    type: str
+    choices: [public-read, private]
   content_type:
     description: The Content-Type stored with the object.
     type: str
     default: text/plain
   state:
     description:
-      - V(present) uploads the object unless an identical one (same content and type) is there.
+      - V(present) uploads the object unless an identical one (same content, type and, when O(acl) is
+        given, the same public or private ACL) is there.
       - V(absent) removes it.
     type: str
     choices: [present, absent]
@@ -107,6 +114,7 @@ def main():
         key=dict(type="str", required=True, no_log=False),
         content=dict(type="str"),
         content_type=dict(type="str", default="text/plain"),
+        acl=dict(type="str", choices=["public-read", "private"]),
         state=dict(type="str", default="present", choices=["present", "absent"]),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
@@ -121,7 +129,7 @@ def main():
     try:
         if params["state"] == "present":
             changed, result = handle_object_present(client, params["bucket"], params["key"], params["content"],
-                                                    params["content_type"], module.check_mode)
+                                                    params["content_type"], module.check_mode, acl=params["acl"])
         else:
             changed, result = handle_object_absent(client, params["bucket"], params["key"], module.check_mode)
     except (BotoCoreError, ClientError) as exc:

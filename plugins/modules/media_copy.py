@@ -95,7 +95,8 @@ options:
   acl:
     description:
       - The canned ACL of each object, Mastodon's C(S3_PERMISSION). V("") sends no ACL.
-      - Media of suspended accounts and backups are always C(private).
+      - Media attachments (files and thumbnails) of suspended accounts and backups are always C(private),
+        as Mastodon makes them; avatars and headers of suspended accounts stay public, as in Mastodon.
     type: str
     default: public-read
   cache_control:

@@ -70,7 +70,7 @@ def head_status(s3, name):
         return exc.response["ResponseMetadata"]["HTTPStatusCode"]
 
 
-# --- the role: a fresh bucket becomes public-read but not listable ---------------------------------
+# --- the role: Mastodon's model, objects public or private by their own ACL ----------------------
 
 def role_play(rgw, name, **extra):
     vars_ = dict(bucket_name=name, bucket_endpoint=rgw.https_endpoint, bucket_access_key=rgw.access_key,
@@ -80,33 +80,86 @@ def role_play(rgw, name, **extra):
                             "roles": ["fediverse.object_storage.bucket"]}], sort_keys=False)
 
 
-def test_role_makes_objects_public_but_bucket_not_listable(rgw, s3, bucket):
-    s3.put_object(Bucket=bucket, Key="media_attachments/files/000/000/001/original/a.png", Body=b"png")
-    path = "/%s/media_attachments/files/000/000/001/original/a.png" % bucket
-    assert anonymous(rgw, "GET", path) == 403
-    assert anonymous(rgw, "GET", "/%s/" % bucket) == 403
+def seeds_policy(bucket):
+    """The allow-all GetObject policy of the admins' blog procedures (seeds 000/001), verbatim shape."""
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": "AddPerm", "Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "s3:GetObject",
+        "Resource": "arn:aws:s3:::%s/*" % bucket}]})
+
+
+PUBLIC_KEY = "media_attachments/files/000/000/001/original/a.png"
+PRIVATE_KEY = "media_attachments/files/000/000/002/original/suspended.png"
+
+
+def test_role_replaces_the_seeds_allow_all_policy_private_stays_private(rgw, s3, bucket):
+    s3.put_object(Bucket=bucket, Key=PUBLIC_KEY, Body=b"png", ACL="public-read")
+    s3.put_object(Bucket=bucket, Key=PRIVATE_KEY, Body=b"secret", ACL="private")
+    s3.put_bucket_policy(Bucket=bucket, Policy=seeds_policy(bucket))
+    # The defect: with the seeds' policy a private object is readable by anyone.
+    assert anonymous(rgw, "GET", "/%s/%s" % (bucket, PRIVATE_KEY)) == 200
 
     t0 = time.monotonic()
     first = run_playbook(role_play(rgw, bucket))
     first_seconds = time.monotonic() - t0
     assert first.rc == 0, first
-    assert first.task("Create the bucket and set its policy")["changed"] is True
-    verified = first.task("Assert that objects are readable")
+    created = first.task("Create the bucket and set its policy")
+    assert created["changed"] is True and created["policy"] is None
+    assert created["removed_statements"][0]["Sid"] == "AddPerm"
+    warning = " ".join(created.get("warnings", []))
+    assert "granting anonymous users s3:GetObject" in warning and "overrides the objects' own ACL" in warning, created
+    with pytest.raises(Exception, match="NoSuchBucketPolicy"):
+        s3.get_bucket_policy(Bucket=bucket)
+    verified = first.task("Assert the bucket model")
     assert not verified.get("failed") and not verified.get("skipped"), verified
-    assert "GET 200, LIST 403, PUT 403" in verified["msg"]
+    assert "GET public 200, GET private 403, LIST 403, PUT 403" in verified["msg"]
 
-    assert anonymous(rgw, "GET", path) == 200
+    assert anonymous(rgw, "GET", "/%s/%s" % (bucket, PUBLIC_KEY)) == 200
+    assert anonymous(rgw, "GET", "/%s/%s" % (bucket, PRIVATE_KEY)) == 403
     assert anonymous(rgw, "GET", "/%s/" % bucket) == 403
     assert anonymous(rgw, "GET", "/%s?list-type=2" % bucket) == 403
     assert anonymous(rgw, "PUT", "/%s/evil.txt" % bucket, data=b"x") == 403
-    # the probe objects are gone, our object is still there
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
-    assert keys == ["media_attachments/files/000/000/001/original/a.png"]
+    # the probe objects are gone, ours are still there
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
+    assert keys == sorted([PUBLIC_KEY, PRIVATE_KEY])
 
     second = run_playbook(role_play(rgw, bucket))
     assert second.rc == 0, second
     assert second.changed == 0, second.stats
     print("role: first run %.1f s" % first_seconds)
+
+
+def test_role_object_acl_keeps_deny_and_named_statements(rgw, s3, bucket):
+    """Only the anonymous Allow goes: an admin's Deny statement stays."""
+    policy = json.loads(seeds_policy(bucket))
+    deny = {"Sid": "NoSecrets", "Effect": "Deny", "Principal": "*", "Action": "s3:GetObject",
+            "Resource": "arn:aws:s3:::%s/secret/*" % bucket}
+    policy["Statement"].append(deny)
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+    res = run_playbook(role_play(rgw, bucket))
+    assert res.rc == 0, res
+    stored = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    assert [st["Effect"] for st in stored["Statement"]] == ["Deny"]
+
+
+def test_role_makes_a_public_bucket_acl_private(rgw, s3, bucket):
+    s3.put_bucket_acl(Bucket=bucket, ACL="public-read")
+    assert anonymous(rgw, "GET", "/%s/" % bucket) == 200  # listable: every file exposed
+    res = run_playbook(role_play(rgw, bucket))
+    assert res.rc == 0, res
+    out = res.task("Create the bucket and set its policy")
+    assert out["changed"] is True and out["bucket_acl_public_grants"] == ["READ"]
+    assert any("anyone could list" in w for w in out.get("warnings", [])), out
+    assert anonymous(rgw, "GET", "/%s/" % bucket) == 403
+
+
+def test_role_public_read_model_for_misskey(rgw, s3, bucket):
+    """Misskey's model: no private files, uploads without an ACL, a GetObject policy for everyone."""
+    s3.put_object(Bucket=bucket, Key="files/webpublic-x.png", Body=b"png")  # no ACL, like Misskey
+    res = run_playbook(role_play(rgw, bucket, bucket_policy="public-read"))
+    assert res.rc == 0, res
+    assert "GET public 200, GET private 200, LIST 403, PUT 403" in res.task("Assert the bucket model")["msg"]
+    assert anonymous(rgw, "GET", "/%s/files/webpublic-x.png" % bucket) == 200
+    assert anonymous(rgw, "GET", "/%s/" % bucket) == 403
 
 
 def test_role_check_mode_on_fresh_name_creates_nothing(rgw, s3):
@@ -144,13 +197,15 @@ def test_module_check_mode_creates_nothing_and_second_run_is_unchanged(rgw, s3):
         assert again.task("Run the module")["changed"] is False, again
         # check mode on an existing, correct bucket: nothing to do
         assert run_module(dict(connection(rgw), name=name), check=True).task("Run the module")["changed"] is False
+        assert out["policy"] is None  # object-acl: no policy at all
+        with pytest.raises(Exception, match="NoSuchBucketPolicy"):
+            s3.get_bucket_policy(Bucket=name)
     finally:
-        s3.delete_bucket_policy(Bucket=name)
         s3.delete_bucket(Bucket=name)
 
 
 def test_diff_shows_the_policy(rgw, s3, bucket):
-    result = run_module(dict(connection(rgw), name=bucket), diff=True, check=True)
+    result = run_module(dict(connection(rgw), name=bucket, policy="public-read"), diff=True, check=True)
     assert result.rc == 0, result
     diff = result.task("Run the module")["diff"]
     assert diff["before"]["policy"] is None
@@ -160,7 +215,8 @@ def test_diff_shows_the_policy(rgw, s3, bucket):
         s3.get_bucket_policy(Bucket=bucket)
     assert "NoSuchBucketPolicy" in str(err.value)
     # the human diff output shows it too
-    text = run_module(dict(connection(rgw), name=bucket), diff=True, check=True, callback="default")
+    text = run_module(dict(connection(rgw), name=bucket, policy="public-read"), diff=True, check=True,
+                      callback="default")
     assert "s3:GetObject" in text.stdout and "arn:aws:s3:::%s/*" % bucket in text.stdout
 
 
@@ -286,7 +342,7 @@ def test_custom_policy_is_compared_semantically(rgw, s3, bucket):
     assert same.task("Run the module")["changed"] is False
 
     # a real difference is a change; back to public-read
-    assert run_module(dict(connection(rgw), name=bucket)).task("Run the module")["changed"] is True
+    assert run_module(dict(connection(rgw), name=bucket, policy="public-read")).task("Run the module")["changed"] is True
     # private removes the policy
     private = run_module(dict(connection(rgw), name=bucket, policy="private"))
     assert private.task("Run the module")["changed"] is True
@@ -315,7 +371,7 @@ def test_cors_default_none_and_keep(rgw, s3, bucket):
     run_module(dict(connection(rgw), name=bucket))
     rules = s3.get_bucket_cors(Bucket=bucket)["CORSRules"]
     assert sorted(rules[0]["AllowedMethods"]) == ["GET", "HEAD"] and rules[0]["AllowedOrigins"] == ["*"]
-    assert run_module(dict(connection(rgw), name=bucket, cors="keep", policy="public-read")) \
+    assert run_module(dict(connection(rgw), name=bucket, cors="keep", policy="object-acl")) \
         .task("Run the module")["changed"] is False
     removed = run_module(dict(connection(rgw), name=bucket, cors="none"))
     assert removed.task("Run the module")["changed"] is True
@@ -335,3 +391,13 @@ def test_bucket_object_module(rgw, s3, bucket):
     gone = run_module(dict(args, state="absent", content=None), module="bucket_object")
     assert gone.task("Run the module")["changed"] is True
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def test_bucket_object_acl(rgw, s3, bucket):
+    args = dict(connection(rgw), bucket=bucket, key="p.txt", content="x\n", acl="public-read")
+    assert run_module(args, module="bucket_object").task("Run the module")["changed"] is True
+    assert anonymous(rgw, "GET", "/%s/p.txt" % bucket) == 200
+    assert run_module(args, module="bucket_object").task("Run the module")["changed"] is False
+    # same content, other ACL: rewritten
+    assert run_module(dict(args, acl="private"), module="bucket_object").task("Run the module")["changed"] is True
+    assert anonymous(rgw, "GET", "/%s/p.txt" % bucket) == 403

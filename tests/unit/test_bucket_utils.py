@@ -60,7 +60,47 @@ def test_public_read_is_getobject_only():
     assert st["Principal"] == "*"
     assert st["Action"] == ["s3:GetObject"]
     assert st["Resource"] == ["arn:aws:s3:::media/*"]
-    assert b.desired_policy(None, "media") == doc
+    assert b.desired_policy("public-read", "media") == doc
+
+
+def test_object_acl_is_the_default_model():
+    assert b.desired_policy(None, "media") == b.OBJECT_ACL
+    assert b.desired_policy("object-acl", "media") == b.OBJECT_ACL
+
+
+SEEDS = {"Version": "2012-10-17", "Statement": [{"Sid": "AddPerm", "Effect": "Allow", "Principal": {"AWS": "*"},
+                                                 "Action": "s3:GetObject", "Resource": "arn:aws:s3:::media/*"}]}
+
+
+@pytest.mark.parametrize("principal", ["*", {"AWS": "*"}, {"AWS": ["*"]}, ["*"]])
+def test_anonymous_allow_detected(principal):
+    st = dict(SEEDS["Statement"][0], Principal=principal)
+    assert b.is_anonymous_allow(st)
+    assert not b.is_anonymous_allow(dict(st, Effect="Deny"))
+    assert not b.is_anonymous_allow(dict(st, Principal={"AWS": "arn:aws:iam::123:user/x"}))
+
+
+def test_strip_anonymous_allows():
+    assert b.strip_anonymous_allows(None) == (None, [])
+    assert b.strip_anonymous_allows(SEEDS) == (None, SEEDS["Statement"])
+    deny = {"Effect": "Deny", "Principal": "*", "Action": "s3:DeleteBucket", "Resource": "arn:aws:s3:::media"}
+    named = {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::1:user/u"}, "Action": "s3:*",
+             "Resource": "arn:aws:s3:::media/*"}
+    listing = {"Effect": "Allow", "Principal": "*", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::media"}
+    doc = {"Version": "2012-10-17", "Statement": SEEDS["Statement"] + [deny, named, listing]}
+    rest, removed = b.strip_anonymous_allows(json.dumps(doc))
+    assert rest["Statement"] == [deny, named]
+    assert removed == SEEDS["Statement"] + [listing]
+    assert b.strip_anonymous_allows(rest) == (rest, [])
+
+
+def test_public_bucket_grants():
+    acl = {"Grants": [
+        {"Grantee": {"Type": "CanonicalUser", "ID": "owner"}, "Permission": "FULL_CONTROL"},
+        {"Grantee": {"Type": "Group", "URI": "http://acs.amazonaws.com/groups/global/AllUsers"}, "Permission": "READ"},
+    ]}
+    assert b.public_bucket_grants(acl) == ["READ"]
+    assert b.public_bucket_grants({"Grants": acl["Grants"][:1]}) == []
 
 
 def test_private_means_no_policy():

@@ -229,10 +229,18 @@ def test_png_avatar_header_original_only_local(kind):
     assert keyset(got.objects) == {"%s/000/000/001/original/av.png" % kind: ("image/png", None)}
 
 
-def test_suspended_avatar_private():
-    got = row_objects("accounts/avatars", {"id": 2, "file_name": "a.jpg", "content_type": "image/jpeg"},
+@pytest.mark.parametrize("kind", ["accounts/avatars", "accounts/headers"])
+def test_suspended_avatar_header_stay_public(kind):
+    """Mastodon's SuspendAccountService privatises media attachments only, never avatars/headers."""
+    got = row_objects(kind, {"id": 2, "file_name": "a.jpg", "content_type": "image/jpeg"},
                       remote=True, storage_schema_version=0, suspended=True)
-    assert keyset(got.objects) == {"accounts/avatars/000/000/002/original/a.jpg": ("image/jpeg", "private")}
+    assert keyset(got.objects) == {"%s/000/000/002/original/a.jpg" % kind: ("image/jpeg", None)}
+
+
+def test_suspended_thumbnail_private():
+    got = row_objects("media_attachments/thumbnails", {"id": 2, "file_name": "t.png", "content_type": "image/png"},
+                      remote=False, storage_schema_version=1, suspended=True)
+    assert keyset(got.objects) == {"media_attachments/thumbnails/000/000/002/original/t.png": ("image/png", "private")}
 
 
 # ------------------------------------------------------------------------------------- emojis
