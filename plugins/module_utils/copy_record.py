@@ -250,6 +250,8 @@ class Tracker(object):
             if obj is None:
                 self.unknown = True
                 return
+            if self.overflow:
+                return  # no record will be written: stop growing the set
             ids = self.retry.setdefault(kind, set())
             if obj.row_id not in ids:
                 ids.add(obj.row_id)
