@@ -2,8 +2,13 @@
 s5cmd sync, on the same Ceph RGW over HTTPS. Driven by bench/run.sh (see there for usage).
 
 For each tool, into a fresh bucket: the full copy of <system_root>/cache to s3://BUCKET/cache/,
-then the no-op re-run; wall time and peak RSS (/usr/bin/time -v, "Maximum resident set size":
-the largest process of the tool's process tree, e.g. the module's python under ansible-playbook).
+then the no-op re-run, then (--incremental, for media_copy, aws s3 sync and s5cmd sync) the
+incremental scenario: 1 % new rows with files and 0.5 % rows updated in place (new file name and
+file) are added, and the tool runs again (media_copy with ``since_last_run``, as migrate's copy
+pass 2 runs it); the rows and files are then put back as they were for the next tool.
+Wall time, client CPU seconds (user + sys of the whole process tree, from /usr/bin/time -v) and
+peak RSS ("Maximum resident set size": the largest process of the tree, e.g. the module's python
+under ansible-playbook).
 Every tool is asked for the same object headers as the module (public-read ACL, Mastodon's
 Cache-Control) where it can. Then the module's peak RSS with 200,000 DB rows.
 """
@@ -32,7 +37,7 @@ BENCH_BIN = os.path.join(REPO, ".cache", "bench-venv", "bin")
 
 
 def timed(cmd, env=None, cwd=None):
-    """Run cmd under /usr/bin/time -v: (seconds, peak_rss_mb, rc, output tail)."""
+    """Run cmd under /usr/bin/time -v: (seconds, peak_rss_mb, rc, output, cpu_seconds)."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
         start = time.monotonic()
         proc = subprocess.run(["/usr/bin/time", "-v", "-o", tf.name] + cmd, env=env, cwd=cwd,
@@ -41,7 +46,8 @@ def timed(cmd, env=None, cwd=None):
         text = tf.read()
     match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
     rss = int(match.group(1)) / 1024.0 if match else float("nan")
-    return seconds, rss, proc.returncode, proc.stdout
+    cpu = sum(float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([0-9.]+)", text))
+    return seconds, rss, proc.returncode, proc.stdout, cpu
 
 
 class Bench:
@@ -60,6 +66,7 @@ class Bench:
         self.s3 = s3_client(self.endpoint, access_key=self.ak, secret_key=self.sk, ca_bundle=self.ca,
                             max_pool_connections=20)
         self.files = sum(len(f) for _d, _s, f in os.walk(self.src))
+        self.tiny = False
 
     def new_bucket(self, tool):
         name = "bench-%s-%s" % (tool, uuid.uuid4().hex[:6])
@@ -136,21 +143,92 @@ class Bench:
         return [os.path.join(BENCH_BIN, "s5cmd"), "--endpoint-url", self.endpoint, "sync", "--acl", "public-read",
                 "--cache-control", CACHE_CONTROL, self.src + "/", "s3://%s/cache/" % bucket], self.env_aws()
 
-    def run_tool(self, tool, **extra):
+    # --- the incremental scenario -------------------------------------------------------------
+    def db(self):
+        import psycopg2
+
+        return psycopg2.connect(host=self.pg["host"], port=self.pg["port"], user=self.pg["user"],
+                                password=self.pg["password"], dbname=self.dbname)
+
+    def mutate(self):
+        """Add 1 % new rows with files, update 0.5 % of the rows in place (new file name, new file).
+        Returns what revert() needs and the number of new objects."""
+        from ansible_collections.fediverse.object_storage.plugins.module_utils import mastodon_layout as layout
+
+        conn = self.db()
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT min(id), max(id), count(*) FROM media_attachments")
+            low, high, count = cur.fetchone()
+            new_ids = list(range(high + 1, high + 1 + max(1, count // 100)))
+            cur.execute("INSERT INTO media_attachments (id, account_id, remote_url, file_file_name, file_content_type,"
+                        " file_storage_schema_version, type, created_at, updated_at, file_updated_at)"
+                        " SELECT g, 1, 'https://remote.example/n/' || g || '.jpg', 'n' || g || '.jpg', 'image/jpeg',"
+                        " 1, 0, now(), now(), now() FROM unnest(%s::bigint[]) g", (new_ids,))
+            cur.execute("SELECT id, file_file_name, updated_at, file_updated_at FROM media_attachments"
+                        " WHERE id <= %s AND (id - %s) %% 200 = 7 ORDER BY id", (high, low))
+            updated = cur.fetchall()
+            cur.execute("UPDATE media_attachments SET file_file_name = 'u' || id || '.jpg', updated_at = now(),"
+                        " file_updated_at = now() WHERE id = ANY(%s)", ([u[0] for u in updated],))
+        conn.close()
+        written = []
+        rows = [(i, "n%d.jpg" % i) for i in new_ids] + [(u[0], "u%d.jpg" % u[0]) for u in updated]
+        for rid, name in rows:
+            ro = layout.row_objects(layout.MEDIA_FILES, {"id": rid, "file_name": name, "content_type": "image/jpeg"},
+                                    remote=True, storage_schema_version=1)
+            for obj in ro.objects:
+                path = os.path.join(self.system_root, obj.key)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "wb") as fh:
+                    fh.write(os.urandom(64 if self.tiny else 20 * 1024))
+                written.append(path)
+        return (new_ids, updated, written), len(written)
+
+    def revert(self, undo):
+        new_ids, updated, written = undo
+        conn = self.db()
+        with conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM media_attachments WHERE id = ANY(%s)", (new_ids,))
+            for rid, name, updated_at, file_updated_at in updated:
+                cur.execute("UPDATE media_attachments SET file_file_name = %s, updated_at = %s, file_updated_at = %s"
+                            " WHERE id = %s", (name, updated_at, file_updated_at, rid))
+        conn.close()
+        for path in written:
+            os.unlink(path)
+
+    def run_tool(self, tool, incremental=False, **extra):
         bucket = self.new_bucket(tool.split(":")[0])
+        is_module = tool.startswith("module")
         try:
-            if tool.startswith("module"):
-                cmd, env = self.cmd_module(bucket, **extra)
+            if is_module:
+                record_dir = os.path.join(self.workdir, "records-%s" % bucket)
+                cmd, env = self.cmd_module(bucket, record_dir=record_dir, **extra)
+                incr_cmd, _env = self.cmd_module(bucket, record_dir=record_dir, since_last_run=True, **extra)
             else:
                 cmd, env = getattr(self, "cmd_" + tool)(bucket)
+                incr_cmd = cmd
             first = timed(cmd, env)
             copied = self.count(bucket)
             second = timed(cmd, env)
             ok = first[2] == 0 and second[2] == 0 and copied == self.files
-            row = dict(tool=tool, copy_s=first[0], copy_rss=first[1], noop_s=second[0], noop_rss=second[1],
-                       objects=copied, expected=self.files, ok=ok)
+            row = dict(tool=tool, copy_s=first[0], copy_rss=first[1], copy_cpu=first[4], noop_s=second[0],
+                       noop_rss=second[1], noop_cpu=second[4], objects=copied, expected=self.files, ok=ok)
             if not ok:
                 row["error"] = (first[3] if first[2] else second[3])[-2000:]
+            if is_module and incremental:
+                quiet = timed(incr_cmd, env)
+                row.update(noop_incr_s=quiet[0], noop_incr_cpu=quiet[4])
+                ok = ok and quiet[2] == 0
+            if incremental:
+                undo, added = self.mutate()
+                try:
+                    third = timed(incr_cmd, env)
+                    now = self.count(bucket)
+                finally:
+                    self.revert(undo)
+                row.update(incr_s=third[0], incr_cpu=third[4], incr_rss=third[1], incr_added=added,
+                           incr_ok=third[2] == 0 and now == copied + added)
+                if third[2]:
+                    row["incr_error"] = third[3][-2000:]
             return row
         finally:
             self.drop(bucket)
@@ -180,12 +258,12 @@ def rss_200k(services, workdir, rows, gen_args):
     cmd = [os.path.join(VENV_BIN, "python"), os.path.join(REPO, "plugins", "modules", "media_copy.py"), argfile]
     out = []
     for label in ("copy", "no-op re-run"):
-        seconds, rss, rc, text = timed(cmd, env)
+        seconds, rss, rc, text, cpu = timed(cmd, env)
         try:
             result = json.loads(text[text.find("{"):])
         except ValueError:
             result = {"msg": text[-500:]}
-        out.append(dict(run=label, seconds=seconds, rss=rss, rc=rc, totals=result.get("totals")))
+        out.append(dict(run=label, seconds=seconds, rss=rss, rc=rc, cpu=cpu, totals=result.get("totals")))
     # drop the bucket
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
         keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
@@ -196,17 +274,27 @@ def rss_200k(services, workdir, rows, gen_args):
     return dict(rows=rows, generate_s=gen_s, runs=out)
 
 
+def per_1000(cpu, objects):
+    return 1000.0 * cpu / objects if objects else float("nan")
+
+
 def table(rows):
     base = next((r for r in rows if r["tool"] == "module"), None)
-    lines = ["| tool | full copy (s) | vs module | no-op re-run (s) | vs module | peak RSS copy (MB) "
-             "| peak RSS no-op (MB) | objects |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| tool | full copy (s) | vs module | CPU s / 1,000 objects | no-op re-run (s) | vs module "
+             "| no-op CPU (s) | incremental re-run (s) | incremental CPU (s) | peak RSS copy / no-op (MB) | objects |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         rc = "%.2fx" % (r["copy_s"] / base["copy_s"]) if base else "-"
         rn = "%.2fx" % (r["noop_s"] / base["noop_s"]) if base else "-"
-        lines.append("| %s | %.1f | %s | %.1f | %s | %.0f | %.0f | %d/%d%s |" % (
-            r["tool"], r["copy_s"], rc, r["noop_s"], rn, r["copy_rss"], r["noop_rss"], r["objects"], r["expected"],
-            "" if r["ok"] else " FAILED"))
+        incr = "%.1f%s" % (r["incr_s"], "" if r.get("incr_ok") else " FAILED") if "incr_s" in r else "-"
+        incr_cpu = "%.1f" % r["incr_cpu"] if "incr_cpu" in r else "-"
+        lines.append("| %s | %.1f | %s | %.2f | %.1f | %s | %.1f | %s | %s | %.0f / %.0f | %d/%d%s |" % (
+            r["tool"], r["copy_s"], rc, per_1000(r["copy_cpu"], r["expected"]), r["noop_s"], rn, r["noop_cpu"],
+            incr, incr_cpu, r["copy_rss"], r["noop_rss"], r["objects"], r["expected"], "" if r["ok"] else " FAILED"))
+        if "noop_incr_s" in r:
+            lines.append("| %s, no-op re-run with since_last_run | | | | %.1f | %s | %.1f | | | | |" % (
+                r["tool"], r["noop_incr_s"], "%.2fx" % (r["noop_incr_s"] / base["noop_s"]) if base else "-",
+                r["noop_incr_cpu"]))
     return "\n".join(lines)
 
 
@@ -221,14 +309,19 @@ def main():
     ap.add_argument("--rss-files-every", type=int, default=10)
     ap.add_argument("--module-concurrency", type=int, default=0, help="also run the module with this concurrency")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--incremental", default="module,aws,s5cmd",
+                    help="tools that also run the incremental scenario ('' for none)")
+    ap.add_argument("--tiny", action="store_true", help="the instance was generated with --tiny")
     args = ap.parse_args()
     with open(args.services) as f:
         services = json.load(f)
     bench = Bench(services, args.system_root, args.dbname, args.workdir)
+    bench.tiny = args.tiny
+    incremental = set(t for t in args.incremental.split(",") if t)
     rows = []
     for tool in [t for t in args.tools.split(",") if t]:
         print("== %s ..." % tool, flush=True)
-        row = bench.run_tool(tool)
+        row = bench.run_tool(tool, incremental=tool in incremental)
         print(json.dumps(row), flush=True)
         rows.append(row)
     if args.module_concurrency:

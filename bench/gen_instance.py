@@ -3,7 +3,8 @@
     python bench/gen_instance.py --dsn "host=... port=... user=... password=..." --dbname bench \
         --objects 20000 --system-root DIR [--files-every 1] [--seed 1]
 
-Rows: remote media attachments (jpeg, storage schema 1, snowflake ids) of one remote account;
+Rows: remote media attachments (jpeg, storage schema 1, snowflake ids) of one remote account,
+created one every 10 seconds until an hour ago (as an instance's cache grows over time);
 each row owns two objects (original + small), so --objects N makes N/2 rows. Keys come from the
 collection's own enumeration (plugins/module_utils/db.py), so files and DB always agree.
 
@@ -77,8 +78,9 @@ def main():
             "INSERT INTO media_attachments (id, account_id, remote_url, file_file_name, file_content_type,"
             " file_storage_schema_version, type, created_at, updated_at)"
             " SELECT %s + g, 1, 'https://remote.example/m/' || g || '.jpg', 'm' || g || '.jpg', 'image/jpeg',"
-            " 1, 0, now(), now() FROM generate_series(1, %s) g",
-            (BASE_ID, rows))
+            " 1, 0, t, t FROM generate_series(1, %s) g, LATERAL (SELECT now() - (%s - g) * interval '10 seconds'"
+            " - interval '1 hour' AS t) ts",
+            (BASE_ID, rows, rows))
     conn.close()
 
     rng = random.Random(args.seed)

@@ -43,6 +43,6 @@ dsn=$(python -c 'import json,sys; p=json.load(open(sys.argv[1]))["services"]["po
 echo "== generating $objects objects"
 python bench/gen_instance.py --dsn "$dsn" --dbname bench --objects "$objects" --system-root "$work/system" $tiny
 python bench/bench.py --services "$state/services.json" --system-root "$work/system" --dbname bench \
-  --workdir "$work" --tools "$tools" --rss-rows "$rss_rows" --module-concurrency "$conc" --out "$work/bench.json"
+  --workdir "$work" --tools "$tools" --rss-rows "$rss_rows" --module-concurrency "$conc" --out "$work/bench.json" $tiny
 cp "$work/bench.json" "bench/last-run-${objects}${tiny:+-tiny}.json"
 echo "(raw results: bench/last-run-${objects}${tiny:+-tiny}.json)"

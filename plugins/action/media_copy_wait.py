@@ -78,6 +78,9 @@ class ActionModule(ActionBase):
         ))
         deadline = time.time() + args["timeout"]
         last_line = None
+        # A short or no-op copy ends in a second or two: poll at 0.25 s, 0.5 s, 1 s ... up to
+        # ``interval``, instead of sleeping a whole interval first (issue 15: a fixed cost per pass).
+        pause = 0.25
         while True:
             status = self._status(args["jid"], task_vars)
             if status.get("finished") or (status.get("failed") and not status.get("started")):
@@ -93,7 +96,8 @@ class ActionModule(ActionBase):
                 result.update(failed=True, msg="the copy did not finish within %s seconds (job %s is still running)"
                               % (args["timeout"], args["jid"]))
                 return result
-            time.sleep(max(args["interval"], 0.2))
+            time.sleep(max(min(pause, args["interval"]), 0.2))
+            pause *= 2
         for key in ("started", "finished", "results_file", "ansible_job_id", "_ansible_suppress_tmpdir_delete"):
             status.pop(key, None)
         result.update(status)

@@ -365,7 +365,12 @@ class DestinationIndex(object):
                 start = bound[:-1] if bound else None
             return out
 
-        if parallel <= 1:
+        # One flat page first: a bucket (prefix) of up to one page is listed by this one request,
+        # instead of a walk down the key tree one level per request (issue 15: fixed costs).
+        first = request(**({"Prefix": prefix} if prefix else {}))
+        if not first.get("IsTruncated"):
+            add(first.get("Contents", ()))
+        elif parallel <= 1:
             list_range((prefix, None, None))
         else:
             from concurrent.futures import ThreadPoolExecutor

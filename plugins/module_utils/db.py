@@ -267,11 +267,12 @@ class _Columns:
         return self.cache[table]
 
 
-def _kind_query(columns, spec, scope, include_backups, shard_index, shard_count, select):
+def _kind_query(columns, spec, scope, include_backups, shard_index, shard_count, select, changed=None):
     """(sql, params) selecting the rows of one kind, or None when the kind is out of scope/absent.
 
     ``select`` is "rows" (id, file_name, content_type, remote, version, suspended, var) or
-    "count".
+    "count". ``changed`` (see copy_record.py) is called as ``changed(kind, table, attachment,
+    columns)`` and returns None (every row) or an extra ``(sql, params)`` condition on ``t``.
     """
     kind, table, att, remote_sql, suspension = spec
     if kind == layout.BACKUP_DUMPS:
@@ -304,6 +305,10 @@ def _kind_query(columns, spec, scope, include_backups, shard_index, shard_count,
     if shard_count > 1:
         where.append("mod(t.id, %s) = %s")
         params.extend([shard_count, shard_index])
+    extra = changed(kind, table, att, cols) if changed is not None else None
+    if extra is not None:
+        where.append("(%s)" % extra[0])
+        params.extend(extra[1])
     joins = ""
     suspended_sql = "FALSE"
     if suspension == "self" and "suspended_at" in cols:
@@ -328,7 +333,8 @@ def _kind_query(columns, spec, scope, include_backups, shard_index, shard_count,
     return sql, params
 
 
-def count_rows(conn, scope=("cache",), include_backups=False, shard_index=0, shard_count=1, limit=None):
+def count_rows(conn, scope=("cache",), include_backups=False, shard_index=0, shard_count=1, limit=None,
+               changed=None):
     """Number of rows owning media, per kind (only kinds in scope whose table exists).
 
     With ``limit`` the counts are capped the way ``iter_rows_objects`` caps its rows (kinds in
@@ -341,7 +347,7 @@ def count_rows(conn, scope=("cache",), include_backups=False, shard_index=0, sha
     counts = {}
     try:
         for spec in _KIND_SPECS:
-            query = _kind_query(columns, spec, scope, include_backups, shard_index, shard_count, "count")
+            query = _kind_query(columns, spec, scope, include_backups, shard_index, shard_count, "count", changed)
             if query is None:
                 continue
             with conn.cursor() as cur:
@@ -374,7 +380,7 @@ def _end_transaction(conn):
 
 
 def iter_rows_objects(conn, scope=("cache",), include_backups=False, shard_index=0, shard_count=1,
-                      limit=None, batch_size=2000):
+                      limit=None, batch_size=2000, changed=None):
     """Yield RowObjects for every row owning media, kind by kind, ordered by id.
 
     A server-side (named) cursor fetches ``batch_size`` rows at a time, so memory stays bounded
@@ -391,7 +397,7 @@ def iter_rows_objects(conn, scope=("cache",), include_backups=False, shard_index
         for number, spec in enumerate(_KIND_SPECS):
             if remaining is not None and remaining <= 0:
                 return
-            query = _kind_query(columns, spec, scope, include_backups, shard_index, shard_count, "rows")
+            query = _kind_query(columns, spec, scope, include_backups, shard_index, shard_count, "rows", changed)
             if query is None:
                 continue
             sql, params = query

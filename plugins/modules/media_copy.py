@@ -163,6 +163,32 @@ options:
       - Do not fail the task when some objects failed to copy (they are still counted and listed).
     type: bool
     default: false
+  record_dir:
+    description:
+      - A directory (created 0700 if missing; must be owned by this user and not writable by others)
+        where a copy run that went through every row in scope records what it copied - per kind
+        the database time it started, the highest row id, and the rows that failed or had no
+        source file - bound to the endpoint, bucket, key prefix, scope, shard, source and database.
+      - Not written in check mode, with O(limit), with O(mode=verify), or when the run was interrupted.
+      - Needed by O(since_last_run).
+    type: path
+  since_last_run:
+    description:
+      - Copy only the rows created or updated since the run recorded in O(record_dir) (C(id),
+        C(updated_at) and C(<attachment>_updated_at) in SQL), plus the rows that failed or had no
+        source file then. The bucket is not listed; each selected object is looked up with one
+        HeadObject and copied unless it is there with the same size.
+      - Without a record made for the same endpoint, bucket, key prefix, scope, shard and source, the
+        run is a full one (RV(copy_record.reason) says why). Ignored with O(mode=verify), which always
+        checks everything.
+    type: bool
+    default: false
+  since_last_run_margin:
+    description:
+      - Seconds subtracted from the recorded start of the last run when selecting changed rows
+        (covers rows saved by the app just before that run started but committed after, and clock skew).
+    type: int
+    default: 600
 extends_documentation_fragment:
   - fediverse.object_storage.s3
   - fediverse.object_storage.mastodon_db
@@ -323,6 +349,15 @@ different_size_sample:
   elements: dict
   sample: [{"kind": "accounts/avatars", "key": "cache/accounts/avatars/000/000/001/original/a.png",
             "size": 1200, "bucket_size": 1000}]
+copy_record:
+  description:
+    - With O(record_dir), how the record was used - C(incremental) (rows selected since the last run),
+      C(listed) (the bucket was listed), C(record_written), C(record) (its path), C(reason) (why the run
+      was a full one), C(error) (why no record was written), C(since) (per kind, the time rows were
+      selected from).
+  returned: when record_dir is set and mode is copy
+  type: dict
+  sample: {"incremental": true, "listed": false, "record_written": true, "record": "/var/tmp/r/media-copy-0a1b.json"}
 verified:
   description: With O(mode=verify), true when no object is missing or different.
   returned: when mode is verify
@@ -333,6 +368,7 @@ verified:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_engine as engine_lib  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_record as record_lib  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils import db as db_lib  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (  # noqa: E402
     BOTO3_IMPORT_ERROR,
@@ -373,6 +409,9 @@ def argument_spec():
         shard_count=dict(type="int", default=1),
         progress_file=dict(type="path"),
         ignore_failures=dict(type="bool", default=False),
+        record_dir=dict(type="path"),
+        since_last_run=dict(type="bool", default=False),
+        since_last_run_margin=dict(type="int", default=record_lib.DEFAULT_MARGIN),
     )
     return spec
 
@@ -400,6 +439,10 @@ def check_params(module):
         module.fail_json(msg="multipart_threshold must be at least 5 MiB (the S3 minimum part size)")
     if p["source"] == "s3" and not p["source_bucket"]:
         module.fail_json(msg="source=s3 needs source_bucket")
+    if p["since_last_run"] and not p["record_dir"]:
+        module.fail_json(msg="since_last_run needs record_dir (where the last run's record is)")
+    if p["since_last_run_margin"] < 0:
+        module.fail_json(msg="since_last_run_margin must be 0 or more seconds")
 
 
 def handle_database(module):
@@ -448,14 +491,46 @@ def handle_source(module, client):
     return engine_lib.S3Source(source_client, p["source_bucket"], p["source_key_prefix"], same_account=same)
 
 
+def start_record(module, conn):
+    """The copy record of this copy run (module_utils/copy_record.py), or None without record_dir."""
+    p = module.params
+    if not p["record_dir"] or p["mode"] != "copy":
+        return None
+    try:
+        bound = record_lib.binding(
+            p["endpoint"], p["bucket"], p["key_prefix"], p["scope"], p["include_backups"], p["shard_index"],
+            p["shard_count"], record_lib.source_binding(p["source"], p["system_root"], p["source_endpoint"] or p["endpoint"],
+                                                        p["source_bucket"], p["source_key_prefix"]),
+            db_lib.connection_params_from(p))
+        run_record = record_lib.RunRecord(p["record_dir"], bound, p["since_last_run"], p["since_last_run_margin"],
+                                          write=not module.check_mode and p["limit"] is None)
+        run_record.begin(conn)
+    except (db_lib.DBError, ValueError) as exc:
+        module.fail_json(msg="copy record: %s" % exc)
+    except db_lib.PGError as exc:
+        module.fail_json(msg="database: %s" % exc)
+    return run_record
+
+
 def handle_copy(module, client, source, conn, counts):
     p = module.params
+    run_record = start_record(module, conn)
+    changed = run_record.selection if run_record is not None else None
+    if run_record is not None and run_record.incremental:
+        try:
+            counts = db_lib.count_rows(conn, p["scope"], p["include_backups"], p["shard_index"], p["shard_count"],
+                                       p["limit"], changed=changed)
+        except db_lib.DBError as exc:
+            module.fail_json(msg="database: %s" % exc)
     engine = engine_lib.CopyEngine(
         client, p["bucket"], source, key_prefix=p["key_prefix"], acl=p["acl"], cache_control=p["cache_control"],
         concurrency=p["concurrency"], max_requests_per_second=p["max_requests_per_second"],
         multipart_threshold=p["multipart_threshold"], skip_existing=p["skip_existing"], mode=p["mode"],
         check_mode=module.check_mode, progress_file=p["progress_file"])
-    rows = db_lib.iter_rows_objects(conn, p["scope"], p["include_backups"], p["shard_index"], p["shard_count"], p["limit"])
+    rows = db_lib.iter_rows_objects(conn, p["scope"], p["include_backups"], p["shard_index"], p["shard_count"], p["limit"],
+                                    changed=changed)
+    if run_record is not None:
+        rows = run_record.wrap(engine, client, rows, sum(counts.values()), p["bucket"], p["key_prefix"], p["skip_existing"])
     try:
         result = engine.run(rows, rows_total=sum(counts.values()))
     except db_lib.DBError as exc:
@@ -467,6 +542,9 @@ def handle_copy(module, client, source, conn, counts):
     finally:
         conn.close()
     result["rows_total"] = counts
+    if run_record is not None:
+        run_record.finish()
+        result["copy_record"] = run_record.report()
     return result
 
 

@@ -85,3 +85,13 @@ def test_not_found_detection():
     assert s3u.is_not_found(_client_error("NoSuchKey", 404))
     assert not s3u.is_not_found(_client_error("AccessDenied", 403))
     assert s3u.error_code(ValueError("x")) == ""
+
+
+def test_unsigned_payload_only_over_https():
+    secure = s3u.s3_client("https://s3.example.net", access_key="AK", secret_key="SK")
+    assert secure.meta.config.s3.get("payload_signing_enabled") is False
+    assert s3u.s3_client("ewr1", access_key="AK", secret_key="SK").meta.config.s3["payload_signing_enabled"] is False
+    plain = s3u.s3_client("http://127.0.0.1:7480", access_key="AK", secret_key="SK")
+    # botocore would honour payload_signing_enabled=False over HTTP too: it must not be set there.
+    assert "payload_signing_enabled" not in plain.meta.config.s3
+    assert s3u.client_config().s3 == {"addressing_style": "path"}
