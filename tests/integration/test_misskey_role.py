@@ -213,13 +213,14 @@ def pg_misskey(tmp_path, pg, version):
 @pytest.mark.parametrize("version,on_rgw", [("12.117.1", False), ("2025.4.0", True)])
 def test_meta_row_set_rerun_unchanged(tmp_path, pg, request, version, on_rgw):
     name, config, marker, extra = pg_misskey(tmp_path, pg, version)
-    endpoint, port = "ewr1.vultrobjects.com", None
+    endpoint, port, region = "ewr1.vultrobjects.com", None, "ewr1"
     if on_rgw:  # the pre-flight probe against the real Ceph RGW over HTTPS
         rgw, bucket, s3 = (request.getfixturevalue(f) for f in ("rgw", "bucket", "s3"))
         extra.update(misskey_s3_endpoint=rgw.https_endpoint, misskey_s3_ca_bundle=rgw.ca_bundle,
                      misskey_s3_bucket=bucket, misskey_s3_access_key=rgw.access_key,
                      misskey_s3_secret_key=rgw.secret_key, misskey_s3_verify=True)
-        endpoint, port = "127.0.0.1", rgw.https_port
+        # Misskey's S3 client reads the port from objectStorageEndpoint only; not Vultr: us-east-1
+        endpoint, port, region = "127.0.0.1:%d" % rgw.https_port, rgw.https_port, "us-east-1"
     config_text = config.read_text()
     result = run_playbook(PLAY, extra_vars=extra)
     assert result.rc == 0, result
@@ -231,7 +232,7 @@ def test_meta_row_set_rerun_unchanged(tmp_path, pg, request, version, on_rgw):
     expected = {
         "useObjectStorage": True, "objectStorageBucket": extra["misskey_s3_bucket"], "objectStoragePrefix": "storage",
         "objectStorageBaseUrl": "https://mk.example.net", "objectStorageEndpoint": endpoint,
-        "objectStorageRegion": None, "objectStoragePort": port, "objectStorageUseSSL": True,
+        "objectStorageRegion": region, "objectStoragePort": port, "objectStorageUseSSL": True,
         "objectStorageAccessKey": extra["misskey_s3_access_key"], "objectStorageSecretKey": extra["misskey_s3_secret_key"],
         "objectStorageUseProxy": True, "objectStorageSetPublicRead": False, "objectStorageS3ForcePathStyle": True,
     }
@@ -338,3 +339,86 @@ def test_rejected_keys_fail_before_the_meta_row_changes(tmp_path, pg, rgw, bucke
     assert result.rc != 0
     assert "probe" in " ".join(result.failure_messages())
     assert read_meta(pg, name) == before and not marker.exists()
+
+
+# --- rollback: the meta values from before the switch come back exactly (issue 11) ------------
+
+ROLLBACK_PLAY = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Roll Misskey back
+      ansible.builtin.include_role:
+        name: fediverse.object_storage.misskey
+        tasks_from: rollback
+"""
+
+# What an admin had before: another provider, odd but legal values (trailing space, unicode, quotes).
+PREVIOUS = {
+    "useObjectStorage": True, "objectStorageBucket": "old-bucket", "objectStoragePrefix": "files/ with space ",
+    "objectStorageBaseUrl": "https://cdn.old.example/ä", "objectStorageEndpoint": "minio.old.example",
+    "objectStorageRegion": None, "objectStoragePort": 9000, "objectStorageUseSSL": False,
+    "objectStorageAccessKey": "OLD'AK\"1", "objectStorageSecretKey": "old-S\u00e9cret \\n ",
+    "objectStorageUseProxy": False, "objectStorageSetPublicRead": True, "objectStorageS3ForcePathStyle": False,
+}
+
+
+def set_meta(pg, name, values):
+    assignments = ", ".join('"%s" = %s' % (column, "NULL" if value is None else
+                                          ("'%s'" % value.replace("'", "''") if isinstance(value, str) else
+                                           str(value).lower())) for column, value in values.items())
+    pg.execute("UPDATE meta SET %s" % assignments, name)
+
+
+def storage_of(pg, name):
+    [row] = read_meta(pg, name)
+    return dict((c, row[c]) for c in STORAGE_COLUMNS if c in row)
+
+
+@pytest.mark.parametrize("version", ["12.117.1", "2025.4.0"])
+def test_rollback_restores_the_previous_meta_values_exactly(tmp_path, pg, version):
+    name, _config, marker, extra = pg_misskey(tmp_path, pg, version)
+    set_meta(pg, name, PREVIOUS)
+    before = read_meta(pg, name)
+    assert storage_of(pg, name) == PREVIOUS
+
+    assert run_playbook(PLAY, extra_vars=extra).rc == 0
+    switched = storage_of(pg, name)
+    assert switched["objectStorageBucket"] == "mk-example-media"
+    assert switched["objectStorageRegion"] == "ewr1"  # never NULL (aws-sdk v3: "Region is missing")
+    # a second switch run (e.g. new keys) keeps the values from before the switch
+    again = run_playbook(PLAY, extra_vars=dict(extra, misskey_s3_secret_key="rotated-" + secrets.token_hex(8)))
+    assert again.rc == 0 and again.task("in the meta table")["backup"] == "kept"
+
+    marker.unlink()
+    check = run_playbook(ROLLBACK_PLAY, extra_vars=extra, check=True)
+    assert check.rc == 0 and check.task("Put back")["changed"] is True
+    assert storage_of(pg, name)["objectStorageBucket"] == "mk-example-media" and not marker.exists()
+
+    back = run_playbook(ROLLBACK_PLAY, extra_vars=extra)
+    assert back.rc == 0, back
+    assert read_meta(pg, name) == before  # every column, byte for byte
+    assert marker.exists()
+    marker.unlink()
+    assert run_playbook(ROLLBACK_PLAY, extra_vars=extra).stats["localhost"]["changed"] == 0
+    assert read_meta(pg, name) == before and not marker.exists()
+
+    # migrate, admin edit after the rollback, migrate, rollback: the edit comes back, not the old backup
+    set_meta(pg, name, {"objectStorageBucket": "edited-after-rollback"})
+    edited = read_meta(pg, name)
+    assert run_playbook(PLAY, extra_vars=extra).rc == 0
+    assert run_playbook(ROLLBACK_PLAY, extra_vars=extra).rc == 0
+    assert read_meta(pg, name) == edited
+    # the saved values are not readable by other database roles
+    acl = pg.execute("SELECT relacl FROM pg_class WHERE relname = 'fediverse_object_storage_meta_backup'", name)
+    assert acl and "=r" not in str(acl[0][0] or "")
+
+
+def test_rollback_without_saved_values_only_turns_object_storage_off(tmp_path, pg):
+    name, _config, _marker, extra = pg_misskey(tmp_path, pg, "2025.4.0")
+    set_meta(pg, name, PREVIOUS)
+    result = run_playbook(ROLLBACK_PLAY, extra_vars=extra)
+    assert result.rc == 0, result
+    after = storage_of(pg, name)
+    assert after == dict(PREVIOUS, useObjectStorage=False)
+    assert "no values saved before the switch" in result.stdout + result.stderr

@@ -1,0 +1,304 @@
+# -*- coding: utf-8 -*-
+# Copyright: fediverse.object_storage contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Misskey's PostgreSQL side (v11 and later): connection settings and the ``meta`` row.
+
+The Misskey counterpart of ``db.py`` (Mastodon): plain Python, psycopg2 imported guardedly.
+
+* ``db_argument_spec`` / ``connection_params_from``: the options of doc fragment ``misskey_db``;
+  explicit options win over the ``db:`` section of ``.config/default.yml`` (``host``, ``port``,
+  ``db``, ``user``, ``pass``), as Mastodon's win over ``.env.production``.
+* ``connect``: a psycopg2 connection or ``MisskeyConfigError`` with a one-line message.
+* ``wanted_meta``: what the collection stores in the meta row (never a NULL region: aws-sdk v3,
+  Misskey 13.10 and later, fails every upload with "Region is missing"; a non-default port goes
+  into ``objectStorageEndpoint`` as ``host:port`` because Misskey's S3 client builds its
+  endpoint from that column alone and ignores ``objectStoragePort``).
+* ``apply_meta`` / ``restore_meta``: set the object storage columns, keeping the values they had
+  before the switch in table ``fediverse_object_storage_meta_backup`` (same database, so the
+  saved values are as durable and as private as the meta row itself), and put them back exactly.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # noqa: UP001 (ansible-test sanity requires it)
+
+import json
+import os
+
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import (
+    META_COLUMNS,
+    MisskeyConfigError,
+    db_settings,
+    mask_meta,
+    meta_changes,
+    meta_values,
+)
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import region_for, resolve_endpoint
+
+try:
+    import psycopg2
+    from psycopg2 import sql
+    HAS_PSYCOPG2 = True
+    PSYCOPG2_IMPORT_ERROR = None
+    PGError = psycopg2.Error
+except ImportError as exc:  # pragma: no cover - exercised by ansible-test's import sanity test
+    HAS_PSYCOPG2 = False
+    PSYCOPG2_IMPORT_ERROR = exc
+
+    class PGError(Exception):
+        """Stands in for psycopg2.Error when psycopg2 is missing."""
+
+DEFAULT_PORT = 5432
+CONNECT_TIMEOUT = 10
+META_BACKUP_TABLE = "fediverse_object_storage_meta_backup"
+STORAGE_COLUMNS = tuple(column for column, _option in META_COLUMNS)
+
+
+# --- connection settings ------------------------------------------------------------------------
+
+def db_argument_spec():
+    """The database options of every module that reads Misskey's database (doc fragment misskey_db)."""
+    return dict(
+        config_file=dict(type="path"),
+        db_host=dict(type="str", aliases=["login_host"]),
+        db_port=dict(type="int", aliases=["login_port"]),
+        db_name=dict(type="str", aliases=["db"]),
+        db_user=dict(type="str", aliases=["login_user"]),
+        db_password=dict(type="str", no_log=True, aliases=["login_password"]),
+    )
+
+
+def read_config_db(path):
+    """The ``db:`` section of a Misskey ``default.yml``."""
+    if not os.path.isfile(path):
+        raise MisskeyConfigError("%s does not exist: is Misskey installed there?" % path)
+    with open(path, "rb") as handle:
+        return db_settings(handle.read().decode("utf-8", "replace"), source=path)
+
+
+def connection_params(host=None, port=None, dbname=None, user=None, password=None, config_file=None):
+    """psycopg2 keyword arguments: explicit values first, then default.yml's ``db:`` section."""
+    from_file = read_config_db(config_file) if config_file else {}
+    result = dict(
+        host=host or from_file.get("host"),
+        port=port or from_file.get("port") or DEFAULT_PORT,
+        user=user or from_file.get("user"),
+        password=password if password not in (None, "") else from_file.get("pass"),
+        dbname=dbname or from_file.get("db"),
+    )
+    if not result["dbname"]:
+        raise MisskeyConfigError("no database name: give db_name, or config_file with a db: section")
+    try:
+        result["port"] = int(result["port"])
+    except (TypeError, ValueError):
+        raise MisskeyConfigError("invalid database port %r" % (result["port"],)) from None
+    return dict((key, value) for key, value in result.items() if value not in (None, ""))
+
+
+def connection_params_from(module_params):
+    """connection_params() from a module's db_* and config_file options."""
+    return connection_params(host=module_params.get("db_host"), port=module_params.get("db_port"),
+                             dbname=module_params.get("db_name"), user=module_params.get("db_user"),
+                             password=module_params.get("db_password"), config_file=module_params.get("config_file"))
+
+
+def _clean(exc):
+    for line in str(exc).strip().splitlines():
+        if line.strip():
+            return line.strip().replace("FATAL:  ", "").replace("ERROR:  ", "")
+    return exc.__class__.__name__
+
+
+def connect(params):
+    """A psycopg2 connection (autocommit off) or MisskeyConfigError; the password is never shown."""
+    if not HAS_PSYCOPG2:
+        raise MisskeyConfigError("the psycopg2 Python library is required to read Misskey's database")
+    try:
+        return psycopg2.connect(connect_timeout=CONNECT_TIMEOUT, application_name="fediverse.object_storage",
+                                **params)
+    except PGError as exc:
+        target = "%s@%s:%s/%s" % (params.get("user"), params.get("host", "localhost"), params.get("port"),
+                                  params.get("dbname"))
+        raise MisskeyConfigError("cannot connect to Misskey's database %s: %s" % (target, _clean(exc))) from None
+
+
+def table_columns(cursor, table):
+    """Column names of ``table`` in the search path (empty set: no such table)."""
+    cursor.execute("SELECT a.attname FROM pg_catalog.pg_attribute a WHERE a.attrelid = to_regclass(%s)"
+                   " AND a.attnum > 0 AND NOT a.attisdropped", (table,))
+    return set(row[0] for row in cursor.fetchall())
+
+
+# --- what the collection stores ---------------------------------------------------------------
+
+def wanted_meta(use_object_storage=True, bucket=None, prefix=None, base_url=None, endpoint=None, region=None,
+                port=None, use_ssl=None, use_proxy=None, set_public_read=None, s3_force_path_style=None,
+                access_key=None, secret_key=None):
+    """``{column: value}`` for the meta row, or for ``use_object_storage=False`` only that flag.
+
+    On top of ``misskey_config.meta_values``: the region is never NULL (given, else the Vultr
+    cluster of the endpoint, else ``us-east-1``), and a port other than the scheme's default is
+    part of ``objectStorageEndpoint`` (``host:port``), where Misskey's S3 client reads it.
+    """
+    if not use_object_storage:
+        return {"useObjectStorage": False}
+    wanted = meta_values(use_object_storage=True, bucket=bucket, prefix=prefix, base_url=base_url,
+                         endpoint=endpoint, region=region, port=port, use_ssl=use_ssl, use_proxy=use_proxy,
+                         set_public_read=set_public_read, s3_force_path_style=s3_force_path_style,
+                         access_key=access_key, secret_key=secret_key)
+    wanted["objectStorageRegion"] = region_for(endpoint, (region or "").strip() or None)
+    chosen_port = wanted.get("objectStoragePort")
+    if chosen_port:
+        default_port = 443 if wanted.get("objectStorageUseSSL", True) else 80
+        if int(chosen_port) != default_port:
+            wanted["objectStorageEndpoint"] = "%s:%d" % (wanted["objectStorageEndpoint"], int(chosen_port))
+    return wanted
+
+
+def endpoint_url(stored):
+    """The S3 endpoint URL Misskey's client uses for stored meta / drive values."""
+    if not stored.get("objectStorageEndpoint"):
+        raise MisskeyConfigError("Misskey has no objectStorageEndpoint stored")
+    scheme = "https" if stored.get("objectStorageUseSSL", True) else "http"
+    return resolve_endpoint("%s://%s" % (scheme, stored["objectStorageEndpoint"]))
+
+
+# --- the meta row -------------------------------------------------------------------------------
+
+def _read_meta(cursor, columns):
+    cursor.execute(sql.SQL("SELECT {} FROM meta").format(
+        sql.SQL(", ").join(sql.Identifier(column) for column in ["id"] + list(columns))))
+    rows = cursor.fetchall()
+    if not rows:
+        raise MisskeyConfigError("the meta table is empty: start Misskey once (it creates the row) and run again")
+    if len(rows) > 1:
+        raise MisskeyConfigError("the meta table has %d rows; Misskey uses exactly one: fix it by hand first" % len(rows))
+    return rows[0][0], dict(zip(columns, rows[0][1:]))
+
+
+def _update_meta(cursor, meta_id, updates):
+    cursor.execute(sql.SQL("UPDATE meta SET {} WHERE id = %s").format(
+        sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(column)) for column in updates)),
+        list(updates.values()) + [meta_id])
+
+
+def _storage_columns(cursor):
+    existing = table_columns(cursor, "meta")
+    if not existing:
+        raise MisskeyConfigError("the database has no meta table: is this Misskey v11 or later, and set up?")
+    return existing, [column for column in STORAGE_COLUMNS if column in existing]
+
+
+def read_storage(conn):
+    """``(meta id, {column: value})`` of every object storage column this Misskey version has."""
+    with conn.cursor() as cursor:
+        _existing, columns = _storage_columns(cursor)
+        result = _read_meta(cursor, columns)
+    conn.rollback()
+    return result
+
+
+def _read_backup(cursor, meta_id):
+    """``(saved values, active)`` or ``(None, False)`` when nothing was saved."""
+    cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (META_BACKUP_TABLE,))
+    if not cursor.fetchone()[0]:
+        return None, False
+    cursor.execute(sql.SQL("SELECT saved, active FROM {} WHERE meta_id = %s").format(
+        sql.Identifier(META_BACKUP_TABLE)), (meta_id,))
+    row = cursor.fetchone()
+    if not row:
+        return None, False
+    saved = row[0] if isinstance(row[0], dict) else json.loads(row[0])
+    return saved, bool(row[1])
+
+
+def _save_backup(cursor, meta_id, values):
+    cursor.execute(sql.SQL(
+        "CREATE TABLE IF NOT EXISTS {} (meta_id varchar(32) PRIMARY KEY, saved jsonb NOT NULL, "
+        "active boolean NOT NULL DEFAULT true, saved_at timestamptz NOT NULL DEFAULT now())").format(
+        sql.Identifier(META_BACKUP_TABLE)))
+    cursor.execute(sql.SQL("REVOKE ALL ON {} FROM PUBLIC").format(sql.Identifier(META_BACKUP_TABLE)))
+    cursor.execute(sql.SQL(
+        "INSERT INTO {} (meta_id, saved, active, saved_at) VALUES (%s, %s, true, now()) "
+        "ON CONFLICT (meta_id) DO UPDATE SET saved = EXCLUDED.saved, active = true, saved_at = now()").format(
+        sql.Identifier(META_BACKUP_TABLE)), (meta_id, json.dumps(values)))
+
+
+def _diff(current, updates):
+    after = dict(current)
+    after.update(updates)
+    return dict(before_header="meta", after_header="meta", before=mask_meta(current), after=mask_meta(after, updates))
+
+
+def apply_meta(conn, wanted, check_mode=False):
+    """Set the meta row to ``wanted`` (existing columns only).
+
+    Before the first change of a switch, every object storage column's current value is saved in
+    ``fediverse_object_storage_meta_backup`` (in the same transaction as the change); while that
+    backup is active (switched, not rolled back) later runs keep it, so it always holds the values
+    from before the switch. Returns a result dict (changed, changed_columns, skipped_columns,
+    backup: ``saved``/``kept``/``none``, diff).
+    """
+    try:
+        with conn.cursor() as cursor:
+            existing, columns = _storage_columns(cursor)
+            meta_id, current = _read_meta(cursor, columns)
+            updates, skipped = meta_changes(current, existing, wanted)
+            _saved, active = _read_backup(cursor, meta_id)
+            backup = "kept" if active else "none"
+            if updates and wanted.get("useObjectStorage") and not active:
+                backup = "saved"
+                if not check_mode:
+                    _save_backup(cursor, meta_id, current)
+            if updates and not check_mode:
+                _update_meta(cursor, meta_id, updates)
+                conn.commit()
+            else:
+                conn.rollback()
+    except PGError as exc:
+        conn.rollback()
+        raise MisskeyConfigError("database error on the meta table: %s" % _clean(exc)) from None
+    return dict(changed=bool(updates), changed_columns=[c for c in STORAGE_COLUMNS if c in updates],
+                skipped_columns=skipped, backup=backup, diff=_diff(current, updates))
+
+
+def restore_meta(conn, check_mode=False):
+    """Put back the values saved before the switch, exactly, and mark the backup used.
+
+    Without an active backup (never switched by this collection, or already restored) nothing is
+    changed, except that a meta row switched without a backup gets ``useObjectStorage = false``
+    (``restored: false`` and a warning say so).
+    """
+    warnings = []
+    try:
+        with conn.cursor() as cursor:
+            existing, columns = _storage_columns(cursor)
+            meta_id, current = _read_meta(cursor, columns)
+            saved, active = _read_backup(cursor, meta_id)
+            updates = {}
+            restored = False
+            if active:
+                restored = True
+                for column, value in saved.items():
+                    if column in existing and current.get(column) != value:
+                        updates[column] = value
+            elif saved is None and current.get("useObjectStorage"):
+                warnings.append("no values saved before the switch: only useObjectStorage was turned off; "
+                                "check the other object storage settings in Misskey's control panel")
+                updates = {"useObjectStorage": False}
+            changed = bool(updates) or active
+            if changed and not check_mode:
+                if updates:
+                    _update_meta(cursor, meta_id, updates)
+                if active:
+                    cursor.execute(sql.SQL("UPDATE {} SET active = false WHERE meta_id = %s").format(
+                        sql.Identifier(META_BACKUP_TABLE)), (meta_id,))
+                conn.commit()
+            else:
+                conn.rollback()
+    except PGError as exc:
+        conn.rollback()
+        raise MisskeyConfigError("database error on the meta table: %s" % _clean(exc)) from None
+    return dict(changed=changed, changed_columns=[c for c in STORAGE_COLUMNS if c in updates], skipped_columns=[],
+                restored=restored, backup="used" if active else "none", warnings=warnings,
+                diff=_diff(current, updates))

@@ -1,0 +1,185 @@
+"""misskey_drive_move (issue 14) on real PostgreSQL (Misskey v12.119 and 2025.x table definitions,
+tests/fixtures/misskey_drive.py) and real Ceph RGW over HTTPS."""
+
+import os
+import urllib.request
+
+import pytest
+
+from tests.ansible_helpers import run_playbook
+from tests.fixtures.misskey_drive import JPEG, PNG, WEBP, Drive, dump, tree
+from tests.integration.test_misskey_role import META_DDL, write_misskey
+
+MOVE = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Move the drive
+      fediverse.object_storage.misskey_drive_move:
+        config_file: "{{ config_file }}"
+        files_dir: "{{ files_dir }}"
+        ca_bundle: "{{ ca_bundle }}"
+        state: "{{ move_state | default('moved') }}"
+        limit: "{{ move_limit | default(omit) }}"
+        batch_size: 2
+        drop_backup: "{{ drop_backup | default(false) }}"
+"""
+PREFIX = "misskey"
+
+
+@pytest.fixture(params=["12.119.0", "2025.4.0"])
+def drive(request, tmp_path, pg, rgw, bucket):
+    import uuid
+
+    version = request.param
+    db = "mkd_" + uuid.uuid4().hex[:10]
+    pg.create_database(db)
+    pg.execute(META_DDL[{"12.119.0": "12.117.1"}.get(version, version)], db)
+    directory = tmp_path / "misskey"
+    instance = "https://mk.example.net"
+    base_url = "https://s3.localhost:%d/%s" % (rgw.https_port, bucket)
+    pg.execute("""INSERT INTO meta ("id", "useObjectStorage", "objectStorageBucket", "objectStoragePrefix",
+                  "objectStorageBaseUrl", "objectStorageEndpoint", "objectStorageRegion", "objectStorageUseSSL",
+                  "objectStorageAccessKey", "objectStorageSecretKey", "objectStorageSetPublicRead",
+                  "objectStorageS3ForcePathStyle")
+                  VALUES ('x', true, '%s', '%s', '%s', '127.0.0.1:%d', 'us-east-1', true, '%s', '%s', true, true)"""
+               % (bucket, PREFIX, base_url, rgw.https_port, rgw.access_key, rgw.secret_key), db)
+    config = write_misskey(directory, version, "url: %s/\ndb:\n  host: %s\n  port: %d\n  db: %s\n  user: %s\n"
+                           "  pass: %s\n" % (instance, pg.host, pg.port, db, pg.user, pg.password))
+    d = Drive(pg, db, version, str(directory / "files"), instance)
+    d.create_tables()
+    d.photo = d.add("photo.png", "image/png", PNG + b"photo", thumbnail=WEBP + b"t1", webpublic=WEBP + b"w1",
+                    webpublic_type="image/webp")
+    d.plain = d.add("IMG 01.jpg", "image/jpeg", JPEG + b"plain")  # no variants (keys set, URLs NULL)
+    d.svg = d.add("drawing.svg", "image/svg+xml", b"<svg/>", thumbnail=WEBP + b"t3")  # not browser-safe
+    d.archive = d.add("notes.tar.gz", "application/gzip", b"\x1f\x8b" + b"gz" * 10)
+    d.link = d.add("linked.png", "image/png", PNG + b"link", is_link=True)
+    d.cached = d.add("remote.png", "image/png", PNG + b"remote", user_host="remote.example")
+    d.missing = d.add("gone.png", "image/png", PNG + b"gone", write=False)
+    d.avatar = d.add("avatar.png", "image/png", PNG + b"avatar", thumbnail=WEBP + b"t4")
+    d.add_user("u1", d.avatar, d.photo)
+    d.add_emoji("e1", d.archive)
+    pg.execute("""UPDATE meta SET "iconUrl" = '%s'""" % d.plain["url"], db)
+    if version == "2025.4.0":
+        pg.execute("""INSERT INTO role ("id", "name", "iconUrl") VALUES ('r1', 'mods', '%s')""" % d.svg["url"], db)
+    d.extra = dict(config_file=str(config), files_dir=d.files_dir, ca_bundle=rgw.ca_bundle)
+    d.base_url, d.bucket = base_url, bucket
+    return d
+
+
+def objects(s3, bucket):
+    return {o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
+
+
+def row(pg, d, file_id):
+    cols = ["accessKey", "thumbnailAccessKey", "webpublicAccessKey", "url", "thumbnailUrl", "webpublicUrl",
+            "storedInternal"]
+    [values] = pg.execute('SELECT %s FROM drive_file WHERE id = \'%s\'' % (", ".join('"%s"' % c for c in cols), file_id),
+                          d.db)
+    return dict(zip(cols, values))
+
+
+def test_move_check_run_rerun_rollback(pg, s3, drive):
+    d = drive
+    before_db, before_disk = dump(pg, d.db), tree(d.files_dir)
+
+    check = run_playbook(MOVE, extra_vars=d.extra, check=True)
+    assert check.rc == 0, check
+    task = check.task("Move the drive")
+    assert task["changed"] is True and task["stats"]["candidates"] == 6  # 6 local rows incl. the missing one
+    assert task["stats"]["moved"] == 5 and task["stats"]["missing"] == 1
+    assert task["sample"][0]["after"]["accessKey"] == "%s/%s" % (PREFIX, d.photo["accessKey"])
+    assert dump(pg, d.db) == before_db and objects(s3, d.bucket) == set()
+
+    result = run_playbook(MOVE, extra_vars=d.extra)
+    assert result.rc == 0, result
+    stats = result.task("Move the drive")["stats"]
+    assert stats["moved"] == 5 and stats["missing"] == 1 and stats["refused"] == 0
+    assert result.task("Move the drive")["missing"] == [{"id": d.missing["id"], "files": [d.missing["accessKey"]]}]
+
+    k = lambda key: "%s/%s" % (PREFIX, key)  # noqa: E731
+    expected = {k(d.photo["accessKey"]), k(d.photo["thumbnailAccessKey"]), k(d.photo["webpublicAccessKey"]),
+                k(d.plain["accessKey"]), k(d.svg["accessKey"]), k(d.svg["thumbnailAccessKey"]),
+                k(d.archive["accessKey"]), k(d.avatar["accessKey"]), k(d.avatar["thumbnailAccessKey"])}
+    assert objects(s3, d.bucket) == expected
+
+    head = lambda key: s3.head_object(Bucket=d.bucket, Key=key)  # noqa: E731
+    original = head(k(d.photo["accessKey"]))
+    assert original["ContentType"] == "image/png" and original["CacheControl"] == "max-age=31536000, immutable"
+    assert original["ContentDisposition"] == 'inline; filename="photo.png"'
+    thumb = head(k(d.photo["thumbnailAccessKey"]))
+    assert thumb["ContentType"] == "image/webp" and "ContentDisposition" not in thumb
+    assert head(k(d.photo["webpublicAccessKey"]))["ContentDisposition"] == 'inline; filename="photo.png.webp"'
+    assert head(k(d.plain["accessKey"]))["ContentDisposition"] == (
+        "inline; filename=\"IMG_01.jpg\"; filename*=UTF-8''IMG%2001.jpg")
+    assert head(k(d.svg["accessKey"]))["ContentType"] == "application/octet-stream"
+    assert head(k(d.archive["accessKey"]))["ContentType"] == "application/octet-stream"
+    # public-read as configured: anonymous GET through baseUrl's path (RGW directly)
+    url = "%s/%s" % (rgw_https(d), k(d.photo["accessKey"]))
+    assert anonymous_get(url, s3) == PNG + b"photo"
+
+    for r in (d.photo, d.plain, d.svg, d.archive, d.avatar):
+        got = row(pg, d, r["id"])
+        assert got["accessKey"] == k(r["accessKey"]) and got["storedInternal"] is False
+        assert got["url"] == "%s/%s" % (d.base_url, got["accessKey"])
+        if r["thumbnailUrl"]:
+            assert got["thumbnailAccessKey"] == k(r["thumbnailAccessKey"])
+        else:  # the variant was never generated: its key and NULL URL stay
+            assert got["thumbnailAccessKey"] == r["thumbnailAccessKey"] and got["thumbnailUrl"] is None
+    for untouched in (d.link, d.cached, d.missing):
+        assert row(pg, d, untouched["id"])["url"] == untouched["url"]
+        assert row(pg, d, untouched["id"])["storedInternal"] == untouched["storedInternal"]
+
+    new = lambda r, col="url": row(pg, d, r["id"])[col]  # noqa: E731
+    [(avatar_url, banner_url)] = pg.execute('SELECT "avatarUrl", "bannerUrl" FROM "user"', d.db)
+    moved_avatar = dict(d.avatar, url=new(d.avatar), thumbnailUrl=new(d.avatar, "thumbnailUrl"), webpublicUrl=None)
+    assert avatar_url == d.avatar_url(moved_avatar)
+    assert banner_url == new(d.photo, "webpublicUrl")
+    assert pg.execute('SELECT "originalUrl", "publicUrl" FROM emoji', d.db) == [(new(d.archive), new(d.archive))]
+    assert pg.execute('SELECT "iconUrl" FROM meta', d.db) == [(new(d.plain),)]
+    if d.version == "2025.4.0":
+        assert pg.execute('SELECT "iconUrl" FROM role', d.db) == [(new(d.svg),)]
+    assert tree(d.files_dir) == before_disk
+
+    again = run_playbook(MOVE, extra_vars=d.extra)
+    assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again
+
+    back = run_playbook(MOVE, extra_vars=dict(d.extra, move_state="rolled_back", drop_backup=True))
+    assert back.rc == 0, back
+    assert back.task("Move the drive")["not_restored"] == 0
+    assert dump(pg, d.db) == before_db  # every changed value back, byte for byte
+    assert pg.execute("SELECT to_regclass('fediverse_object_storage_drive_backup')", d.db) == [(None,)]
+    assert tree(d.files_dir) == before_disk
+    assert run_playbook(MOVE, extra_vars=dict(d.extra, move_state="rolled_back")).stats["localhost"]["changed"] == 0
+
+
+def rgw_https(d):
+    return d.base_url.rsplit("/", 1)[0].replace("s3.localhost", "127.0.0.1") + "/" + d.bucket
+
+
+def anonymous_get(url, s3):
+    import ssl
+
+    context = ssl.create_default_context(cafile=s3.meta.config.__dict__.get("_ca", None)) if False else \
+        ssl._create_unverified_context()  # noqa: S323 - the object's bytes are what is checked
+    with urllib.request.urlopen(url, context=context, timeout=10) as response:  # noqa: S310 - loopback test URL
+        return response.read()
+
+
+def test_partial_runs_continue_and_never_flip_without_objects(pg, s3, drive):
+    d = drive
+    first = run_playbook(MOVE, extra_vars=dict(d.extra, move_limit=2))
+    assert first.rc == 0, first
+    assert first.task("Move the drive")["stats"]["moved"] == 2
+    # every flipped row has its objects (and only flipped rows point at the bucket)
+    keys = objects(s3, d.bucket)
+    for r in d.rows.values():
+        got = row(pg, d, r["id"])
+        if got["storedInternal"] is False and got["accessKey"] and got["accessKey"].startswith(PREFIX + "/"):
+            assert got["accessKey"] in keys
+    # an object deleted behind the run's back is uploaded again before its row is flipped
+    rest = run_playbook(MOVE, extra_vars=d.extra)
+    assert rest.rc == 0, rest
+    assert rest.task("Move the drive")["stats"]["moved"] == 3
+    assert run_playbook(MOVE, extra_vars=d.extra).stats["localhost"]["changed"] == 0
+    assert os.path.isdir(d.files_dir)
