@@ -19,7 +19,7 @@ os.environ["ANSIBLE_COLLECTIONS_PATH"] = os.path.join(REPO, ".cache", "collectio
 
 from tests.ansible_helpers import ansible_env  # noqa: E402
 from tests.migrate_support import prepare  # noqa: E402
-from tests.nginx_proxy_support import StubDNS, request  # noqa: E402
+from tests.nginx_proxy_support import StubDNS  # noqa: E402
 from tests.services.ceph import CephRGW  # noqa: E402
 from tests.services.nginx import Nginx  # noqa: E402
 from tests.services.postgres import Postgres  # noqa: E402
@@ -71,8 +71,8 @@ def main():
         key = sorted(k for k, (ctype, acl) in host.instance.expected.items() if acl is None and k.startswith("cache/"))[0]
         path = host.media_path(key)
         for _attempt in ("MISS expected", "HIT expected"):
-            resp = request(host.proxy_port(), path, host.proxy_host())
-            print("GET http://%s%s -> %s, Content-Type: %s, %d bytes, X-Cache: %s"
+            resp = host.get_media(key)
+            print("GET https://%s%s -> %s, Content-Type: %s, %d bytes, X-Cache: %s"
                   % (host.proxy_host(), path, resp.status, resp.header("Content-Type"), len(resp.body),
                      resp.header("X-Cache")))
         if resp.status != 200 or resp.header("X-Cache") != "HIT":

@@ -3,8 +3,15 @@ ansible-runner (AWX) test and the demo.
 
 It lays out, under one temp root: a Debian-like /etc/nginx (conf.d, sites-available, sites-enabled,
 snippets) served by a throwaway nginx, Mastodon's live directory (.env.production pointing at the
-fixture database, public/system with the fixture's media files), and returns the extra vars that
-point migrate.yml at all of it and at the Ceph RGW over HTTPS. The S3 keys are NOT in the vars:
+fixture database, public/system with the fixture's media files, lib/mastodon/version.rb), and returns
+the extra vars that point migrate.yml at all of it and at the Ceph RGW over HTTPS.
+
+The host is shaped like production: the app's own site in the shape of Mastodon's shipped
+dist/nginx.conf (tests/nginx_proxy_support.py app_site: its CACHE zone under <root>/var/cache/nginx,
+server_name DOMAIN on the http and TLS listeners, ``location ~ ^/system/``, ``location /`` -> a stub
+app backend), and the media proxy on the SAME two listeners, told apart by SNI and Host (throwaway
+certificates for DOMAIN and s3.DOMAIN). The proxy's cache goes where the role's default puts it,
+relative to the root (<root>/var/cache/fediverse-media/fediverse_media). The S3 keys are NOT in the vars:
 they go in the environment (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), as the AWX credential does.
 """
 
@@ -17,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.fixtures.mastodon_instance import build_instance
-from tests.nginx_proxy_support import APP_HOST, app_site, main_conf, self_signed_cert
+from tests.nginx_proxy_support import APP_HOST, app_certs, app_site, backend_site, main_conf, request
 from tests.services.base import free_port
 from tests.services.nginx import NGINX
 
@@ -39,18 +46,33 @@ class MastodonHost:
     env: dict
     marker: str
     mode: str
-    tls: tuple = field(default=None)
-    https_port: int = 0
+    certs: dict = field(default_factory=dict)
+    http_port: int = 0
+
+    @property
+    def https_port(self) -> int:
+        return self.nginx.port  # 443 on a real host: the app's site and the proxy share it
 
     def media_path(self, key: str) -> str:
         """The URL path of an object through the proxy, in this mode."""
         return {"subdomain": "/", "directory": "/storage/", "system": "/system/"}[self.mode] + key
 
     def proxy_port(self) -> int:
-        return self.https_port if self.mode == "subdomain" else self.nginx.port
+        return self.https_port
 
     def proxy_host(self) -> str:
         return PROXY_DOMAIN if self.mode == "subdomain" else APP_HOST
+
+    def get(self, path, host=APP_HOST, method="GET"):
+        """https://HOST/PATH on the shared TLS listener (SNI and Host ``host``, its certificate verified;
+        a name without a certificate is not verified)."""
+        cert = self.certs.get(host)
+        return request(self.https_port, path, host, method=method, tls=True, ca_file=cert[0] if cert else None,
+                       insecure=cert is None)
+
+    def get_media(self, key, method="GET"):
+        """An object under exactly the URL the app now writes (S3_ALIAS_HOST)."""
+        return self.get(self.media_path(key), self.proxy_host(), method=method)
 
 
 def checksums(root, skip_prefix=None) -> dict:
@@ -77,22 +99,53 @@ def write_env_file(path, pg, dbname):
     os.chmod(path, 0o600)
 
 
-def prepare(root, pg, rgw, nginx, dns, bucket, mode="system") -> MastodonHost:
-    """Lay out and start everything; ``nginx`` is a not yet started tests.services.nginx.Nginx."""
+VERSION_RB = """# frozen_string_literal: true
+
+module Mastodon
+  module Version
+    module_function
+
+    def major
+      {0}
+    end
+
+    def minor
+      {1}
+    end
+
+    def patch
+      {2}
+    end
+  end
+end
+"""
+
+
+def prepare(root, pg, rgw, nginx, dns, bucket, mode="system", mastodon_version=(4, 3, 2),
+            app_inactive="7d") -> MastodonHost:
+    """Lay out and start everything; ``nginx`` is a not yet started tests.services.nginx.Nginx.
+    ``app_inactive``: ``inactive=`` of the app's CACHE zone."""
     root = str(root)
     os.makedirs(root, exist_ok=True)
     os.chmod(root, 0o755)
     layout = {name: os.path.join(root, *parts) for name, parts in {
         "conf_d": ("etc", "conf.d"), "available": ("etc", "sites-available"), "enabled": ("etc", "sites-enabled"),
         "snippets": ("etc", "snippets"), "acme": ("acme",), "tls": ("tls",), "systemd": ("systemd",),
-        "live": ("mastodon", "live"), "public": ("mastodon", "live", "public"), "progress": ("progress",)}.items()}
+        "live": ("mastodon", "live"), "public": ("mastodon", "live", "public"), "progress": ("progress",),
+        "version_dir": ("mastodon", "live", "lib", "mastodon")}.items()}
     for path in layout.values():
         os.makedirs(path, mode=0o755, exist_ok=True)
     for sub in ("mastodon", os.path.join("mastodon", "live")):
         os.chmod(os.path.join(root, sub), 0o755)
     layout["system"] = os.path.join(layout["public"], "system")
-    layout["cache"] = os.path.join(root, "nginx-cache", "fediverse_media")
+    # Mastodon's CACHE zone (/var/cache/nginx in dist/nginx.conf) and, outside it, the proxy's
+    # (the role's default /var/cache/fediverse-media/fediverse_media), both below the root.
+    layout["app_cache"] = os.path.join(root, "var", "cache", "nginx")
+    layout["cache"] = os.path.join(root, "var", "cache", "fediverse-media", "fediverse_media")
     layout["dropin"] = os.path.join(layout["systemd"], "nginx.service.d")
+    os.makedirs(os.path.dirname(layout["app_cache"]), mode=0o755, exist_ok=True)  # /var/cache, as on a host
+    with open(os.path.join(layout["version_dir"], "version.rb"), "w") as f:
+        f.write(VERSION_RB.format(*mastodon_version))
 
     dbname = "mastodon_" + uuid.uuid4().hex[:8]
     instance = build_instance(pg, dbname, layout["system"], missing=())
@@ -103,11 +156,15 @@ def prepare(root, pg, rgw, nginx, dns, bucket, mode="system") -> MastodonHost:
     write_env_file(env_file, pg, dbname)
 
     os.chmod(nginx.prefix, 0o755)
+    certs = app_certs(layout["tls"], [APP_HOST, PROXY_DOMAIN])
+    http_port, backend_port = free_port(), free_port()
     site = os.path.join(layout["available"], "mastodon")
-    app_layout = dict(layout, public=layout["public"])
     with open(site, "w") as f:
-        f.write(app_site(nginx, app_layout, free_port()))
+        f.write(app_site(nginx, layout, http_port, certs[APP_HOST], backend_port, layout["app_cache"],
+                         app_inactive=app_inactive))
     os.symlink(site, os.path.join(layout["enabled"], "mastodon"))
+    with open(os.path.join(layout["conf_d"], "app-backend-stub.conf"), "w") as f:
+        f.write(backend_site(backend_port))
     nginx.write_config(main_conf(nginx, layout))
     nginx.start()
 
@@ -125,6 +182,7 @@ def prepare(root, pg, rgw, nginx, dns, bucket, mode="system") -> MastodonHost:
         "migrate_restart_command": "touch %s" % marker,
         "migrate_progress_dir": layout["progress"],
         "migrate_verify_validate_certs": False,
+        "migrate_nginx_dump_command": " ".join(base + ["-T"]),
         # The proxy: the throwaway nginx, proxying virtual-host style to BUCKET.s3.localhost (resolved
         # at request time by the stub DNS) and verifying RGW's certificate with the harness CA.
         "nginx_proxy_s3_endpoint": "https://%s:%d" % (rgw.dns_name, rgw.https_port),
@@ -140,21 +198,20 @@ def prepare(root, pg, rgw, nginx, dns, bucket, mode="system") -> MastodonHost:
         "nginx_proxy_reload_command": " ".join(base + ["-s", "reload"]),
         "nginx_proxy_systemd_dropin_dir": layout["dropin"],
         "nginx_proxy_systemd_daemon_reload": False,
+        # The proxy's site on the app's own listeners (80/443 on a real host).
+        "nginx_proxy_listen_address": "127.0.0.1",
+        "nginx_proxy_listen_ipv6": False,
+        "nginx_proxy_http_port": http_port,
+        "nginx_proxy_https_port": nginx.port,
+        "nginx_proxy_ssl_certificate": certs[PROXY_DOMAIN][0],
+        "nginx_proxy_ssl_certificate_key": certs[PROXY_DOMAIN][1],
+        "nginx_proxy_acme_webroot": layout["acme"],
+        # The verify phase fetches through the shared listener (the names do not resolve here).
+        "migrate_verify_base_url": "https://127.0.0.1:%d%s" % (
+            nginx.port, {"subdomain": "", "directory": "/storage", "system": "/system"}[mode]),
+        "migrate_verify_host_header": PROXY_DOMAIN if mode == "subdomain" else APP_HOST,
     }
-    host = MastodonHost(root=root, live=layout["live"], env_file=env_file, system_root=layout["system"],
+    return MastodonHost(root=root, live=layout["live"], env_file=env_file, system_root=layout["system"],
                         instance=instance, nginx=nginx, layout=layout, extra_vars=extra,
                         env={"AWS_ACCESS_KEY_ID": rgw.access_key, "AWS_SECRET_ACCESS_KEY": rgw.secret_key},
-                        marker=marker, mode=mode)
-    if mode == "subdomain":
-        host.tls = self_signed_cert(layout["tls"], [PROXY_DOMAIN])
-        host.https_port = free_port()
-        extra.update(nginx_proxy_listen_address="127.0.0.1", nginx_proxy_listen_ipv6=False,
-                     nginx_proxy_http_port=free_port(), nginx_proxy_https_port=host.https_port,
-                     nginx_proxy_ssl_certificate=host.tls[0], nginx_proxy_ssl_certificate_key=host.tls[1],
-                     nginx_proxy_acme_webroot=layout["acme"],
-                     migrate_verify_base_url="https://127.0.0.1:%d" % host.https_port,
-                     migrate_verify_host_header=PROXY_DOMAIN)
-    else:
-        extra.update(migrate_verify_base_url="http://127.0.0.1:%d%s" % (
-            nginx.port, "/storage" if mode == "directory" else "/system"), migrate_verify_host_header=APP_HOST)
-    return host
+                        marker=marker, mode=mode, certs=certs, http_port=http_port)

@@ -152,10 +152,14 @@ class Response:
         return "<Response %s %s %r>" % (self.status, self.headers, self.body[:200])
 
 
-def request(port, path, host, method="GET", tls=False, ca_file=None, body=None, timeout=10):
-    """``method path`` to 127.0.0.1:port with Host ``host`` (and, over TLS, SNI ``host`` verified with ``ca_file``)."""
+def request(port, path, host, method="GET", tls=False, ca_file=None, body=None, timeout=10, insecure=False):
+    """``method path`` to 127.0.0.1:port with Host ``host`` (and, over TLS, SNI ``host`` verified with
+    ``ca_file``; ``insecure``: not verified, for a name no certificate has)."""
     if tls:
         context = ssl.create_default_context(cafile=ca_file)
+        if insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
         conn = http.client.HTTPSConnection(host, port, context=context, timeout=timeout)
         # Connect to loopback whatever ``host`` resolves to; SNI and verification still use ``host``.
         conn._create_connection = lambda address, timeout=None, source=None: socket.create_connection(
@@ -212,27 +216,107 @@ def main_conf(nginx, layout):
     return "user www-data;\n" + wrap_config(includes, nginx.prefix, kind="http")
 
 
-def app_site(nginx, layout, redirect_port):
-    """Shaped like Mastodon's dist/nginx.conf: a redirect server, then the app server whose
-    ``location ~ ^/system/`` serves public/system (the role's ^~ location must win over it)."""
-    return """server {{
-    listen 127.0.0.1:{redirect};
-    server_name {host};
-    location / {{ return 301 https://$host$request_uri; }}
+def app_site(nginx, layout, http_port, tls, backend_port, app_cache, app_inactive="7d", host=APP_HOST):
+    """The app's own site, shaped like Mastodon's shipped dist/nginx.conf: its ``proxy_cache_path``
+    (``app_cache``, /var/cache/nginx on a real host) with ``keys_zone=CACHE``, a port-80 server
+    (ACME + redirect) and the TLS server on ``nginx.port`` (443 on a real host) with
+    ``server_name DOMAIN``, ``location ~ ^/system/`` serving public/system and ``location /`` ->
+    ``@proxy`` -> the app backend (a stub server, ``backend_site()``) through the CACHE zone.
+    The media proxy's own site (subdomain mode) shares these two listeners, told apart by SNI/Host."""
+    return """map $http_upgrade $connection_upgrade {{
+  default upgrade;
+  ''      close;
+}}
+
+upstream backend {{
+    server 127.0.0.1:{backend} fail_timeout=0;
+}}
+
+proxy_cache_path {app_cache} levels=1:2 keys_zone=CACHE:10m inactive={inactive} max_size=1g;
+
+server {{
+  listen 127.0.0.1:{http};
+  server_name {host};
+  root {public};
+  location /.well-known/acme-challenge/ {{ allow all; }}
+  location / {{ return 301 https://$host$request_uri; }}
 }}
 
 server {{
+  listen 127.0.0.1:{https} ssl http2;
+  server_name {host};
+
+  ssl_protocols TLSv1.2 TLSv1.3;
+  ssl_certificate     {cert};
+  ssl_certificate_key {key};
+
+  keepalive_timeout    70;
+  sendfile             on;
+  client_max_body_size 99m;
+
+  root {public};
+
+  location / {{
+    try_files $uri @proxy;
+  }}
+
+  location ~ ^/system/ {{
+    add_header Cache-Control "public, max-age=2419200, immutable";
+    add_header X-Content-Type-Options nosniff;
+    add_header Content-Security-Policy "default-src 'none'; form-action 'none'";
+    add_header X-Served-By "mastodon-system-location";
+    try_files $uri =404;
+  }}
+
+  location @proxy {{
+    proxy_set_header Host $host;
+    proxy_set_header X-Forwarded-Proto $scheme;
+    proxy_pass_header Server;
+    proxy_pass http://backend;
+    proxy_buffering on;
+    proxy_redirect off;
+    proxy_http_version 1.1;
+    proxy_set_header Upgrade $http_upgrade;
+    proxy_set_header Connection $connection_upgrade;
+    proxy_cache CACHE;
+    proxy_cache_valid 200 7d;
+    proxy_cache_valid 410 24h;
+    proxy_cache_use_stale error timeout updating http_500 http_502 http_503 http_504;
+    add_header X-Cached $upstream_cache_status;
+  }}
+}}
+""".format(backend=backend_port, app_cache=app_cache, inactive=app_inactive, http=http_port, host=host,
+           public=layout["public"], https=nginx.port, cert=tls[0], key=tls[1])
+
+
+APP_BACKEND_BODY = b"app backend\n"
+
+
+def backend_site(backend_port):
+    """A stub of the app backend (Mastodon's puma on :3000): every path answers APP_BACKEND_BODY."""
+    return """server {{
     listen 127.0.0.1:{port};
-    server_name {host};
-    root {public};
-
-    location ~ ^/system/ {{
-        add_header X-Served-By "mastodon-system-location";
-        try_files $uri =404;
-    }}
-
+    server_name app-backend.invalid;
     location / {{
-        return 200 "app\\n";
+        add_header X-App-Backend stub;
+        add_header Cache-Control "public, max-age=60";
+        return 200 "app backend\\n";
     }}
 }}
-""".format(redirect=redirect_port, host=APP_HOST, port=nginx.port, public=layout["public"])
+""".format(port=backend_port)
+
+
+def app_certs(directory, names):
+    """One throwaway self-signed certificate per name (SNI picks the server): {name: (cert, key)}."""
+    certs = {}
+    for name in names:
+        sub = os.path.join(directory, name)
+        os.makedirs(sub, exist_ok=True)
+        certs[name] = self_signed_cert(sub, [name])
+    return certs
+
+
+def nginx_dump(nginx):
+    """``nginx -T`` of the harness's nginx: (ok, output)."""
+    proc = subprocess.run(nginx._cmd("-T"), capture_output=True, text=True, timeout=30)
+    return proc.returncode == 0, proc.stdout + proc.stderr

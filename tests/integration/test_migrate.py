@@ -20,7 +20,6 @@ import pytest
 
 from tests.ansible_helpers import REPO, ansible_env, run_playbook
 from tests.migrate_support import APP_HOST, checksums, prepare
-from tests.nginx_proxy_support import request
 
 MIGRATE = str(REPO / "playbooks" / "migrate.yml")
 ROLLBACK = str(REPO / "playbooks" / "rollback.yml")
@@ -45,8 +44,8 @@ def host_factory(pg, rgw, nginx_factory, dns, bucket_name):
     root = tempfile.mkdtemp(prefix="fos-test-migrate-")
     os.chmod(root, 0o755)
 
-    def make(mode="system"):
-        return prepare(os.path.join(root, mode), pg, rgw, nginx_factory(), dns, bucket_name, mode=mode)
+    def make(mode="system", **kw):
+        return prepare(os.path.join(root, mode), pg, rgw, nginx_factory(), dns, bucket_name, mode=mode, **kw)
     yield make
     shutil.rmtree(root, ignore_errors=True)
 
@@ -95,8 +94,8 @@ def test_migrate_then_rollback(host_factory, s3, bucket_name, mode):
 
     res = migrate(host)
     assert res.rc == 0, res
-    # Every DB-referenced cached object is in the bucket (local media are not copied by default).
-    assert keys_in(s3, bucket_name) == set(inst.expected)
+    # Every DB-referenced object is in the bucket: remote (cache) and local media (copied by default).
+    assert keys_in(s3, bucket_name) == set(inst.expected) | set(inst.expected_local)
     env = env_values(host.env_file)
     alias = {"system": APP_HOST + "/system", "directory": APP_HOST + "/storage", "subdomain": "s3." + APP_HOST}[mode]
     assert (env["S3_ENABLED"], env["S3_BUCKET"], env["S3_ALIAS_HOST"]) == ("true", bucket_name, alias)
@@ -110,18 +109,18 @@ def test_migrate_then_rollback(host_factory, s3, bucket_name, mode):
     assert res.task("Fetch the media through the proxy")["results"], res
     # A retired cached object is now served from the bucket through the proxy: MISS, then HIT.
     key = sorted(k for k, (ctype, acl) in inst.expected.items() if acl is None and k.startswith("cache/"))[-1]
-    tls = mode == "subdomain"
-    ca_file = host.tls[0] if tls else None  # self-signed: the certificate is its own CA
-    first = request(host.proxy_port(), host.media_path(key), host.proxy_host(), tls=tls, ca_file=ca_file)
-    second = request(host.proxy_port(), host.media_path(key), host.proxy_host(), tls=tls, ca_file=ca_file)
+    first = host.get_media(key)
+    second = host.get_media(key)
     assert (first.status, first.header("Content-Type")) == (200, inst.expected[key][0])
     assert first.header("X-Cache") in ("MISS", "HIT") and second.header("X-Cache") == "HIT"
     assert first.body == s3.get_object(Bucket=bucket_name, Key=key)["Body"].read()
     if mode == "system":
-        # A cached object of the pre-3.2 layout (no cache/ prefix) stays on disk and is served from it.
+        # A cached object of the pre-3.2 layout (no cache/ prefix) stays on disk, but once the local
+        # copy is verified the proxy serves it from the bucket (X-Cache), not from disk.
         old_layout = sorted(k for k, (ctype, acl) in inst.expected.items() if acl is None and not k.startswith("cache/"))[0]
-        local = request(host.proxy_port(), host.media_path(old_layout), host.proxy_host())
-        assert (local.status, local.header("X-Cache")) == (200, None)
+        assert os.path.exists(os.path.join(host.system_root, old_layout))
+        served = host.get_media(old_layout)
+        assert served.status == 200 and served.header("X-Cache") in ("MISS", "HIT"), served
 
     again = migrate(host)
     assert again.rc == 0 and again.changed == 0, [t["name"] for t in again.tasks if t["result"].get("changed")]

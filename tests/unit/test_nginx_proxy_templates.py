@@ -98,12 +98,12 @@ def test_location_body_has_the_cache_and_header_rules(prefix):
     text = render("nginx/directory.conf.j2", values(prefix, nginx_proxy_mode="directory"))
     for line in [
         "proxy_cache fediverse_media;",
-        "proxy_cache_valid 200 302 90d;",
-        "proxy_cache_valid any 5m;",
+        "proxy_cache_valid 200 302 48h;",  # Mastodon's documented object-storage proxy
+        "proxy_cache_valid any 1m;",
+        "proxy_cache_revalidate on;",
         "proxy_cache_lock on;",
         "proxy_cache_use_stale error timeout updating http_500 http_502 http_503 http_504;",
         "proxy_hide_header Set-Cookie;",
-        "proxy_hide_header ETag;",
         "proxy_hide_header x-amz-request-id;",
         "proxy_hide_header x-amz-id-2;",
         'proxy_set_header Cookie "";',
@@ -124,6 +124,18 @@ def test_location_body_has_the_cache_and_header_rules(prefix):
     ]:
         assert line in text, line
     assert text.count("limit_except GET {") == 2  # the local location and the bucket's named location
+    # The ETag stays: nginx revalidates with it, and clients may too.
+    assert "proxy_hide_header ETag" not in text
+
+
+def test_without_local_root_the_bucket_alone_decides(prefix):
+    """Once the local files are verified in the bucket (local root ""), no file on disk is served:
+    a key deleted from the bucket or made private is not served from disk."""
+    v = values(prefix, nginx_proxy_mode="system", nginx_proxy_local_root="")
+    snippet = render("nginx/system.conf.j2", v)
+    assert "try_files" not in snippet and "alias " not in snippet
+    rc, err = nginx_t(prefix, render("nginx/proxy-cache.conf.j2", v) + server(18084, snippet))
+    assert rc == 0, err + snippet
 
 
 def test_proxy_cache_path_uses_the_variables(prefix):
@@ -132,7 +144,9 @@ def test_proxy_cache_path_uses_the_variables(prefix):
     assert ("proxy_cache_path %s levels=1:2 keys_zone=fediverse_media:10m max_size=500m inactive=30d use_temp_path=off;"
             % v["nginx_proxy_cache_path"]) in text
     defaults = render("nginx/proxy-cache.conf.j2", role_defaults(nginx_proxy_bucket="b-1"))
-    assert "max_size=20g inactive=90d" in defaults
+    assert "max_size=20g inactive=7d" in defaults
+    # Outside /var/cache/nginx, where Mastodon's shipped nginx.conf keeps its CACHE zone.
+    assert "proxy_cache_path /var/cache/fediverse-media/fediverse_media " in defaults
 
 
 @pytest.mark.parametrize("endpoint, host, sni", [
