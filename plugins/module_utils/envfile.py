@@ -220,9 +220,12 @@ def normalise_settings(settings):
 
 
 def _lines(text):
-    """``text`` cut after every ``\\n`` (only: other line separators stay inside their line)."""
-    return text.splitlines(True) if "\n" not in text else [part + "\n" for part in text.split("\n")[:-1]] + (
-        [text.rsplit("\n", 1)[1]] if not text.endswith("\n") else [])
+    """``text`` cut after every ``\\n`` only (a ``\\r\\n`` ending stays with its line)."""
+    parts = text.split("\n")
+    lines = [part + "\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
 
 
 def _covered_lines(text, found):

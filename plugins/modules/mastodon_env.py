@@ -19,7 +19,12 @@ description:
     duplicated; any other variable is appended at the end below one marker comment.
   - Every other line, comment and line ending is kept byte for byte.
   - The diff masks the value of every variable whose name contains C(SECRET), C(PASS), C(KEY),
-    C(TOKEN) or C(CREDENTIAL) (C(AWS_SECRET_ACCESS_KEY), C(AWS_ACCESS_KEY_ID), C(DB_PASS), ...).
+    C(TOKEN) or C(CREDENTIAL) (C(AWS_SECRET_ACCESS_KEY), C(AWS_ACCESS_KEY_ID), C(DB_PASS), ...),
+    the password inside any URL (C(DATABASE_URL=postgres://u:********@host), C(redis://:********@)),
+    every value spanning several lines, and every line that is not a plain assignment or a comment.
+  - The file is read with Ruby dotenv's rules, as Mastodon reads it (an unquoted C(#) starts a
+    comment, C(export) prefixes, multi-line quoted values); an edit that dotenv would read back
+    differently (for example below an unterminated quote) fails before anything is written.
 options:
   path:
     description:
