@@ -176,7 +176,8 @@ notes:
     the endpoint and keys once.
   - Object-level retries with exponential backoff are added on top of botocore's adaptive retries
     for 5xx, C(SlowDown) and connection errors; one failed object never stops the run.
-  - Missing source files are counted and listed (RV(missing_source_sample)) but are not a failure.
+  - Missing source files (C(ENOENT)) are counted and listed (RV(missing_source_sample)) but are not a
+    failure. Any other error reading a source (permission denied, I/O error) is a failure.
 requirements:
   - psycopg2
 seealso:
@@ -307,8 +308,18 @@ different_size_sample:
   sample: [{"kind": "accounts/avatars", "key": "cache/accounts/avatars/000/000/001/original/a.png",
             "size": 1200, "bucket_size": 1000}]
 verified:
-  description: With O(mode=verify), true when no object is missing or different.
+  description:
+    - With O(mode=verify), true when no object is missing or different and every source file
+      could be read. Any error other than "file not found" on a source (EACCES, EIO, ESTALE...)
+      fails the verify task.
   returned: when mode is verify
+  type: bool
+  sample: true
+full:
+  description:
+    - True when the run covered every row in scope (no O(shard_count) > 1, no O(limit)). Only a
+      full verify may gate the retirement of the cache.
+  returned: always
   type: bool
   sample: true
 """
@@ -470,6 +481,12 @@ def main():
 
     result = handle_copy(module, client, source, conn, counts)
     failed = result["totals"]["failed"]
+    result["full"] = p["shard_count"] == 1 and p["limit"] is None
+    if p["mode"] == "verify" and failed:
+        module.fail_json(msg="verify failed: %d source file(s) could not be read (e.g. %s): an object whose "
+                             "source cannot be read is not verified. Fix the permissions or the disk, then retry."
+                         % (failed, "; ".join("%s: %s" % (f["key"], f["reason"]) for f in result["failed_sample"][:3])),
+                         **result)
     if failed and not p["ignore_failures"]:
         module.fail_json(msg="%d object(s) could not be copied (see failed_sample); the others were copied. "
                              "Run again to retry, or set ignore_failures." % failed, **result)
