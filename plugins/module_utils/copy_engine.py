@@ -72,6 +72,9 @@ MAX_PARTS = 10000
 SAMPLE_SIZE = 20
 PROGRESS_INTERVAL = 2.0
 COUNTERS = ("rows", "objects", "copied", "skipped", "missing_source", "failed")
+# "The file does not exist": the only source errors that count as a missing source. Anything else
+# (EACCES, EIO, ESTALE...) is a failure, in verify mode too: an unreadable file was not verified.
+NOT_FOUND_ERRNOS = (errno.ENOENT, errno.ENOTDIR)
 VERIFY_COUNTERS = ("missing_in_bucket", "different_size")
 
 _RETRYABLE_CODES = frozenset((
@@ -505,11 +508,16 @@ class FilesystemSource(object):
             raise SourceMissing("system_root %s is not a directory" % self.system_root)
 
     def size(self, key):
-        """The size of a regular source file; None when missing; ``UnsafeSource`` for links."""
+        """The size of a regular source file; None when it does not exist; ``UnsafeSource`` for links;
+        any other error (EACCES, EIO...) raises."""
         try:
             fd = self.open_fd(key)
-        except (OSError, ValueError):
+        except ValueError:
             return None
+        except OSError as exc:
+            if exc.errno in NOT_FOUND_ERRNOS:
+                return None
+            raise
         try:
             st = os.fstat(fd)
         finally:
@@ -992,5 +1000,6 @@ class CopyEngine(object):
             result["different_size"] = stats.different_size
             result["missing_in_bucket_sample"] = list(stats.verify_missing_sample)
             result["different_size_sample"] = list(stats.verify_different_sample)
-            result["verified"] = not (stats.missing_in_bucket or stats.different_size)
+            # An object whose source could not be read (failed) was not verified either.
+            result["verified"] = not (stats.missing_in_bucket or stats.different_size or totals["failed"])
         return result

@@ -19,7 +19,7 @@ description:
     ACL, so what Mastodon makes private (suspended accounts' media, backups) stays private.
   - A bucket policy that allows anything to everyone (such as the C(s3:GetObject) policy of the usual
     blog procedures) is detected, explained in a warning, and its anonymous statements are removed
-    with O(policy=object-acl): a policy Allow overrides the objects' ACL (measured on Ceph RGW).
+    with O(policy=object-acl), because a policy Allow overrides the objects' ACL (measured on Ceph RGW).
   - A bucket ACL that grants anything to everyone (AllUsers, AuthenticatedUsers) is set back to
     private, with a warning, for the named policies.
   - The bucket name is checked before any request is made.

@@ -204,7 +204,8 @@ notes:
     the endpoint and keys once.
   - Object-level retries with exponential backoff are added on top of botocore's adaptive retries
     for 5xx, C(SlowDown) and connection errors; one failed object never stops the run.
-  - Missing source files are counted and listed (RV(missing_source_sample)) but are not a failure.
+  - Missing source files (C(ENOENT)) are counted and listed (RV(missing_source_sample)) but are not a
+    failure. Any other error reading a source (permission denied, I/O error) is a failure.
 requirements:
   - psycopg2
 seealso:
@@ -359,8 +360,18 @@ copy_record:
   type: dict
   sample: {"incremental": true, "listed": false, "record_written": true, "record": "/var/tmp/r/media-copy-0a1b.json"}
 verified:
-  description: With O(mode=verify), true when no object is missing or different.
+  description:
+    - With O(mode=verify), true when no object is missing or different and every source file
+      could be read. Any error other than "file not found" on a source (EACCES, EIO, ESTALE...)
+      fails the verify task.
   returned: when mode is verify
+  type: bool
+  sample: true
+full:
+  description:
+    - True when the run covered every row in scope (no O(shard_count) > 1, no O(limit)). Only a
+      full verify may gate the retirement of the cache.
+  returned: always
   type: bool
   sample: true
 """
@@ -565,6 +576,12 @@ def main():
 
     result = handle_copy(module, client, source, conn, counts)
     failed = result["totals"]["failed"]
+    result["full"] = p["shard_count"] == 1 and p["limit"] is None
+    if p["mode"] == "verify" and failed:
+        module.fail_json(msg="verify failed: %d source file(s) could not be read (e.g. %s): an object whose "
+                             "source cannot be read is not verified. Fix the permissions or the disk, then retry."
+                         % (failed, "; ".join("%s: %s" % (f["key"], f["reason"]) for f in result["failed_sample"][:3])),
+                         **result)
     if failed and not p["ignore_failures"]:
         module.fail_json(msg="%d object(s) could not be copied (see failed_sample); the others were copied. "
                              "Run again to retry, or set ignore_failures." % failed, **result)

@@ -34,6 +34,7 @@ def role_vars(rgw, instance, bucket, tmp_path, **extra):
         media_copy_bucket=bucket,
         media_copy_progress_file=str(tmp_path / "progress.json"),
         media_copy_poll_interval=0.5,
+        media_copy_marker_dir=str(tmp_path / "markers"),
     )
     values.update(extra)
     return values
@@ -114,3 +115,73 @@ def test_cache_retired_only_after_verification_and_restored(rgw, s3, bucket, ins
     assert deleted.rc == 0, deleted
     assert not os.path.exists(cache) and not os.path.exists(old)
     assert checksums(root, skip_prefix="cache") == local_before
+
+
+def test_two_shards_nothing_retired_until_both_are_complete(rgw, s3, bucket, instance, tmp_path):
+    """The verify gating retirement ignores the caller's shard settings: shard 0 done, shard 1 not yet."""
+    cache, old = os.path.join(instance.system_root, "cache"), os.path.join(instance.system_root, "cache.old")
+    cache_before = checksums(cache)
+    shard = [role_vars(rgw, instance, bucket, tmp_path, media_copy_shard_count=2, media_copy_shard_index=i,
+                       media_copy_progress_file=str(tmp_path / ("progress-%d.json" % i))) for i in (0, 1)]
+    assert run_playbook(play(), extra_vars=shard[0]).rc == 0
+    assert 0 < len(keys_in(s3, bucket)) < len(instance.expected)
+
+    # Shard 0 finished first: its retirement must not move the cache shard 1 is still reading.
+    refused = run_playbook(play("retire_cache"), extra_vars=shard[0])
+    assert refused.rc != 0
+    assert any("Not retiring" in m and "other shards may still be copying" in m for m in refused.failure_messages()), \
+        refused.failure_messages()
+    assert os.path.isdir(cache) and not os.path.exists(old)
+    # As one shard of a sharded migration: no failure, the cache stays, the reason is said.
+    skipped = run_playbook(play("retire_cache"), extra_vars=dict(shard[0], media_copy_retire_when_incomplete="skip"))
+    assert skipped.rc == 0, skipped
+    assert "Not retiring" in skipped.task("Say why the cache is not retired yet")["msg"]
+    assert os.path.isdir(cache) and not os.path.exists(old)
+
+    # Shard 1 completes: now the last one to finish retires the cache, and the bucket holds every object.
+    assert run_playbook(play(), extra_vars=shard[1]).rc == 0
+    retired = run_playbook(play("retire_cache"), extra_vars=dict(shard[1], media_copy_retire_when_incomplete="skip"))
+    assert retired.rc == 0, retired
+    assert not os.path.exists(cache) and checksums(old) == cache_before
+    assert keys_in(s3, bucket) == set(instance.expected)
+
+
+def test_zero_referenced_objects_with_a_full_cache_is_refused(rgw, s3, bucket, instance, tmp_path, pg):
+    """Pointed at the wrong (empty) database, the verify finds nothing to check: not a reason to retire."""
+    dbname = "empty_" + uuid.uuid4().hex[:8]
+    other = build_instance(pg, dbname, tmp_path / "other" / "public" / "system", missing=())
+    pg.execute("TRUNCATE media_attachments, accounts, custom_emojis, preview_cards CASCADE", dbname=dbname)
+    values = role_vars(rgw, instance, bucket, tmp_path, media_copy_db_name=other.db_params["dbname"])
+    refused = run_playbook(play("retire_cache"), extra_vars=values)
+    assert refused.rc != 0
+    assert any("references no cached object" in m for m in refused.failure_messages()), refused.failure_messages()
+    assert os.path.isdir(os.path.join(instance.system_root, "cache"))
+
+
+def test_delete_old_cache_refuses_unverified_or_foreign_cache_old(rgw, s3, bucket, instance, tmp_path):
+    root = instance.system_root
+    _cache, old = os.path.join(root, "cache"), os.path.join(root, "cache.old")
+    values = role_vars(rgw, instance, bucket, tmp_path)
+    assert run_playbook(play(), extra_vars=values).rc == 0
+    assert run_playbook(play("retire_cache"), extra_vars=values).rc == 0
+    assert os.path.isdir(old)
+
+    # A file in cache.old that the bucket does not hold (written by the app, unreferenced): not deleted.
+    stray = os.path.join(old, "media_attachments", "files", "999", "original", "stray.jpg")
+    os.makedirs(os.path.dirname(stray))
+    with open(stray, "wb") as fh:
+        fh.write(b"not in the bucket")
+    refused = run_playbook(play("retire_cache"), extra_vars=dict(values, media_copy_delete_old_cache=True))
+    assert refused.rc != 0
+    assert any("not deleting" in m and "stray.jpg" in m for m in refused.failure_messages()), refused.failure_messages()
+    assert os.path.isfile(stray)
+    os.unlink(stray)
+
+    # A cache.old this migration did not create (no marker: moved there by someone else): not deleted.
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.cache_retirement import marker_path
+
+    os.unlink(marker_path(str(tmp_path / "markers"), old))
+    foreign = run_playbook(play("retire_cache"), extra_vars=dict(values, media_copy_delete_old_cache=True))
+    assert foreign.rc != 0
+    assert any("did not create it" in m for m in foreign.failure_messages()), foreign.failure_messages()
+    assert os.path.isdir(old)
