@@ -141,7 +141,7 @@ def test_incremental_copies_what_changed_without_listing(rgw, s3, bucket, inst, 
     assert out["totals"]["copied"] == 0 and out["changed"] is False
 
     # A full verify still checks everything, and finds the vanished object.
-    res, out = run_copy(dict(args, mode="verify", since_last_run=False))
+    res, out = run_copy(dict(args, mode="verify"))  # since_last_run is ignored: verify checks all
     assert res.rc == 0, res
     assert out["missing_in_bucket"] == 1
     assert [m["key"] for m in out["missing_in_bucket_sample"]] == [gone]
