@@ -180,7 +180,7 @@ class DriveMover(object):
     def result(self):
         changed = bool(self.stats["moved"] or self.stats["objects_uploaded"])
         return dict(changed=changed, stats=self.stats, missing=self.missing[:50], refused=self.refused[:50],
-                    sample=self.sample)
+                    sample=self.sample, base_url=self.base_url, prefix=self.prefix)
 
 
 def rollback(conn, check_mode=False, drop_backup=False):

@@ -108,6 +108,14 @@ sample:
   returned: with O(state=moved)
   type: list
   elements: dict
+base_url:
+  description: C(objectStorageBaseUrl) of the meta row (where the moved files are served from).
+  returned: with O(state=moved)
+  type: str
+prefix:
+  description: C(objectStoragePrefix) of the meta row.
+  returned: with O(state=moved)
+  type: str
 restored:
   description: Values put back.
   returned: with O(state=rolled_back)

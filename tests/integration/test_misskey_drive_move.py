@@ -183,3 +183,74 @@ def test_partial_runs_continue_and_never_flip_without_objects(pg, s3, drive):
     assert rest.task("Move the drive")["stats"]["moved"] == 3
     assert run_playbook(MOVE, extra_vars=d.extra).stats["localhost"]["changed"] == 0
     assert os.path.isdir(d.files_dir)
+
+
+NGINX_ROLE = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Move Misskey's files with the role
+      ansible.builtin.include_role:
+        name: fediverse.object_storage.misskey
+        tasks_from: drive_move
+"""
+
+
+def test_old_files_urls_through_nginx_after_the_move(tmp_path, pg, s3, drive, nginx_factory):
+    import shlex
+
+    from tests.misskey_files_standin import FilesStandIn
+    from tests.nginx_proxy_support import request
+
+    d = drive
+    if d.version != "2025.4.0":
+        pytest.skip("the nginx location does not depend on the version; one run is enough")
+    standin = FilesStandIn(pg.dsn(d.db), d.files_dir).start()
+    nginx = nginx_factory()
+    sites, snippets = tmp_path / "sites", tmp_path / "snippets"
+    sites.mkdir()
+    snippets.mkdir()
+    site = sites / "misskey"
+    site.write_text("server {\n    listen 127.0.0.1:%d;\n    server_name mk.example.net;\n\n"
+                    "    location / {\n        proxy_pass http://127.0.0.1:%d;\n    }\n}\n" % (nginx.port, standin.port))
+    nginx.write_config("include %s;\n" % site, wrap=True, kind="http")
+    nginx.start()
+    try:
+        photo_key = d.photo["accessKey"]
+        before = request(nginx.port, "/files/" + photo_key, "mk.example.net")
+        assert before.status == 200 and before.body == PNG + b"photo"
+
+        extra = dict(misskey_dir=os.path.dirname(os.path.dirname(d.extra["config_file"])),
+                     misskey_files_dir=d.files_dir, misskey_s3_ca_bundle=d.extra["ca_bundle"],
+                     misskey_nginx_site_file=str(site), misskey_nginx_snippets_dir=str(snippets),
+                     misskey_files_upstream="http://127.0.0.1:%d" % standin.port,
+                     misskey_nginx_test_command=" ".join(shlex.quote(a) for a in nginx._cmd("-t")),
+                     misskey_nginx_reload_command=" ".join(shlex.quote(a) for a in nginx._cmd("-s", "reload")),
+                     misskey_services=[], misskey_restart_command="true")
+        result = run_playbook(NGINX_ROLE, extra_vars=extra)
+        assert result.rc == 0, result
+        assert result.task("Move Misskey's local files into the bucket")["stats"]["moved"] == 5
+
+        import time
+        deadline = time.monotonic() + 10
+        while True:
+            after = request(nginx.port, "/files/" + photo_key, "mk.example.net")
+            if after.status == 302 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        location = after.header("Location")
+        assert after.status == 302 and location == "%s/%s/%s" % (d.base_url, PREFIX, photo_key), after
+        # following the redirect gives the object's bytes (the bucket URL, reached on loopback)
+        assert anonymous_get(location.replace("s3.localhost", "127.0.0.1"), s3) == PNG + b"photo"
+        thumb = request(nginx.port, "/files/%s/whatever.webp" % d.photo["thumbnailAccessKey"], "mk.example.net")
+        assert thumb.status == 302
+        # files that were not moved are served by Misskey as before; other 404s stay 404
+        cached = request(nginx.port, "/files/" + d.cached["accessKey"], "mk.example.net")
+        assert cached.status == 200 and cached.body == PNG + b"remote"
+        assert request(nginx.port, "/files/not-a-key", "mk.example.net").status == 404
+        assert request(nginx.port, "/", "mk.example.net").body == b"misskey"
+
+        again = run_playbook(NGINX_ROLE, extra_vars=extra)
+        assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again
+    finally:
+        standin.stop()

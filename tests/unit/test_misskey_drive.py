@@ -1,0 +1,90 @@
+"""plugins/module_utils/misskey_drive.py and the pure parts of misskey_drive_db.py."""
+
+import pytest
+
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive import (
+    CACHE_CONTROL,
+    DriveMoveError,
+    content_disposition,
+    correct_filename,
+    headers_for,
+    original_ext,
+    plan_row,
+    sniff_image_type,
+    upload_type,
+)
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_db import _rewrite, js_encode
+
+U = "0b6f3b1e-2c4d-4f6a-8b9c-0d1e2f3a4b5c"
+
+
+@pytest.mark.parametrize("name,expected", [
+    # jshttp content-disposition with Misskey's fallback (name.replace(/[^\w.-]/g, '_'))
+    ("photo.png", 'inline; filename="photo.png"'),
+    ("my photo.png", "inline; filename=\"my_photo.png\"; filename*=UTF-8''my%20photo.png"),
+    ("写真.jpg", "inline; filename=\"__.jpg\"; filename*=UTF-8''%E5%86%99%E7%9C%9F.jpg"),
+    ("a'b(c)*.png", "inline; filename=\"a_b_c__.png\"; filename*=UTF-8''a%27b%28c%29%2A.png"),
+    ("100%25.png", "inline; filename=\"100_25.png\"; filename*=UTF-8''100%2525.png"),
+])
+def test_content_disposition(name, expected):
+    assert content_disposition(name) == expected
+
+
+def test_types_and_extensions():
+    assert upload_type("image/apng") == "image/png"
+    assert upload_type("image/svg+xml") == "application/octet-stream"
+    assert upload_type("audio/flac") == "audio/flac"
+    assert original_ext("photo", "image/jpeg") == ".jpg"
+    assert original_ext("clip.MP4", "video/mp4") == ".MP4"
+    assert original_ext("drawing.svg", "image/svg+xml") == ""
+    assert correct_filename("photo.png", "webp") == "photo.png.webp"
+    assert correct_filename("photo.jpeg", "jpg") == "photo.jpeg"
+    assert correct_filename("archive.tar.gz", "gz") == "archive.tar.gz"
+    assert correct_filename("README", None) == "README.unknown"
+    assert sniff_image_type(b"RIFF\x00\x00\x00\x00WEBPVP8 ") == "image/webp"
+    assert sniff_image_type(b"\xff\xd8\xff\xe0") == "image/jpeg"
+    assert sniff_image_type(b"hello") is None
+
+
+def test_headers_as_misskey_uploads():
+    row = {"name": "photo.png", "type": "image/png", "webpublicType": "image/webp"}
+    assert headers_for("original", row, public_read=True) == {
+        "ContentType": "image/png", "CacheControl": CACHE_CONTROL, "ContentDisposition": 'inline; filename="photo.png"',
+        "ACL": "public-read"}
+    thumbnail = headers_for("thumbnail", row, b"\xff\xd8\xff\xe0")
+    assert thumbnail == {"ContentType": "image/jpeg", "CacheControl": CACHE_CONTROL}  # no file name, no disposition
+    assert headers_for("webpublic", row)["ContentDisposition"] == 'inline; filename="photo.png.webp"'
+
+
+def _row(**more):
+    row = dict(id="9k1", url="https://mk.example/files/" + U, accessKey=U, thumbnailAccessKey="thumbnail-" + U,
+               webpublicAccessKey="webpublic-" + U, thumbnailUrl=None, webpublicUrl=None)
+    row.update(more)
+    return row
+
+
+def test_plan_row_only_variants_with_urls():
+    objects, updates, url_map = plan_row(_row(thumbnailUrl="https://mk.example/files/thumbnail-" + U), "misskey",
+                                         "https://s3.example/", "https://mk.example")
+    assert objects == [("original", U, "misskey/" + U), ("thumbnail", "thumbnail-" + U, "misskey/thumbnail-" + U)]
+    assert updates == {"accessKey": "misskey/" + U, "url": "https://s3.example/misskey/" + U,
+                       "thumbnailAccessKey": "misskey/thumbnail-" + U,
+                       "thumbnailUrl": "https://s3.example/misskey/thumbnail-" + U, "storedInternal": False}
+    assert url_map["https://mk.example/files/thumbnail-" + U] == "https://s3.example/misskey/thumbnail-" + U
+
+
+@pytest.mark.parametrize("bad", ["../../etc/passwd", "thumbnail-x", "", None, U + "/x"])
+def test_plan_row_refuses_keys_that_are_not_local_file_names(bad):
+    with pytest.raises(DriveMoveError, match="not a local file name"):
+        plan_row(_row(accessKey=bad), "misskey", "https://s3.example", "https://mk.example")
+
+
+def test_rewrite_exact_and_proxied_avatar_urls():
+    old, new = "https://mk.example/files/" + U, "https://s3.example/misskey/" + U
+    url_map = {old: new}
+    assert _rewrite(old, url_map) == new
+    assert _rewrite(old + "x", url_map) is None  # exact equality only
+    proxied = "https://mk.example/proxy/avatar.webp?url=%s&avatar=1" % js_encode(old)
+    assert _rewrite(proxied, url_map) == "https://mk.example/proxy/avatar.webp?url=%s&avatar=1" % js_encode(new)
+    longer = "https://mk.example/proxy/avatar.webp?url=%s&avatar=1" % js_encode(old + "0")
+    assert _rewrite(longer, url_map) is None
