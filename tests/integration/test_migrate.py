@@ -202,7 +202,199 @@ def test_interrupted_copy_resumes_to_the_same_final_state(host_factory, s3, buck
 
     res = migrate(host)
     assert res.rc == 0, res
-    assert keys_in(s3, bucket_name) == set(inst.expected)
+    assert keys_in(s3, bucket_name) == set(inst.expected) | set(inst.expected_local)
     assert env_values(host.env_file)["S3_ENABLED"] == "true"
     assert not os.path.exists(os.path.join(host.system_root, "cache"))
     assert os.path.isdir(os.path.join(host.system_root, "cache.old"))
+
+
+# --------------------------------------------------------------------------- a host shaped like production
+# (issue 10): the app's site in the shape of Mastodon's dist/nginx.conf and the media proxy share the TLS
+# listener (tests/migrate_support.py); names, SNI and Host decide.
+
+VALIDITY = 3  # nginx_proxy_cache_valid in these tests, seconds (48h by default)
+
+
+def public_keys(expected, prefix=None):
+    return sorted(k for k, (ctype, acl) in expected.items() if acl is None and (prefix is None or k.startswith(prefix)))
+
+
+def alias_url(host, key):
+    """(host name, path) of ``key`` under exactly the URL the app now writes (S3_ALIAS_HOST)."""
+    alias = env_values(host.env_file)["S3_ALIAS_HOST"]
+    name, _, path = alias.partition("/")
+    return name, "/" + (path + "/" if path else "") + key
+
+
+def wait_validity(since):
+    # nginx keeps whole seconds: an entry is valid until the end of second (stored + VALIDITY).
+    time.sleep(max(0.0, since + VALIDITY + 1.5 - time.monotonic()))
+
+
+@pytest.mark.parametrize("mode", ["subdomain", "directory", "system"])
+def test_production_shaped_host_keeps_the_site_and_lets_moderation_through(host_factory, s3, bucket_name, mode):
+    from tests.nginx_proxy_support import APP_BACKEND_BODY, nginx_dump
+
+    host = host_factory(mode)
+    inst = host.instance
+    # bucket_policy private: anonymous reads follow each object's ACL, as Mastodon's S3 model wants (under the
+    # bucket role's default public-read policy an ACL-private object stays readable: see the report).
+    res = migrate(host, extra={"nginx_proxy_cache_valid": "%ds" % VALIDITY, "bucket_policy": "private"})
+    assert res.rc == 0, res
+    assert not any("NOT enforced" in str(t["result"].get("msg", "")) for t in res.tasks)
+
+    # The app's own site still answers from the app backend, with SNI and Host DOMAIN.
+    app = host.get("/", APP_HOST)
+    assert (app.status, app.body, app.header("X-App-Backend")) == (200, APP_BACKEND_BODY, "stub"), app
+    assert host.get("/about", APP_HOST).body == APP_BACKEND_BODY
+
+    # Media answer under exactly the URLs the app now writes (SNI s3.DOMAIN in subdomain mode).
+    env = env_values(host.env_file)
+    assert env["S3_ALIAS_HOST"] == {"subdomain": "s3." + APP_HOST, "directory": APP_HOST + "/storage",
+                                    "system": APP_HOST + "/system"}[mode]
+    keys = public_keys(inst.expected, "cache/") + public_keys(inst.expected_local)
+    for key in keys[:3] + keys[-3:]:
+        name, path = alias_url(host, key)
+        r = host.get(path, name)
+        assert r.status == 200 and r.body == s3.get_object(Bucket=bucket_name, Key=key)["Body"].read(), (key, r)
+        assert r.header("Content-Type") == (inst.expected.get(key) or inst.expected_local[key])[0]
+
+    # nginx -T: no conflicting server name; the proxy's site is its own server.
+    ok, dump = nginx_dump(host.nginx)
+    assert ok and "conflicting server name" not in dump, dump[-3000:]
+    with open(host.nginx.error_log) as fh:
+        assert "conflicting server name" not in fh.read()
+
+    # A request with an unknown Host (or none the proxy serves) never reaches the bucket.
+    key = keys[0]
+    body = s3.get_object(Bucket=bucket_name, Key=key)["Body"].read()
+    for other in ("unknown.example", "127.0.0.1", "www." + APP_HOST):
+        r = host.get(host.media_path(key), other)
+        assert r.body != body and r.header("X-Cache") is None, (other, r)
+        assert r.status in (421, 404) or r.body == APP_BACKEND_BODY, (other, r)
+
+    # Moderation: cached through the proxy, then made private (ACL) or deleted in the bucket: served
+    # (from the cache) within the validity, no longer once it is over.
+    private_key, deleted_key = keys[1], keys[2]
+    for k in (private_key, deleted_key):
+        host.get_media(k)
+        assert host.get_media(k).header("X-Cache") == "HIT"
+    changed_at = time.monotonic()
+    s3.put_object_acl(Bucket=bucket_name, Key=private_key, ACL="private")
+    s3.delete_object(Bucket=bucket_name, Key=deleted_key)
+    wait_validity(changed_at)
+    for k in (private_key, deleted_key):
+        r = host.get_media(k)
+        assert r.status == 404 and b"AccessDenied" not in r.body, (k, r)
+    # An unchanged object revalidates (304 from the bucket) and stays served.
+    assert host.get_media(keys[3]).status == 200
+
+    if mode == "system":
+        # After the local copy is verified the proxy serves the bucket only: a local key deleted from the
+        # bucket is no longer served from disk, and the file is still on disk, untouched.
+        local_key = public_keys(inst.expected_local)[0]
+        path = os.path.join(host.system_root, local_key)
+        before = checksums(os.path.dirname(path))
+        assert host.get_media(local_key).status == 200
+        s3.delete_object(Bucket=bucket_name, Key=local_key)
+        r = host.get_media(local_key)
+        if r.status == 200:  # still inside the validity of its cache entry
+            wait_validity(time.monotonic())
+            r = host.get_media(local_key)
+        assert r.status == 404, r
+        assert checksums(os.path.dirname(path)) == before
+        snippet = Path(host.layout["snippets"], "fediverse_media-system.conf").read_text()
+        assert "try_files" not in snippet and "alias " not in snippet
+
+
+def test_without_local_scope_local_first_stays_and_the_run_says_so(host_factory, s3, bucket_name):
+    host = host_factory("system")
+    res = migrate(host, extra={"migrate_copy_scope": ["cache"]})
+    assert res.rc == 0, res
+    said = " ".join(str(t["result"].get("msg", "")) for t in res.tasks)
+    assert "NOT enforced" in said, said[-2000:]
+    snippet = Path(host.layout["snippets"], "fediverse_media-system.conf").read_text()
+    assert "try_files $uri @fediverse_media_bucket;" in snippet
+
+
+def test_warm_media_cache_survives_a_restart_and_the_app_zone_adopts_none(host_factory, s3, bucket_name):
+    """Mastodon's CACHE zone (dist/nginx.conf: /var/cache/nginx) with a short inactive: after a restart,
+    the cache loader (60 s after start) must not adopt the media entries (no unlink() ... failed)."""
+    host = host_factory("subdomain", app_inactive="5s")
+    res = migrate(host)
+    assert res.rc == 0, res
+    keys = public_keys(host.instance.expected, "cache/")[:4]
+    for key in keys:
+        host.get_media(key)
+        assert host.get_media(key).header("X-Cache") == "HIT"
+    media_files = {os.path.join(d, f) for d, _, files in os.walk(host.layout["cache"]) for f in files}
+    assert len(media_files) >= len(keys)
+    host.nginx.restart()
+    for key in keys:
+        assert host.get_media(key).header("X-Cache") == "HIT"
+    time.sleep(60 + 5 + 10)  # the loader starts 60 s after nginx; the app zone's inactive is 5 s
+    for key in keys:
+        r = host.get_media(key)
+        assert (r.status, r.header("X-Cache")) == (200, "HIT"), r
+    with open(host.nginx.error_log) as fh:
+        log = fh.read()
+    assert "unlink()" not in log and "[crit]" not in log, log[-3000:]
+    assert media_files <= {os.path.join(d, f) for d, _, files in os.walk(host.layout["cache"]) for f in files}
+    # The app's zone holds only its own entries (the backend's pages), none of the media.
+    app_files = [os.path.join(d, f) for d, _, files in os.walk(host.layout["app_cache"]) for f in files]
+    assert not set(app_files) & media_files
+
+
+def test_mastodon_4_1_2_directory_mode_fails_in_preflight(host_factory, s3, bucket_name):
+    host = host_factory("directory", mastodon_version=(4, 1, 2))
+    env_before = Path(host.env_file).read_bytes()
+    nginx_before = nginx_files(host)
+    res = migrate(host)
+    assert res.rc != 0
+    message = " ".join(res.failure_messages())
+    assert "4.1.3" in message and "4.1.2" in message and "Nothing was changed" in message, message
+    assert keys_in(s3, bucket_name) is None
+    assert Path(host.env_file).read_bytes() == env_before
+    assert nginx_files(host) == nginx_before
+
+
+@pytest.mark.parametrize("case, extra, message", [
+    ("media host served by another site", {"migrate_media_domain": "media." + APP_HOST}, "already served by"),
+    ("media host is the app's name", {"migrate_media_domain": APP_HOST}, "other than migrate_domain"),
+    ("cache inside Mastodon's cache", {"nginx_proxy_cache_path": "@app_cache/fediverse_media"}, "is inside"),
+    ("cache containing Mastodon's cache", {"nginx_proxy_cache_path": "@root/var/cache"}, "contains"),
+    ("header injection", {"nginx_proxy_extra_headers": {"X": 'a"; return 200 "pwned'}}, "refused values"),
+    ("header name injection", {"nginx_proxy_extra_headers": {"X-A \"b\"; return 200 x; #": "v"}}, "refused names"),
+    ("cors injection", {"nginx_proxy_cors_origin": '*"; return 200 "pwned'}, "nginx_proxy_cors_origin must be"),
+    ("resolver injection", {"nginx_proxy_resolvers": ["127.0.0.1; return 200 pwned"]}, "nginx_proxy_resolvers must be"),
+    ("newline in a size", {"nginx_proxy_cache_max_size": "20g\n"}, "nginx_proxy_cache_max_size must be"),
+    ("brace in a path", {"nginx_proxy_cache_path": "/var/cache/x;}} server {"}, "must be absolute paths"),
+    ("domain injection", {"migrate_media_domain": "s3.example.social; return 200"}, "must be a DNS name"),
+    ("extra media host", {"migrate_extra_media_hosts": ["https://a.example,\nS3_ENABLED=false"]}, "refused"),
+])
+def all_messages(res):
+    """failure_messages() and the message of each item a looped assert refused."""
+    return res.failure_messages() + [
+        str(item.get("msg", "")) for t in res.tasks for item in t["result"].get("results", [])
+        if isinstance(item, dict) and item.get("evaluated_to") is False]
+
+
+def test_bad_proxy_input_fails_before_anything_changes(host_factory, s3, bucket_name, case, extra, message):
+    host = host_factory("subdomain")
+    # Another enabled site already serving media.DOMAIN (on the same listeners).
+    other = os.path.join(host.layout["available"], "other")
+    Path(other).write_text("server {\n    listen 127.0.0.1:%d;\n    server_name media.%s;\n    return 404;\n}\n"
+                           % (host.http_port, APP_HOST))
+    os.symlink(other, os.path.join(host.layout["enabled"], "other"))
+    host.nginx.reload()
+    extra = {k: (v.replace("@app_cache", host.layout["app_cache"]).replace("@root", host.root)
+                 if isinstance(v, str) else v) for k, v in extra.items()}
+    env_before = Path(host.env_file).read_bytes()
+    nginx_before = nginx_files(host)
+    res = migrate(host, extra=extra)
+    assert res.rc != 0, case
+    assert any(message in m for m in all_messages(res)), (case, all_messages(res))
+    assert keys_in(s3, bucket_name) is None
+    assert Path(host.env_file).read_bytes() == env_before
+    assert nginx_files(host) == nginx_before
+    assert not os.path.exists(host.layout["cache"])

@@ -153,6 +153,18 @@ class Nginx(Service):
                 return
             time.sleep(0.05)
 
+    def restart(self):
+        """Stop nginx (``-s stop``: the master and its workers exit) and start it again with the same
+        configuration: the cache loader runs again and, 60 seconds later, adopts what it finds on disk."""
+        pid = self._read_pid()
+        if pid:
+            run(self._cmd("-s", "stop"), timeout=30)
+            wait_for(lambda: not os.path.exists("/proc/%d" % pid), 15, "nginx master %d to exit" % pid, log=self.error_log)
+        run(self._cmd(), timeout=30)
+        wait_for(lambda: self._read_pid() not in (None, pid), 10, "nginx pid file %s" % self.pid_file, log=self.error_log)
+        self.record("nginx", self._read_pid(), sig="TERM")
+        wait_for(lambda: port_open(self.port), 10, "nginx on 127.0.0.1:%d" % self.port, log=self.error_log)
+
     @property
     def url(self):
         return "http://127.0.0.1:%d" % self.port
