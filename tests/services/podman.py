@@ -37,6 +37,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 IMAGE = "localhost/fos-bookworm-systemd:latest"
 SUITE = "bookworm"
+# Debian releases the harness can build (same mirror, same packages): bookworm is the default app host;
+# bullseye (Python 3.9, nginx 1.18) is the oldest target the seeds name (ansible-core 2.21 needs >= 3.9).
+IMAGES = {
+    "bookworm": IMAGE,
+    "bullseye": "localhost/fos-bullseye-systemd:latest",
+}
 VARIANT = "minbase"
 # Enough for molecule and for the collection's modules on an app host (media_copy needs boto3 and
 # psycopg2 there); sudo for `become`, python3-apt for ansible.builtin.apt.
@@ -191,10 +197,10 @@ def apt_proxy():
     return value or None
 
 
-def image_key(packages=PACKAGES):
+def image_key(packages=PACKAGES, suite=SUITE):
     """The cache key of a root filesystem: suite, variant, architecture, packages, recipe version."""
     recipe = {
-        "suite": SUITE,
+        "suite": suite,
         "variant": VARIANT,
         "arch": platform.machine(),
         "packages": sorted(set(packages)),
@@ -203,8 +209,8 @@ def image_key(packages=PACKAGES):
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def tarball_path(packages=PACKAGES):
-    return CACHE_DIR / ("%s-systemd-%s.tar" % (SUITE, image_key(packages)))
+def tarball_path(packages=PACKAGES, suite=SUITE):
+    return CACHE_DIR / ("%s-systemd-%s.tar" % (suite, image_key(packages, suite)))
 
 
 @contextlib.contextmanager
@@ -231,7 +237,7 @@ def _remove_rootfs(rootfs):
     shutil.rmtree(rootfs, ignore_errors=True)
 
 
-def _prepare_rootfs(rootfs):
+def _prepare_rootfs(rootfs, suite=SUITE):
     """Make the debootstrapped tree a container image: small, systemd-friendly."""
     root = Path(rootfs)
     # A fresh machine-id per container (systemd creates it at boot when the file is empty).
@@ -239,7 +245,7 @@ def _prepare_rootfs(rootfs):
     dbus_id = root / "var/lib/dbus/machine-id"
     if dbus_id.is_symlink() or dbus_id.exists():
         dbus_id.unlink()
-    (root / "etc/hostname").write_text("fos-bookworm\n")
+    (root / "etc/hostname").write_text("fos-%s\n" % suite)
     # Units that only make sense on real hardware / consoles: keep the boot clean ("running").
     wants = root / "etc/systemd/system"
     for unit in (
@@ -291,11 +297,14 @@ def _empty_dir(path, keep=()):
             child.unlink()
 
 
-def build_rootfs_tarball(packages=PACKAGES, mirror=None):
-    """debootstrap a root filesystem and store it as the cached tarball; return its path."""
+def build_rootfs_tarball(packages=PACKAGES, mirror=None, suite=SUITE):
+    """debootstrap a root filesystem of SUITE and store it as the cached tarball; return its path.
+
+    The mirror is the one apt uses on this machine for bookworm: a Debian mirror serves every release.
+    """
     if shutil.which("debootstrap") is None:
         raise PodmanError("debootstrap is not installed (apt-get install debootstrap)")
-    target = tarball_path(packages)
+    target = tarball_path(packages, suite)
     mirror = mirror or apt_mirror()
     env = dict(os.environ)
     proxy = apt_proxy()
@@ -310,7 +319,7 @@ def build_rootfs_tarball(packages=PACKAGES, mirror=None):
             "debootstrap",
             "--variant=%s" % VARIANT,
             "--include=%s" % ",".join(sorted(set(packages))),
-            SUITE,
+            suite,
             str(rootfs),
             mirror,
         ]
@@ -320,7 +329,7 @@ def build_rootfs_tarball(packages=PACKAGES, mirror=None):
             debootstrap_log = rootfs / "debootstrap" / "debootstrap.log"
             tail = debootstrap_log.read_text()[-3000:] if debootstrap_log.is_file() else proc.stderr[-3000:]
             raise PodmanError("debootstrap failed (rc=%s):\n%s" % (proc.returncode, tail))
-        _prepare_rootfs(rootfs)
+        _prepare_rootfs(rootfs, suite)
         partial = work / "rootfs.tar"
         subprocess.run(["tar", "--numeric-owner", "--xattrs", "-C", str(rootfs), "-cf", str(partial), "."], check=True)
         os.replace(partial, target)
@@ -354,23 +363,25 @@ def import_tarball(tarball, image=IMAGE, key=None):
     podman(*args, str(tarball), image, timeout=900)
 
 
-def ensure_image(image=IMAGE, packages=PACKAGES, rebuild=False):
-    """Make sure podman has IMAGE built from PACKAGES; return its name.
+def ensure_image(image=None, packages=PACKAGES, rebuild=False, suite=SUITE):
+    """Make sure podman has IMAGE (default: the image of SUITE) built from PACKAGES; return its name.
 
     Fast path: podman already has the image with the same recipe key. Otherwise import the cached
     tarball, building it with debootstrap first when there is none (or when rebuild=True).
     """
-    key = image_key(packages)
+    image = image or IMAGES[suite]
+    key = image_key(packages, suite)
     if not rebuild and _image_label(image, IMAGE_KEY_LABEL) == key:
         return image
-    with _lock("image.lock"):  # parallel sessions: one builds, the others wait and re-import
+    # Parallel sessions: one builds, the others wait and re-import.
+    with _lock("image-%s.lock" % suite if suite != SUITE else "image.lock"):
         if not rebuild and _image_label(image, IMAGE_KEY_LABEL) == key:
             return image
-        tarball = tarball_path(packages)
+        tarball = tarball_path(packages, suite)
         if rebuild or not tarball.is_file():
-            build_rootfs_tarball(packages)
+            build_rootfs_tarball(packages, suite=suite)
             if tuple(packages) == PACKAGES:
-                _prune_tarballs(keep=tarball)
+                _prune_tarballs(keep=tarball, suite=suite)
         previous = _image_id(image)
         started = time.monotonic()
         import_tarball(tarball, image, key)
@@ -385,9 +396,9 @@ def _image_id(image):
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
-def _prune_tarballs(keep):
-    """Drop cached tarballs of older recipes of the default image."""
-    for old in CACHE_DIR.glob("%s-systemd-*.tar" % SUITE):
+def _prune_tarballs(keep, suite=SUITE):
+    """Drop cached tarballs of older recipes of the suite's default image."""
+    for old in CACHE_DIR.glob("%s-systemd-*.tar" % suite):
         if old != keep:
             log("removing stale cache %s" % old.name)
             old.unlink()
@@ -555,14 +566,17 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(prog="python -m tests.services.podman", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p_image = sub.add_parser("ensure-image", help="build (or re-import from cache) %s" % IMAGE)
+    p_image = sub.add_parser("ensure-image", help="build (or re-import from cache) %s" % ", ".join(IMAGES.values()))
     p_image.add_argument("--rebuild", action="store_true", help="run debootstrap again even if a cached tarball exists")
+    p_image.add_argument("--suite", action="append", choices=sorted(IMAGES),
+                         help="the Debian release(s) to build (default: bookworm; repeat for several)")
     sub.add_parser("cleanup", help="remove every fos-test container")
     sub.add_parser("env", help="print the CONTAINERS_CONF export line for a shell (molecule)")
     args = parser.parse_args(argv)
     if args.command == "ensure-image":
         started = time.monotonic()
-        print(ensure_image(rebuild=args.rebuild))
+        for suite in args.suite or [SUITE]:
+            print(ensure_image(rebuild=args.rebuild, suite=suite))
         log("ready in %.1f s" % (time.monotonic() - started))
     elif args.command == "cleanup":
         for name in cleanup_all():
