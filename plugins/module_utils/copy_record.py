@@ -43,7 +43,7 @@ import os
 import stat
 import threading
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_engine import join_key
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_listing import join_key
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import resolve_endpoint
 
 RECORD_VERSION = 1

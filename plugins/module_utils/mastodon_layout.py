@@ -232,14 +232,6 @@ def _split_name(file_name):
     return base, ext[1:]
 
 
-def style_filename(file_name, style, fmt=None):
-    """Mastodon's ``:filename``: the stored name for ``original``, else basename + format."""
-    if style == ORIGINAL:
-        return file_name
-    base, ext = _split_name(file_name)
-    return ".".join(part for part in (base, fmt or ext) if part)
-
-
 def guess_content_type(file_name):
     """Content type from a file name's extension (fixed table), or application/octet-stream."""
     ext = _split_name(file_name or "")[1].lower()
@@ -253,11 +245,6 @@ def style_content_type(kind, style, fmt, content_type, file_name):
     if fmt:
         return FORMAT_CONTENT_TYPES.get(fmt, DEFAULT_CONTENT_TYPE)
     return content_type or guess_content_type(file_name)
-
-
-def object_key(kind, record_id, style, filename, cache=False):
-    """``[cache/]<class>/<attachment>/<id_partition>/<style>/<filename>`` (no S3_KEY_PREFIX)."""
-    return "%s%s/%s/%s/%s" % (CACHE_PREFIX if cache else "", kind, id_partition(record_id), style, filename)
 
 
 def objects_for(kind, row, has_cache_prefix=False, acl=None):

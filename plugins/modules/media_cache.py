@@ -135,9 +135,9 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import
 
 
 def bucket_size_lookup(module):
-    """size_of(key) for the bucket: one listing of [key_prefix/]cache/ (DestinationIndex, 16 bytes per object)."""
-    from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_engine import (
-        DestinationIndex,
+    """size_of(key) for the bucket: one listing of [key_prefix/]cache/ (BucketIndex, 16 bytes per object)."""
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_listing import (
+        BucketIndex,
         join_key,
         listing_prefix,
     )
@@ -145,7 +145,7 @@ def bucket_size_lookup(module):
     p = module.params
     client = client_from_module(module)
     try:
-        index = DestinationIndex.from_listing(client, p["bucket"], listing_prefix(join_key(p["key_prefix"], "cache")))
+        index = BucketIndex.from_listing(client, p["bucket"], listing_prefix(join_key(p["key_prefix"], "cache")))
     except Exception as exc:  # noqa: BLE001 - every S3 failure is reported with describe_error
         if hasattr(exc, "response"):
             module.fail_json(msg="listing bucket %s: %s" % (p["bucket"], describe_error(exc, p["endpoint"], p["bucket"])))

@@ -457,19 +457,20 @@ def test_failed_objects_fail_the_task_unless_ignored(rgw, s3, instance):
 @pytest.mark.parametrize("parallel", [1, 4])
 def test_destination_listing_covers_every_key(s3, bucket, parallel):
     """Parallel listing (tree walk + key ranges) sees every key exactly as a plain listing does."""
-    from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_engine as ce
+    from ansible_collections.fediverse.object_storage.plugins.module_utils import rate_limit
+    from ansible_collections.fediverse.object_storage.plugins.module_utils import s3_listing as listing
 
     keys = ["a", "a-b/c", "a/", "a/b", "p/x y+z.png", "p/%41", "top.txt"]
     keys += ["p/media/%03d/%03d/original/f.png" % (i // 7, i) for i in range(60)]
     keys += ["p/media/%03d/%03d/small/f.png" % (i // 7, i) for i in range(60)]
     for i, key in enumerate(keys):
         s3.put_object(Bucket=bucket, Key=key, Body=b"x" * (i % 13))
-    limiter = ce.RateLimiter(0)
-    index = ce.DestinationIndex.from_listing(s3, bucket, "", limiter, page_size=7, parallel=parallel)
+    limiter = rate_limit.RateLimiter(0)
+    index = listing.BucketIndex.from_listing(s3, bucket, "", limiter, page_size=7, parallel=parallel)
     for i, key in enumerate(keys):
         assert index.size_of(key) == i % 13, key
     assert index.size_of("p/media") is None
-    sub = ce.DestinationIndex.from_listing(s3, bucket, "p/", None, page_size=5, parallel=parallel)
+    sub = listing.BucketIndex.from_listing(s3, bucket, "p/", None, page_size=5, parallel=parallel)
     assert sub.size_of("p/media/000/000/original/f.png") == keys.index("p/media/000/000/original/f.png") % 13
     assert sub.size_of("top.txt") is None
     # every request went through the limiter

@@ -6,7 +6,7 @@ import uuid
 
 import yaml
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_engine import join_key
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_listing import join_key
 from tests.ansible_helpers import run_playbook
 from tests.fixtures.mastodon_instance import build_instance
 

@@ -7,7 +7,7 @@ import stat
 import pytest
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils import atomic
-from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_engine as ce
+from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_progress
 
 APP_UID = 1000
 
@@ -120,11 +120,11 @@ def test_progress_file_never_written_through_links(tmp_path, victim):
     progress = tmp_path / "progress.json"
     # the progress file's old temp name (".<name>.<pid>.tmp") planted as a link
     os.symlink(str(victim), str(tmp_path / (".progress.json.%d.tmp" % os.getpid())))
-    ce.write_json_atomic(str(progress), {"done": 1})
+    copy_progress.write_json_atomic(str(progress), {"done": 1})
     assert json.loads(progress.read_text()) == {"done": 1}
     assert state(victim) == before
     os.unlink(progress)
     os.symlink(str(victim), str(progress))
     with pytest.raises(atomic.AtomicWriteError):
-        ce.write_json_atomic(str(progress), {"done": 2})
+        copy_progress.write_json_atomic(str(progress), {"done": 2})
     assert state(victim) == before

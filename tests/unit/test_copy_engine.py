@@ -1,4 +1,5 @@
-"""Unit tests of plugins/module_utils/copy_engine.py: the parts that need no S3 server.
+"""Unit tests of plugins/module_utils/copy_engine.py and its rooms (s3_listing, copy_sources, copy_progress,
+rate_limit): the parts that need no S3 server.
 
 (S3 behaviour is tested against a real Ceph RGW in tests/integration/test_media_copy.py.)
 """
@@ -20,6 +21,10 @@ if _COLLECTIONS not in sys.path:
     sys.path.insert(0, _COLLECTIONS)
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_engine as ce  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_progress as progress  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_sources as sources  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils import rate_limit  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils import s3_listing as listing  # noqa: E402
 
 # The shapes of plugins/module_utils/mastodon_layout.py, redeclared so these tests stand alone.
 MediaObject = namedtuple("MediaObject", "kind key content_type acl row_id")
@@ -49,17 +54,17 @@ class FakeClock:
     ("a/b", "x", "a/b/x"),
 ])
 def test_join_key(prefix, key, expected):
-    assert ce.join_key(prefix, key) == expected
+    assert listing.join_key(prefix, key) == expected
 
 
 def test_listing_prefix():
-    assert ce.listing_prefix(None) == ""
-    assert ce.listing_prefix("") == ""
-    assert ce.listing_prefix("/mastodon/") == "mastodon/"
+    assert listing.listing_prefix(None) == ""
+    assert listing.listing_prefix("") == ""
+    assert listing.listing_prefix("/mastodon/") == "mastodon/"
 
 
 def test_engine_dest_key_uses_key_prefix():
-    engine = ce.CopyEngine(None, "b", ce.FilesystemSource("/nonexistent"), key_prefix="pfx")
+    engine = ce.CopyEngine(None, "b", sources.FilesystemSource("/nonexistent"), key_prefix="pfx")
     assert engine.dest_key("cache/a.png") == "pfx/cache/a.png"
     assert ce.CopyEngine(None, "b", None).dest_key("cache/a.png") == "cache/a.png"
 
@@ -92,7 +97,7 @@ def test_extra_args_empty_acl_sends_none_and_custom_cache_control():
 
 def test_rate_limiter_caps_rate_with_fake_clock():
     clock = FakeClock()
-    limiter = ce.RateLimiter(10, clock=clock, sleep=clock.sleep)
+    limiter = rate_limit.RateLimiter(10, clock=clock, sleep=clock.sleep)
     start = clock.now
     for _ in range(50):
         limiter.acquire()
@@ -104,7 +109,7 @@ def test_rate_limiter_caps_rate_with_fake_clock():
 
 def test_rate_limiter_refills_after_idle_but_not_beyond_burst():
     clock = FakeClock()
-    limiter = ce.RateLimiter(5, clock=clock, sleep=clock.sleep)
+    limiter = rate_limit.RateLimiter(5, clock=clock, sleep=clock.sleep)
     for _ in range(5):
         limiter.acquire()
     assert clock.sleeps == []
@@ -118,14 +123,14 @@ def test_rate_limiter_refills_after_idle_but_not_beyond_burst():
 
 def test_rate_limiter_zero_means_no_cap():
     clock = FakeClock()
-    limiter = ce.RateLimiter(0, clock=clock, sleep=clock.sleep)
+    limiter = rate_limit.RateLimiter(0, clock=clock, sleep=clock.sleep)
     for _ in range(10000):
         limiter.acquire()
     assert clock.sleeps == [] and limiter.requests == 10000
 
 
 def test_rate_limiter_shared_by_threads_real_clock():
-    limiter = ce.RateLimiter(50, burst=1)
+    limiter = rate_limit.RateLimiter(50, burst=1)
     import time
 
     start = time.monotonic()
@@ -144,19 +149,19 @@ def test_rate_limiter_shared_by_threads_real_clock():
 
 def test_destination_index_lookup():
     items = [("cache/a/%06d.png" % i, i * 3) for i in range(5000)]
-    index = ce.DestinationIndex(items)
+    index = listing.BucketIndex(items)
     assert len(index) == 5000
     for key, size in items[::97]:
         assert index.size_of(key) == size
     assert index.size_of("cache/a/nope.png") is None
-    assert ce.DestinationIndex().size_of("x") is None
+    assert listing.BucketIndex().size_of("x") is None
 
 
 def test_destination_index_is_compact():
     import tracemalloc
 
     tracemalloc.start()
-    index = ce.DestinationIndex(("cache/media_attachments/files/%018d/original/%d.jpg" % (i, i), 1000 + i)
+    index = listing.BucketIndex(("cache/media_attachments/files/%018d/original/%d.jpg" % (i, i), 1000 + i)
                                 for i in range(100000))
     current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
@@ -230,11 +235,11 @@ def _rows():
 
 def test_check_mode_accounting_with_skip_existing(system_root):
     # one object already there with the same size (skipped), one with another size (copied again)
-    index = ce.DestinationIndex([
+    index = listing.BucketIndex([
         ("pfx/cache/media_attachments/files/000/000/001/original/a.png", 100),
         ("pfx/cache/media_attachments/files/000/000/001/small/a.png", 11),
     ])
-    engine = ce.CopyEngine(None, "bucket", ce.FilesystemSource(str(system_root)), key_prefix="pfx",
+    engine = ce.CopyEngine(None, "bucket", sources.FilesystemSource(str(system_root)), key_prefix="pfx",
                            check_mode=True, index=index, concurrency=3)
     result = engine.run(_rows(), rows_total=3)
     assert result["kinds"] == {
@@ -251,12 +256,12 @@ def test_check_mode_accounting_with_skip_existing(system_root):
 
 
 def test_verify_mode_reports_missing_and_different(system_root):
-    index = ce.DestinationIndex([
+    index = listing.BucketIndex([
         ("cache/media_attachments/files/000/000/001/original/a.png", 100),
         ("cache/media_attachments/files/000/000/001/small/a.png", 9),
         ("media_attachments/files/000/000/003/original/c.mp4", 300),
     ])
-    engine = ce.CopyEngine(None, "bucket", ce.FilesystemSource(str(system_root)), mode="verify", index=index)
+    engine = ce.CopyEngine(None, "bucket", sources.FilesystemSource(str(system_root)), mode="verify", index=index)
     result = engine.run(_rows())
     # the object whose source is gone is missing_source, not missing_in_bucket
     assert result["missing_in_bucket"] == 1
@@ -270,7 +275,7 @@ def test_verify_mode_reports_missing_and_different(system_root):
 
 
 def test_samples_are_capped():
-    stats = ce.Stats(sample_size=3)
+    stats = progress.Stats(sample_size=3)
     for i in range(10):
         stats.record("k", "failed", "key%d" % i, reason="boom")
         stats.record("k", "missing_source", "m%d" % i)
@@ -281,8 +286,8 @@ def test_samples_are_capped():
 def test_filesystem_source_refuses_escaping_keys(tmp_path):
     (tmp_path / "secret").write_text("x")
     (tmp_path / "system" / "d").mkdir(parents=True)
-    source = ce.FilesystemSource(str(tmp_path / "system"))
-    with pytest.raises(ce.UnsafeSource):  # reported as unsafe, never read
+    source = sources.FilesystemSource(str(tmp_path / "system"))
+    with pytest.raises(sources.UnsafeSource):  # reported as unsafe, never read
         source.size("../secret")
     assert source.size("d") is None  # a directory is not an object
 
@@ -291,7 +296,7 @@ def test_filesystem_source_refuses_escaping_keys(tmp_path):
 
 def test_progress_contents_and_eta():
     clock = FakeClock()
-    stats = ce.Stats(clock=clock)
+    stats = progress.Stats(clock=clock)
     stats.rows_total = 100
     stats.phase = "copying"
     for _ in range(10):
@@ -315,8 +320,8 @@ def test_progress_contents_and_eta():
 
 def test_progress_file_written_atomically_and_final(tmp_path, system_root):
     path = tmp_path / "progress.json"
-    engine = ce.CopyEngine(None, "bucket", ce.FilesystemSource(str(system_root)), mode="verify",
-                           index=ce.DestinationIndex(), progress_file=str(path))
+    engine = ce.CopyEngine(None, "bucket", sources.FilesystemSource(str(system_root)), mode="verify",
+                           index=listing.BucketIndex(), progress_file=str(path))
     engine.run(_rows(), rows_total=3)
     data = json.loads(path.read_text())
     assert data["finished"] is True
@@ -330,8 +335,8 @@ def test_progress_file_written_atomically_and_final(tmp_path, system_root):
 
 def test_progress_writer_rewrites_periodically(tmp_path):
     path = tmp_path / "p.json"
-    stats = ce.Stats()
-    writer = ce.ProgressWriter(str(path), stats, interval=0.05)
+    stats = progress.Stats()
+    writer = progress.ProgressWriter(str(path), stats, interval=0.05)
     writer.start()
     seen = set()
     import time
@@ -347,17 +352,17 @@ def test_progress_writer_rewrites_periodically(tmp_path):
 
 def test_write_json_atomic_replaces(tmp_path):
     path = tmp_path / "x.json"
-    ce.write_json_atomic(str(path), {"a": 1})
-    ce.write_json_atomic(str(path), {"a": 2})
+    progress.write_json_atomic(str(path), {"a": 1})
+    progress.write_json_atomic(str(path), {"a": 2})
     assert json.loads(path.read_text()) == {"a": 2}
     assert os.listdir(tmp_path) == ["x.json"]
 
 
 def test_same_account():
-    assert ce.same_account("https://127.0.0.1:1/", "AK", "https://127.0.0.1:1", "AK")
-    assert ce.same_account("ewr1", None, "https://ewr1.vultrobjects.com", "AK")
-    assert not ce.same_account("ewr1", "AK", "sjc1", "AK")
-    assert not ce.same_account("ewr1", "AK2", "ewr1", "AK")
+    assert sources.same_account("https://127.0.0.1:1/", "AK", "https://127.0.0.1:1", "AK")
+    assert sources.same_account("ewr1", None, "https://ewr1.vultrobjects.com", "AK")
+    assert not sources.same_account("ewr1", "AK", "sjc1", "AK")
+    assert not sources.same_account("ewr1", "AK2", "ewr1", "AK")
 
 
 # --- ListObjectsV2 fast parser ----------------------------------------------------------------
@@ -380,7 +385,7 @@ def test_parse_list_objects_v2_matches_botocore():
     import botocore.session
     from botocore.parsers import RestXMLParser
 
-    fast = ce.parse_list_objects_v2(LIST_XML)
+    fast = listing.parse_list_objects_v2(LIST_XML)
     model = botocore.session.get_session().get_service_model("s3")
     shape = model.operation_model("ListObjectsV2").output_shape
     slow = RestXMLParser()._do_parse({"body": LIST_XML, "headers": {}, "status_code": 200}, shape)
@@ -396,8 +401,8 @@ def test_parse_list_objects_v2_matches_botocore():
 def test_fast_timestamp_falls_back_to_botocore():
     import datetime
 
-    assert ce.fast_timestamp("2026-11-22T15:17:36Z").tzinfo is not None
-    rfc = ce.fast_timestamp("Sun, 22 Nov 2026 15:17:36 GMT")
+    assert listing.fast_timestamp("2026-11-22T15:17:36Z").tzinfo is not None
+    rfc = listing.fast_timestamp("Sun, 22 Nov 2026 15:17:36 GMT")
     assert rfc.replace(tzinfo=None) == datetime.datetime(2026, 11, 22, 15, 17, 36)
 
 
@@ -407,34 +412,34 @@ def test_filesystem_source_never_follows_links(tmp_path, system_root):
     secret = tmp_path / "root-only.key"
     secret.write_bytes(b"PRIVATE")
     os.chmod(secret, 0o400)
-    source = ce.FilesystemSource(str(system_root))
+    source = sources.FilesystemSource(str(system_root))
     good = "cache/accounts/avatars/000/000/002/original/b.jpg"
     assert source.size(good) == 200
     # a link at a file's path
     linked = system_root / "accounts/avatars/000/000/009/original/x.png"
     linked.parent.mkdir(parents=True)
     os.symlink(str(secret), str(linked))
-    with pytest.raises(ce.UnsafeSource, match="symbolic link"):
+    with pytest.raises(sources.UnsafeSource, match="symbolic link"):
         source.size("accounts/avatars/000/000/009/original/x.png")
-    with pytest.raises(ce.UnsafeSource):
+    with pytest.raises(sources.UnsafeSource):
         source.open("accounts/avatars/000/000/009/original/x.png")
     # a link in a directory component
     outside = tmp_path / "outside" / "original"
     outside.mkdir(parents=True)
     (outside / "y.png").write_bytes(b"PRIVATE")
     os.symlink(str(outside.parent), str(system_root / "accounts/avatars/000/000/008"))
-    with pytest.raises(ce.UnsafeSource, match="000/000/008 is a symbolic link"):
+    with pytest.raises(sources.UnsafeSource, match="000/000/008 is a symbolic link"):
         source.size("accounts/avatars/000/000/008/original/y.png")
     # a link to a file inside the root is refused as well (the app user chose where it points)
     os.symlink(str(system_root / good), str(system_root / "accounts/avatars/000/000/009/original/z.png"))
-    with pytest.raises(ce.UnsafeSource):
+    with pytest.raises(sources.UnsafeSource):
         source.size("accounts/avatars/000/000/009/original/z.png")
 
 
 def test_filesystem_source_root_may_be_a_link(tmp_path, system_root):
     link = tmp_path / "system-link"
     os.symlink(str(system_root), str(link))
-    source = ce.FilesystemSource(str(link))
+    source = sources.FilesystemSource(str(link))
     assert source.size("cache/accounts/avatars/000/000/002/original/b.jpg") == 200
     with source.open("cache/accounts/avatars/000/000/002/original/b.jpg") as fh:
         assert fh.read() == b"x" * 200
@@ -455,8 +460,8 @@ def test_engine_reports_unsafe_sources_and_rejected_names(tmp_path, system_root)
         LayoutRowObjects("accounts", 10, (), (("accounts", "accounts/avatars/000/000/010/original/'../x'",
                                          "file name '../x' holds a path separator"),)),
     ]
-    engine = ce.CopyEngine(None, "bucket", ce.FilesystemSource(str(system_root)), check_mode=True,
-                           index=ce.DestinationIndex())
+    engine = ce.CopyEngine(None, "bucket", sources.FilesystemSource(str(system_root)), check_mode=True,
+                           index=listing.BucketIndex())
     result = engine.run(rows, rows_total=2)
     assert result["unsafe_source"] == 2
     assert result["totals"]["failed"] == 2 and result["totals"]["copied"] == 0
@@ -467,7 +472,7 @@ def test_engine_reports_unsafe_sources_and_rejected_names(tmp_path, system_root)
 def test_check_mode_writes_no_progress_file(tmp_path, system_root):
     state = tmp_path / "state"
     state.mkdir()
-    engine = ce.CopyEngine(None, "bucket", ce.FilesystemSource(str(system_root)), check_mode=True,
-                           index=ce.DestinationIndex(), progress_file=str(state / "p.json"))
+    engine = ce.CopyEngine(None, "bucket", sources.FilesystemSource(str(system_root)), check_mode=True,
+                           index=listing.BucketIndex(), progress_file=str(state / "p.json"))
     engine.run(_rows(), rows_total=3)
     assert os.listdir(state) == []
