@@ -173,20 +173,22 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket import (  # noqa: E402
     BucketError,
+    bucket_error_message,
+    handle_bucket_absent,
+    handle_bucket_acl,
+    handle_bucket_present,
+    handle_cors,
+    handle_policy,
+)
+from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket_rules import (  # noqa: E402
+    NAMED_POLICIES,
+    OBJECT_ACL,
     BucketNameError,
     CorsError,
     PolicyError,
-    bucket_error_message,
     check_policy,
     desired_cors,
     desired_policy,
-    handle_bucket_absent,
-    handle_bucket_present,
-    NAMED_POLICIES,
-    OBJECT_ACL,
-    handle_bucket_acl,
-    handle_cors,
-    handle_policy,
     strip_anonymous_allows,
     validate_bucket_name,
 )

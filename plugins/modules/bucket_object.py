@@ -95,8 +95,8 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket im
     bucket_error_message,
     handle_object_absent,
     handle_object_present,
-    object_url,
 )
+from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket_rules import object_url  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (  # noqa: E402
     BotoCoreError,
     ClientError,

@@ -378,213 +378,33 @@ full:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_engine as engine_lib  # noqa: E402
-from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_record as record_lib  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils import db as db_lib  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils import media_copy as steps  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (  # noqa: E402
     BOTO3_IMPORT_ERROR,
     HAS_BOTO3,
-    S3ConfigError,
     client_from_module,
-    describe_error,
-    probe_bucket,
-    s3_argument_spec,
-    s3_client,
 )
 
 
-def argument_spec():
-    spec = s3_argument_spec()
-    spec.update(db_lib.db_argument_spec())
-    spec.update(
-        source=dict(type="str", default="filesystem", choices=["filesystem", "s3"]),
-        system_root=dict(type="path", default="/home/mastodon/live/public/system"),
-        source_endpoint=dict(type="str"),
-        source_bucket=dict(type="str"),
-        source_access_key=dict(type="str", no_log=True),
-        source_secret_key=dict(type="str", no_log=True),
-        source_key_prefix=dict(type="str", default="", no_log=False),
-        bucket=dict(type="str", required=True),
-        key_prefix=dict(type="str", default="", no_log=False),
-        scope=dict(type="list", elements="str", choices=["cache", "local"], default=["cache"]),
-        include_backups=dict(type="bool", default=False),
-        acl=dict(type="str", default=engine_lib.DEFAULT_ACL),
-        cache_control=dict(type="str", default=engine_lib.DEFAULT_CACHE_CONTROL),
-        concurrency=dict(type="int", default=engine_lib.DEFAULT_CONCURRENCY),
-        max_requests_per_second=dict(type="float", default=0),
-        multipart_threshold=dict(type="bytes", default="15MB"),
-        skip_existing=dict(type="bool", default=True),
-        mode=dict(type="str", default="copy", choices=["copy", "verify"]),
-        limit=dict(type="int"),
-        shard_index=dict(type="int", default=0),
-        shard_count=dict(type="int", default=1),
-        progress_file=dict(type="path"),
-        ignore_failures=dict(type="bool", default=False),
-        record_dir=dict(type="path"),
-        since_last_run=dict(type="bool", default=False),
-        since_last_run_margin=dict(type="int", default=record_lib.DEFAULT_MARGIN),
-    )
-    return spec
-
-
-def check_params(module):
-    p = module.params
-    if p["progress_file"] and not module.check_mode:
-        import os
-
-        progress = os.path.abspath(p["progress_file"])
-        if os.path.islink(progress):
-            module.fail_json(msg="progress_file %s is a symbolic link: refusing to write through it" % progress)
-        if not os.path.isdir(os.path.dirname(progress)):
-            module.fail_json(msg="progress_file %s: its directory does not exist" % progress)
-    if p["concurrency"] < 1:
-        module.fail_json(msg="concurrency must be at least 1")
-    if p["max_requests_per_second"] < 0:
-        module.fail_json(msg="max_requests_per_second must be 0 (no cap) or more")
-    if p["shard_count"] < 1 or not 0 <= p["shard_index"] < p["shard_count"]:
-        module.fail_json(msg="shard_index must be between 0 and shard_count - 1 (got %s of %s)"
-                         % (p["shard_index"], p["shard_count"]))
-    if p["limit"] is not None and p["limit"] < 0:
-        module.fail_json(msg="limit must be 0 or more")
-    if p["multipart_threshold"] < engine_lib.MIN_PART_SIZE:
-        module.fail_json(msg="multipart_threshold must be at least 5 MiB (the S3 minimum part size)")
-    if p["source"] == "s3" and not p["source_bucket"]:
-        module.fail_json(msg="source=s3 needs source_bucket")
-    if p["since_last_run"] and not p["record_dir"]:
-        module.fail_json(msg="since_last_run needs record_dir (where the last run's record is)")
-    if p["since_last_run_margin"] < 0:
-        module.fail_json(msg="since_last_run_margin must be 0 or more seconds")
-
-
-def handle_database(module):
-    """Connect and count the rows to process: (connection, {kind: rows}) or fail_json."""
-    p = module.params
-    try:
-        params = db_lib.connection_params_from(p)
-        conn = db_lib.connect(**params)
-        counts = db_lib.count_rows(conn, p["scope"], p["include_backups"], p["shard_index"], p["shard_count"], p["limit"])
-    except (db_lib.DBError, ValueError, OSError) as exc:
-        module.fail_json(msg="database: %s" % exc)
-    return conn, counts
-
-
-def check_bucket(module, client, bucket, endpoint, what):
-    """The bucket exists and the keys may use it, or fail_json with the precise reason."""
-    try:
-        probe_bucket(client, bucket)
-    except Exception as exc:  # noqa: BLE001 - every failure is reported with describe_error
-        module.fail_json(msg="%s: %s" % (what, describe_error(exc, endpoint, bucket)))
-
-
-def handle_source(module, client):
-    p = module.params
-    if p["source"] == "filesystem":
-        import os
-
-        if not os.path.isdir(p["system_root"]):
-            module.fail_json(msg="system_root %s is not a directory" % p["system_root"])
-        return engine_lib.FilesystemSource(p["system_root"])
-    endpoint = p["source_endpoint"] or p["endpoint"]
-    access_key = p["source_access_key"] or p["access_key"]
-    secret_key = p["source_secret_key"] or p["secret_key"]
-    same = engine_lib.same_account(endpoint, p["source_access_key"], p["endpoint"], p["access_key"]) and (
-        not p["source_secret_key"] or p["source_secret_key"] == p["secret_key"])
-    if same:
-        source_client = client
-    else:
-        try:
-            source_client = s3_client(endpoint, access_key=access_key, secret_key=secret_key,
-                                      addressing_style=p["addressing_style"], ca_bundle=p["ca_bundle"],
-                                      validate_certs=p["validate_certs"], max_pool_connections=p["concurrency"] + 2)
-        except S3ConfigError as exc:
-            module.fail_json(msg="source: %s" % exc)
-    check_bucket(module, source_client, p["source_bucket"], endpoint, "source bucket")
-    return engine_lib.S3Source(source_client, p["source_bucket"], p["source_key_prefix"], same_account=same)
-
-
-def start_record(module, conn):
-    """The copy record of this copy run (module_utils/copy_record.py), or None without record_dir."""
-    p = module.params
-    if not p["record_dir"] or p["mode"] != "copy":
-        return None
-    try:
-        bound = record_lib.binding(
-            p["endpoint"], p["bucket"], p["key_prefix"], p["scope"], p["include_backups"], p["shard_index"],
-            p["shard_count"], record_lib.source_binding(p["source"], p["system_root"], p["source_endpoint"] or p["endpoint"],
-                                                        p["source_bucket"], p["source_key_prefix"]),
-            db_lib.connection_params_from(p))
-        run_record = record_lib.RunRecord(p["record_dir"], bound, p["since_last_run"], p["since_last_run_margin"],
-                                          write=not module.check_mode and p["limit"] is None)
-        run_record.begin(conn)
-    except (db_lib.DBError, ValueError) as exc:
-        module.fail_json(msg="copy record: %s" % exc)
-    except db_lib.PGError as exc:
-        module.fail_json(msg="database: %s" % exc)
-    return run_record
-
-
-def handle_copy(module, client, source, conn, counts):
-    p = module.params
-    run_record = start_record(module, conn)
-    changed = run_record.selection if run_record is not None else None
-    if run_record is not None and run_record.incremental:
-        try:
-            counts = db_lib.count_rows(conn, p["scope"], p["include_backups"], p["shard_index"], p["shard_count"],
-                                       p["limit"], changed=changed)
-        except db_lib.DBError as exc:
-            module.fail_json(msg="database: %s" % exc)
-    engine = engine_lib.CopyEngine(
-        client, p["bucket"], source, key_prefix=p["key_prefix"], acl=p["acl"], cache_control=p["cache_control"],
-        concurrency=p["concurrency"], max_requests_per_second=p["max_requests_per_second"],
-        multipart_threshold=p["multipart_threshold"], skip_existing=p["skip_existing"], mode=p["mode"],
-        check_mode=module.check_mode, progress_file=p["progress_file"])
-    rows = db_lib.iter_rows_objects(conn, p["scope"], p["include_backups"], p["shard_index"], p["shard_count"], p["limit"],
-                                    changed=changed)
-    if run_record is not None:
-        rows = run_record.wrap(engine, client, rows, sum(counts.values()), p["bucket"], p["key_prefix"], p["skip_existing"])
-    try:
-        result = engine.run(rows, rows_total=sum(counts.values()))
-    except db_lib.DBError as exc:
-        module.fail_json(msg="database: %s" % exc, **engine.result())
-    except Exception as exc:  # noqa: BLE001 - listing the destination/source failed
-        if hasattr(exc, "response"):
-            module.fail_json(msg="S3: %s" % describe_error(exc, p["endpoint"], p["bucket"]), **engine.result())
-        raise
-    finally:
-        conn.close()
-    result["rows_total"] = counts
-    if run_record is not None:
-        run_record.finish()
-        result["copy_record"] = run_record.report()
-    return result
-
-
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=steps.argument_spec(), supports_check_mode=True)
     if not HAS_BOTO3:
         module.fail_json(msg=missing_required_lib("boto3"), exception=str(BOTO3_IMPORT_ERROR))
     if not db_lib.HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"), exception=str(db_lib.PSYCOPG2_IMPORT_ERROR))
-    check_params(module)
     p = module.params
-
-    # Pre-flight, before anything is copied: database, destination bucket and keys, source.
-    conn, counts = handle_database(module)
-    client = client_from_module(module, max_pool_connections=p["concurrency"] + 2)
-    check_bucket(module, client, p["bucket"], p["endpoint"], "destination bucket")
-    source = handle_source(module, client)
-
-    result = handle_copy(module, client, source, conn, counts)
-    failed = result["totals"]["failed"]
-    result["full"] = p["shard_count"] == 1 and p["limit"] is None
-    if p["mode"] == "verify" and failed:
-        module.fail_json(msg="verify failed: %d source file(s) could not be read (e.g. %s): an object whose "
-                             "source cannot be read is not verified. Fix the permissions or the disk, then retry."
-                         % (failed, "; ".join("%s: %s" % (f["key"], f["reason"]) for f in result["failed_sample"][:3])),
-                         **result)
-    if failed and not p["ignore_failures"]:
-        module.fail_json(msg="%d object(s) could not be copied (see failed_sample); the others were copied. "
-                             "Run again to retry, or set ignore_failures." % failed, **result)
+    try:
+        steps.check_params(p, module.check_mode)
+        # Pre-flight, before anything is copied: database, destination bucket and keys, source.
+        conn, counts = steps.handle_database(p)
+        client = client_from_module(module, max_pool_connections=p["concurrency"] + 2)
+        steps.check_bucket(client, p["bucket"], p["endpoint"], "destination bucket")
+        source = steps.handle_source(p, client)
+        result = steps.handle_copy(p, client, source, conn, counts, module.check_mode)
+        steps.check_result(p, result)
+    except steps.MediaCopyError as exc:
+        module.fail_json(msg=exc.msg, **exc.result)
     module.exit_json(**result)
 
 

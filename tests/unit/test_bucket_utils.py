@@ -1,10 +1,10 @@
-"""Unit tests of plugins/module_utils/bucket.py and plugins/module_utils/vultr_api.py (no service)."""
+"""Unit tests of plugins/module_utils/bucket_rules.py and plugins/module_utils/vultr_api.py (no service)."""
 
 import json
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import bucket as b
+from ansible_collections.fediverse.object_storage.plugins.module_utils import bucket_rules as b
 from ansible_collections.fediverse.object_storage.plugins.module_utils import vultr_api as v
 
 # --- bucket names ---------------------------------------------------------------------------------
