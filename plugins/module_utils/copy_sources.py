@@ -50,6 +50,7 @@ _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
+
 class FilesystemSource(object):
     """Files below Mastodon's ``public/system`` (PAPERCLIP_ROOT_PATH). Only ever read.
 

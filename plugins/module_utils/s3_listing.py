@@ -31,6 +31,7 @@ try:
 except ImportError:  # pragma: no cover - the module reports the missing library
     _botocore_parse_timestamp = None
 
+
 def join_key(prefix, key):
     """``prefix/key`` (Mastodon's S3_KEY_PREFIX), or ``key`` when there is no prefix."""
     key = key.lstrip("/")
