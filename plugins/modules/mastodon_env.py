@@ -29,7 +29,7 @@ options:
   path:
     description:
       - The dotenv file. It must exist; the module never creates it.
-      - It must be a regular file, not a symbolic link (the module never follows a link: the
+      - It must be a regular file, not a symbolic link (the module never follows a link, the
         directory belongs to the app user). The new content goes to a temporary file with an
         unpredictable name created exclusively next to it, then replaces it atomically.
     type: path
