@@ -1,10 +1,14 @@
 """Property-based tests (hypothesis): the env-file editor on any input, Mastodon's key layout on
 ids of every length, and the diff mask on any credential."""
 
+import os
 import re
+import tempfile
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
+
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils import mastodon_layout as L
 from ansible_collections.fediverse.object_storage.plugins.module_utils.envfile import (
@@ -18,6 +22,9 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.envfile i
     read_env,
     update_env,
 )
+
+# Hypothesis' caches stay out of the tree (the collection is built from it).
+set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "fediverse-object-storage-hypothesis"))
 
 KEYS = st.sampled_from(["S3_BUCKET", "S3_ENABLED", "AWS_SECRET_ACCESS_KEY", "DB_PASS", "X", "export_Y"])
 VALUES = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00"), max_size=30)
