@@ -132,8 +132,15 @@ options:
       - V(copy) copies the objects.
       - V(verify) copies nothing and reports the objects missing from the bucket or of a different
         size (RV(missing_in_bucket), RV(different_size)).
+      - V(copy_back) is the other direction, for a rollback - every DB-referenced object that is in
+        the bucket and not below O(system_root) is written there (objects uploaded after the switch
+        exist only in the bucket). Files get the owner and group of O(system_root), mode 0644, 0600
+        for the media attachments of a suspended account, as Mastodon's filesystem storage does;
+        new directories 0755. Links are never followed and existing files never overwritten. In the
+        counters, C(copied) is written back, C(skipped) already on disk, C(missing_source) in
+        neither place. Only O(source=filesystem).
     type: str
-    choices: [copy, verify]
+    choices: [copy, verify, copy_back]
     default: copy
   limit:
     description:
@@ -414,7 +421,7 @@ def argument_spec():
         max_requests_per_second=dict(type="float", default=0),
         multipart_threshold=dict(type="bytes", default="15MB"),
         skip_existing=dict(type="bool", default=True),
-        mode=dict(type="str", default="copy", choices=["copy", "verify"]),
+        mode=dict(type="str", default="copy", choices=["copy", "verify", "copy_back"]),
         limit=dict(type="int"),
         shard_index=dict(type="int", default=0),
         shard_count=dict(type="int", default=1),
@@ -454,6 +461,8 @@ def check_params(module):
         module.fail_json(msg="since_last_run needs record_dir (where the last run's record is)")
     if p["since_last_run_margin"] < 0:
         module.fail_json(msg="since_last_run_margin must be 0 or more seconds")
+    if p["mode"] == "copy_back" and p["source"] != "filesystem":
+        module.fail_json(msg="mode=copy_back writes to system_root: it needs source=filesystem")
 
 
 def handle_database(module):
@@ -559,6 +568,43 @@ def handle_copy(module, client, source, conn, counts):
     return result
 
 
+def handle_copy_back(module, client, conn, counts):
+    """mode=copy_back: bucket -> system_root for every DB-referenced object missing on disk."""
+    from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_back as back_lib
+
+    p = module.params
+    engine = engine_lib.CopyEngine(client, p["bucket"], None, key_prefix=p["key_prefix"], mode="copy",
+                                   concurrency=p["concurrency"], max_requests_per_second=p["max_requests_per_second"],
+                                   check_mode=module.check_mode, progress_file=p["progress_file"])
+    stats = engine.stats
+    stats.rows_total = sum(counts.values())
+    engine.progress.start()
+    try:
+        index = engine.build_index()
+        stats.phase = "copying back"
+        rows = db_lib.iter_rows_objects(conn, p["scope"], p["include_backups"], p["shard_index"], p["shard_count"],
+                                        p["limit"])
+        back_lib.copy_back(client, p["bucket"], p["system_root"], rows, key_prefix=p["key_prefix"], stats=stats,
+                           concurrency=p["concurrency"], check_mode=module.check_mode, index=index,
+                           limiter=engine.limiter)
+    except db_lib.DBError as exc:
+        module.fail_json(msg="database: %s" % exc, **engine.result())
+    except back_lib.CopyBackError as exc:
+        module.fail_json(msg="copy back: %s" % exc, **engine.result())
+    except Exception as exc:  # noqa: BLE001 - listing the bucket failed
+        if hasattr(exc, "response"):
+            module.fail_json(msg="S3: %s" % describe_error(exc, p["endpoint"], p["bucket"]), **engine.result())
+        raise
+    finally:
+        stats.phase = "done"
+        engine.progress.stop()
+        conn.close()
+    result = engine.result()
+    result["mode"] = "copy_back"
+    result["rows_total"] = counts
+    return result
+
+
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     if not HAS_BOTO3:
@@ -574,7 +620,10 @@ def main():
     check_bucket(module, client, p["bucket"], p["endpoint"], "destination bucket")
     source = handle_source(module, client)
 
-    result = handle_copy(module, client, source, conn, counts)
+    if p["mode"] == "copy_back":
+        result = handle_copy_back(module, client, conn, counts)
+    else:
+        result = handle_copy(module, client, source, conn, counts)
     failed = result["totals"]["failed"]
     result["full"] = p["shard_count"] == 1 and p["limit"] is None
     if p["mode"] == "verify" and failed:

@@ -45,7 +45,10 @@ def host_factory(pg, rgw, nginx_factory, dns, bucket_name):
     os.chmod(root, 0o755)
 
     def make(mode="system", **kw):
-        return prepare(os.path.join(root, mode), pg, rgw, nginx_factory(), dns, bucket_name, mode=mode, **kw)
+        host = prepare(os.path.join(root, mode), pg, rgw, nginx_factory(), dns, bucket_name, mode=mode, **kw)
+        # The marker of the retired cache.old: in the test's root, not in the machine's /var/lib.
+        host.extra_vars["migrate_state_dir"] = os.path.join(root, mode, "state")
+        return host
     yield make
     shutil.rmtree(root, ignore_errors=True)
 
@@ -131,6 +134,14 @@ def test_migrate_then_rollback(host_factory, s3, bucket_name, mode):
     assert checksums(os.path.join(host.system_root, "cache")) == cache_before
     assert not os.path.exists(os.path.join(host.system_root, "cache.old"))
     assert checksums(host.system_root, skip_prefix="cache") == local_before
+    # The proxy stays by default (media-domain URLs handed out meanwhile keep working) ...
+    assert nginx_files(host) != nginx_before
+    kept = request(host.proxy_port(), host.media_path(key), host.proxy_host(), tls=tls, ca_file=ca_file)
+    assert kept.status == 200
+    # ... and goes only when asked, with a warning.
+    removed = migrate(host, playbook=ROLLBACK, extra={"migrate_rollback_remove_proxy": True})
+    assert removed.rc == 0, removed
+    assert "WARNING: removing the nginx proxy" in removed.task("Warn that removing the proxy")["msg"]
     assert nginx_files(host) == nginx_before
 
 
@@ -398,3 +409,90 @@ def test_bad_proxy_input_fails_before_anything_changes(host_factory, s3, bucket_
     assert Path(host.env_file).read_bytes() == env_before
     assert nginx_files(host) == nginx_before
     assert not os.path.exists(host.layout["cache"])
+def insert_media(host, rows):
+    """New media attachments as Mastodon writes them after the switch: a DB row, the objects only in the bucket."""
+    import psycopg2
+
+    conn = psycopg2.connect(**host.instance.db_params)
+    with conn, conn.cursor() as cur:
+        for row in rows:
+            cur.execute("INSERT INTO media_attachments (id, account_id, remote_url, file_file_name, file_content_type, "
+                        "file_storage_schema_version, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, 1, now(), now())",
+                        (row["id"], row["account_id"], row["remote_url"], row["name"], "image/png"))
+    conn.close()
+
+
+def test_rollback_copies_back_media_written_after_the_switch_and_keeps_urls(host_factory, s3, bucket_name):
+    """Migrate; the app writes new media (DB rows + objects only in the bucket); rollback: on disk, byte for
+    byte, with Mastodon's owner and modes, served at their local URL; the media-domain URL handed out during
+    the migration still answers. Then edit, migrate, rollback: the edit is kept."""
+    host = host_factory("subdomain")
+    res = migrate(host)
+    assert res.rc == 0, res
+
+    local_owner = os.stat(host.system_root)
+    new = [
+        # a local upload after the switch
+        dict(id=900001, account_id=1, remote_url="", name="new-local.png", acl="public-read", mode=0o644,
+             keys=["media_attachments/files/000/900/001/original/new-local.png",
+                   "media_attachments/files/000/900/001/small/new-local.png"]),
+        # a remote media fetched after the switch (cache/)
+        dict(id=900002, account_id=2, remote_url="https://remote.example/x.png", name="new-remote.png",
+             acl="public-read", mode=0o644,
+             keys=["cache/media_attachments/files/000/900/002/original/new-remote.png",
+                   "cache/media_attachments/files/000/900/002/small/new-remote.png"]),
+        # media of the suspended local account (dave, id 3): private, 0600 on disk like Mastodon
+        dict(id=900003, account_id=3, remote_url="", name="new-suspended.png", acl="private", mode=0o600,
+             keys=["media_attachments/files/000/900/003/original/new-suspended.png",
+                   "media_attachments/files/000/900/003/small/new-suspended.png"]),
+    ]
+    insert_media(host, new)
+    bodies = {}
+    for item in new:
+        for key in item["keys"]:
+            bodies[key] = os.urandom(2048) + key.encode()
+            s3.put_object(Bucket=bucket_name, Key=key, Body=bodies[key], ACL=item["acl"], ContentType="image/png")
+            assert not os.path.exists(os.path.join(host.system_root, key))
+    # A media-domain URL handed to other servers during the migration.
+    handed_out = new[0]["keys"][0]
+    tls_args = dict(tls=True, ca_file=host.tls[0])
+    assert request(host.proxy_port(), "/" + handed_out, host.proxy_host(), **tls_args).status == 200
+    # The private object is private at the endpoint and through the proxy.
+    assert request(host.proxy_port(), "/" + new[2]["keys"][0], host.proxy_host(), **tls_args).status in (403, 404)
+
+    back = migrate(host, playbook=ROLLBACK)
+    assert back.rc == 0, back
+    for item in new:
+        for key in item["keys"]:
+            path = os.path.join(host.system_root, key)
+            with open(path, "rb") as fh:
+                assert fh.read() == bodies[key], key
+            st = os.stat(path)
+            assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (item["mode"], local_owner.st_uid,
+                                                                  local_owner.st_gid), key
+    # Served at the local URL by the app's own /system location (public, not the suspended one).
+    local = request(host.nginx.port, "/system/" + new[0]["keys"][0], APP_HOST)
+    assert (local.status, local.body) == (200, bodies[new[0]["keys"][0]])
+    # The URL handed out during the migration still answers (the proxy stays).
+    assert request(host.proxy_port(), "/" + handed_out, host.proxy_host(), **tls_args).status == 200
+
+    # migrate / rollback / admin edit / migrate / rollback keeps the edit.
+    with open(host.env_file, "a") as fh:
+        fh.write("SINGLE_USER_MODE=true\n")
+    edited = Path(host.env_file).read_bytes()
+    assert migrate(host).rc == 0
+    switched = Path(host.env_file).read_bytes()
+    assert switched != edited
+
+    def backups():
+        live = os.path.dirname(host.env_file)
+        return {n: Path(live, n).read_bytes() for n in os.listdir(live) if n.startswith(".env.production.")
+                and n.endswith("~")}
+
+    before = backups()
+    again = migrate(host, playbook=ROLLBACK)
+    assert again.rc == 0, again
+    assert Path(host.env_file).read_bytes() == edited
+    # The switched file was backed up before the original was restored.
+    made = {n: data for n, data in backups().items() if n not in before}
+    assert list(made.values()) == [switched], sorted(made)
