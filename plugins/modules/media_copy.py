@@ -186,7 +186,7 @@ options:
         source file then. The bucket is not listed; each selected object is looked up with one
         HeadObject and copied unless it is there with the same size.
       - Without a record made for the same endpoint, bucket, key prefix, scope, shard and source, the
-        run is a full one (RV(copy_record.reason) says why). Ignored with O(mode=verify), which always
+        run is a full one (RV(copy_record) says why). Ignored with O(mode=verify), which always
         checks everything.
     type: bool
     default: false
