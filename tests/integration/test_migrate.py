@@ -136,8 +136,16 @@ def test_migrate_then_rollback(host_factory, s3, bucket_name, mode):
     assert checksums(host.system_root, skip_prefix="cache") == local_before
     # The proxy stays by default (media-domain URLs handed out meanwhile keep working) ...
     assert nginx_files(host) != nginx_before
-    kept = request(host.proxy_port(), host.media_path(key), host.proxy_host(), tls=tls, ca_file=ca_file)
-    assert kept.status == 200
+    kept = host.get_media(key)
+    assert kept.status == 200, kept
+    # What the app writes after the rollback exists only on disk: the proxy serves local files first
+    # again (in system mode a bucket-only /system/ would answer 404 for every new upload).
+    fresh = "media_attachments/files/000/777/001/original/after-rollback.png"
+    fresh_path = os.path.join(host.system_root, fresh)
+    os.makedirs(os.path.dirname(fresh_path), exist_ok=True)
+    Path(fresh_path).write_bytes(b"written after the rollback")
+    served = host.get_media(fresh)
+    assert (served.status, served.body) == (200, b"written after the rollback"), served
     # ... and goes only when asked, with a warning.
     removed = migrate(host, playbook=ROLLBACK, extra={"migrate_rollback_remove_proxy": True})
     assert removed.rc == 0, removed
@@ -455,10 +463,9 @@ def test_rollback_copies_back_media_written_after_the_switch_and_keeps_urls(host
             assert not os.path.exists(os.path.join(host.system_root, key))
     # A media-domain URL handed to other servers during the migration.
     handed_out = new[0]["keys"][0]
-    tls_args = dict(tls=True, ca_file=host.tls[0])
-    assert request(host.proxy_port(), "/" + handed_out, host.proxy_host(), **tls_args).status == 200
+    assert host.get_media(handed_out).status == 200
     # The private object is private at the endpoint and through the proxy.
-    assert request(host.proxy_port(), "/" + new[2]["keys"][0], host.proxy_host(), **tls_args).status in (403, 404)
+    assert host.get_media(new[2]["keys"][0]).status in (403, 404)
 
     back = migrate(host, playbook=ROLLBACK)
     assert back.rc == 0, back
@@ -471,10 +478,10 @@ def test_rollback_copies_back_media_written_after_the_switch_and_keeps_urls(host
             assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (item["mode"], local_owner.st_uid,
                                                                   local_owner.st_gid), key
     # Served at the local URL by the app's own /system location (public, not the suspended one).
-    local = request(host.nginx.port, "/system/" + new[0]["keys"][0], APP_HOST)
+    local = host.get("/system/" + new[0]["keys"][0], APP_HOST)
     assert (local.status, local.body) == (200, bodies[new[0]["keys"][0]])
     # The URL handed out during the migration still answers (the proxy stays).
-    assert request(host.proxy_port(), "/" + handed_out, host.proxy_host(), **tls_args).status == 200
+    assert host.get_media(handed_out).status == 200
 
     # migrate / rollback / admin edit / migrate / rollback keeps the edit.
     with open(host.env_file, "a") as fh:
