@@ -430,13 +430,41 @@ def insert_media(host, rows):
     conn.close()
 
 
-def test_rollback_copies_back_media_written_after_the_switch_and_keeps_urls(host_factory, s3, bucket_name):
+def anonymous_status(rgw, method, path, data=None):
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(rgw.https_endpoint + path, data=data, method=method)
+    try:
+        with urllib.request.urlopen(req, context=ssl.create_default_context(cafile=rgw.ca_bundle), timeout=20) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_rollback_copies_back_media_written_after_the_switch_and_keeps_urls(host_factory, s3, bucket_name, rgw):
     """Migrate; the app writes new media (DB rows + objects only in the bucket); rollback: on disk, byte for
     byte, with Mastodon's owner and modes, served at their local URL; the media-domain URL handed out during
     the migration still answers. Then edit, migrate, rollback: the edit is kept."""
     host = host_factory("subdomain")
     res = migrate(host)
     assert res.rc == 0, res
+    # The bucket model after a full migrate.yml: the suspended remote account's media attachment is private,
+    # its avatar public; a public object 200; anonymous LIST and PUT 403 - at the endpoint and through the proxy.
+    suspended_media = "cache/media_attachments/files/000/000/008/original/m7.mp3"
+    suspended_avatar = "cache/accounts/avatars/001/234/567/890/original/r4av.jpg"
+    assert host.instance.expected[suspended_media][1] == "private"
+    assert host.instance.expected[suspended_avatar][1] is None
+    assert anonymous_status(rgw, "GET", "/%s/%s" % (bucket_name, suspended_media)) == 403
+    assert anonymous_status(rgw, "GET", "/%s/%s" % (bucket_name, suspended_avatar)) == 200
+    assert anonymous_status(rgw, "GET", "/%s/" % bucket_name) == 403
+    assert anonymous_status(rgw, "PUT", "/%s/evil.txt" % bucket_name, data=b"x") == 403
+    with pytest.raises(Exception, match="NoSuchBucketPolicy"):
+        s3.get_bucket_policy(Bucket=bucket_name)
+    proxy = dict(tls=True, ca_file=host.tls[0])
+    assert request(host.proxy_port(), "/" + suspended_media, host.proxy_host(), **proxy).status in (403, 404)
+    assert request(host.proxy_port(), "/" + suspended_avatar, host.proxy_host(), **proxy).status == 200
 
     local_owner = os.stat(host.system_root)
     new = [
