@@ -550,6 +550,7 @@ def test_account_suspended_after_copy_is_made_private(rgw, s3, bucket, fresh_ins
     # the real run: the objects already in the bucket (skipped) are made private
     res, out = run_copy(args)
     assert res.rc == 0, res
+    assert_erin_media_public(rgw, s3, bucket, False)
     assert out["privatised"] == len(ERIN_MEDIA)
     assert sorted(s["key"] for s in out["privatised_sample"]) == sorted(ERIN_MEDIA)
     assert out["changed"] is True and res.changed == 1
