@@ -377,6 +377,13 @@ def test_mastodon_4_1_2_directory_mode_fails_in_preflight(host_factory, s3, buck
     assert nginx_files(host) == nginx_before
 
 
+def all_messages(res):
+    """failure_messages() and the message of each item a looped assert refused."""
+    return res.failure_messages() + [
+        str(item.get("msg", "")) for t in res.tasks for item in t["result"].get("results", [])
+        if isinstance(item, dict) and item.get("evaluated_to") is False]
+
+
 @pytest.mark.parametrize("case, extra, message", [
     ("media host served by another site", {"migrate_media_domain": "media." + APP_HOST}, "already served by"),
     ("media host is the app's name", {"migrate_media_domain": APP_HOST}, "other than migrate_domain"),
@@ -391,13 +398,6 @@ def test_mastodon_4_1_2_directory_mode_fails_in_preflight(host_factory, s3, buck
     ("domain injection", {"migrate_media_domain": "s3.example.social; return 200"}, "must be a DNS name"),
     ("extra media host", {"migrate_extra_media_hosts": ["https://a.example,\nS3_ENABLED=false"]}, "refused"),
 ])
-def all_messages(res):
-    """failure_messages() and the message of each item a looped assert refused."""
-    return res.failure_messages() + [
-        str(item.get("msg", "")) for t in res.tasks for item in t["result"].get("results", [])
-        if isinstance(item, dict) and item.get("evaluated_to") is False]
-
-
 def test_bad_proxy_input_fails_before_anything_changes(host_factory, s3, bucket_name, case, extra, message):
     host = host_factory("subdomain")
     # Another enabled site already serving media.DOMAIN (on the same listeners).
