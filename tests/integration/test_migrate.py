@@ -462,9 +462,8 @@ def test_rollback_copies_back_media_written_after_the_switch_and_keeps_urls(host
     assert anonymous_status(rgw, "PUT", "/%s/evil.txt" % bucket_name, data=b"x") == 403
     with pytest.raises(Exception, match="NoSuchBucketPolicy"):
         s3.get_bucket_policy(Bucket=bucket_name)
-    proxy = dict(tls=True, ca_file=host.tls[0])
-    assert request(host.proxy_port(), "/" + suspended_media, host.proxy_host(), **proxy).status in (403, 404)
-    assert request(host.proxy_port(), "/" + suspended_avatar, host.proxy_host(), **proxy).status == 200
+    assert host.get_media(suspended_media).status in (403, 404)
+    assert host.get_media(suspended_avatar).status == 200
 
     local_owner = os.stat(host.system_root)
     new = [
