@@ -75,6 +75,15 @@ DEFAULT_MULTIPART_THRESHOLD = 15 * 1024 * 1024
 MIN_PART_SIZE = 5 * 1024 * 1024
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
 MAX_PARTS = 10000
+PRIVATE_ACL = "private"
+# The groups whose grants make an object readable by others than its owner (S3 ACL grantee URIs).
+PUBLIC_GROUPS = (
+    "http://acs.amazonaws.com/groups/global/AllUsers",
+    "http://acs.amazonaws.com/groups/global/AuthenticatedUsers",
+)
+# triage() result for an object that must be private and is already in the bucket (issue 11): a
+# worker checks its ACL (GetObjectAcl) and makes it private (PutObjectAcl) when anyone may read it.
+CHECK_PRIVATE = object()
 
 _RETRYABLE_CODES = frozenset((
     "SlowDown", "Throttling", "ThrottlingException", "RequestThrottled", "TooManyRequests",
@@ -94,6 +103,16 @@ def is_retryable(exc):
     if status is not None and (status >= 500 or status == 429):
         return True
     return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def acl_is_public(grants):
+    """True when an object ACL's ``Grants`` give anything to AllUsers or AuthenticatedUsers
+    (a canned ``private`` ACL grants FULL_CONTROL to the owner only)."""
+    for grant in grants or ():
+        grantee = grant.get("Grantee") or {}
+        if grantee.get("Type", "Group") == "Group" and grantee.get("URI") in PUBLIC_GROUPS:
+            return True
+    return False
 
 
 def part_size_for(size, minimum=DEFAULT_PART_SIZE):
@@ -205,8 +224,9 @@ class CopyEngine(object):
     def triage(self, kind, obj):
         """Decide what to do with one MediaObject without sending anything.
 
-        Returns the source size when the object must be transferred, else None (the outcome --
-        missing_source, skipped, verify findings, check-mode count -- is already recorded).
+        Returns the source size when the object must be transferred, ``CHECK_PRIVATE`` when it is in
+        the bucket but must be private (its ACL is checked by a worker: ensure_private), else None (the
+        outcome -- missing_source, skipped, verify findings, check-mode count -- is already recorded).
         Runs in the producer thread: a stat and an index lookup are cheaper than a hand-off to a
         worker, which keeps a no-op re-run fast.
         """
@@ -234,6 +254,8 @@ class CopyEngine(object):
             self.stats.record(kind, "skipped", key)
             return None
         if self.skip_existing and self.index is not None and self.index.size_of(dest_key) == size:
+            if obj.acl == PRIVATE_ACL:
+                return CHECK_PRIVATE  # skipped once a worker has checked its ACL (ensure_private)
             self.stats.record(kind, "skipped", key)
             return None
         if self.check_mode:
@@ -241,8 +263,38 @@ class CopyEngine(object):
             return None
         return size
 
+    def ensure_private(self, kind, obj):
+        """An object that must be private (backup, suspended account's media) is already in the bucket:
+        if its ACL lets anyone read it (copied before the suspension; Mastodon only chmods local files),
+        PutObjectAcl ``private`` (check mode: only reported). Counted ``skipped`` (and ``privatised``),
+        or ``failed`` when its ACL cannot be read or set."""
+        dest_key = self.dest_key(obj.key)
+        attempt = 0
+        while True:
+            try:
+                grants = self._request("get_object_acl", Bucket=self.bucket, Key=dest_key).get("Grants")
+                public = acl_is_public(grants)
+                if public and not self.check_mode:
+                    self._request("put_object_acl", Bucket=self.bucket, Key=dest_key, ACL=PRIVATE_ACL)
+            except Exception as exc:  # noqa: BLE001
+                attempt += 1
+                if attempt <= self.retries and is_retryable(exc):
+                    self._sleep(min(self.backoff * (2 ** (attempt - 1)), 20.0))
+                    continue
+                reason = describe_error(exc, bucket=self.bucket) if hasattr(exc, "response") else "%s: %s" % (
+                    type(exc).__name__, exc)
+                self.stats.record(kind, "failed", obj.key, reason="cannot make the object private: %s" % reason)
+                return
+            break
+        if public:
+            self.stats.record_privatised(kind, dest_key)
+        self.stats.record(kind, "skipped", obj.key)
+
     def copy_one(self, kind, obj, size):
         """Transfer one object with object-level retries; never raises (one failure never aborts the run)."""
+        if size is CHECK_PRIVATE:
+            self.ensure_private(kind, obj)
+            return
         attempt = 0
         while True:
             try:
@@ -339,7 +391,9 @@ class CopyEngine(object):
             "failed_sample": list(stats.failed_sample),
             "unsafe_source": stats.unsafe_source,
             "unsafe_source_sample": list(stats.unsafe_sample),
-            "changed": bool(totals["copied"]) and self.mode == "copy",
+            "privatised": stats.privatised,
+            "privatised_sample": list(stats.privatised_sample),
+            "changed": bool(totals["copied"] or stats.privatised) and self.mode == "copy",
         }
         if self.mode == "verify":
             result["missing_in_bucket"] = stats.missing_in_bucket

@@ -44,6 +44,8 @@ class Stats(object):
         self.different_size = 0
         self.unsafe_source = 0
         self.unsafe_sample = []
+        self.privatised = 0
+        self.privatised_sample = []
         self.phase = "starting"
         self.enumeration_done = False
         self._clock = clock
@@ -83,6 +85,14 @@ class Stats(object):
             self.unsafe_source += 1
             if len(self.unsafe_sample) < self.sample_size:
                 self.unsafe_sample.append({"kind": kind, "key": key, "reason": reason})
+
+    def record_privatised(self, kind, key):
+        """An object that must be private was readable by anyone in the bucket: made private
+        (in check mode: would be)."""
+        with self._lock:
+            self.privatised += 1
+            if len(self.privatised_sample) < self.sample_size:
+                self.privatised_sample.append({"kind": kind, "key": key})
 
     def record_verify(self, kind, problem, key, expected_size=None, actual_size=None):
         with self._lock:

@@ -330,11 +330,9 @@ class HeadIndex(object):
             for row in rows:
                 pending.append(row)
                 if len(pending) >= batch:
-                    for item in self._resolve(pool, pending):
-                        yield item
+                    yield from self._resolve(pool, pending)
                     pending = []
-            for item in self._resolve(pool, pending):
-                yield item
+            yield from self._resolve(pool, pending)
 
     def _resolve(self, pool, rows):
         keys = [join_key(self.key_prefix, obj.key) for row in rows for obj in row.objects]

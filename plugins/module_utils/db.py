@@ -272,7 +272,8 @@ def _kind_query(columns, spec, scope, include_backups, shard_index, shard_count,
 
     ``select`` is "rows" (id, file_name, content_type, remote, version, suspended, var) or
     "count". ``changed`` (see copy_record.py) is called as ``changed(kind, table, attachment,
-    columns)`` and returns None (every row) or an extra ``(sql, params)`` condition on ``t``.
+    columns)`` and returns None (every row) or an extra ``(sql, params)`` condition on ``t``;
+    the media attachments (files, thumbnails) of suspended accounts are selected whatever it says.
     """
     kind, table, att, remote_sql, suspension = spec
     if kind == layout.BACKUP_DUMPS:
@@ -305,10 +306,6 @@ def _kind_query(columns, spec, scope, include_backups, shard_index, shard_count,
     if shard_count > 1:
         where.append("mod(t.id, %s) = %s")
         params.extend([shard_count, shard_index])
-    extra = changed(kind, table, att, cols) if changed is not None else None
-    if extra is not None:
-        where.append("(%s)" % extra[0])
-        params.extend(extra[1])
     joins = ""
     suspended_sql = "FALSE"
     if suspension == "self" and "suspended_at" in cols:
@@ -316,8 +313,18 @@ def _kind_query(columns, spec, scope, include_backups, shard_index, shard_count,
     elif suspension == "account_id" and "account_id" in cols and "suspended_at" in columns("accounts"):
         joins = " LEFT JOIN accounts a ON a.id = t.account_id"
         suspended_sql = "a.suspended_at IS NOT NULL"
+    extra = changed(kind, table, att, cols) if changed is not None else None
+    if extra is not None:
+        if kind in layout.SUSPENDED_PRIVATE_KINDS and suspended_sql != "FALSE":
+            # A suspension sets accounts.suspended_at and touches none of these rows: the rows of
+            # every suspended account are selected too, so that their objects already in the
+            # bucket get their ACL checked (made private when copied public before the suspension).
+            where.append("((%s) OR %s)" % (extra[0], suspended_sql))
+        else:
+            where.append("(%s)" % extra[0])
+        params.extend(extra[1])
     if select == "count":
-        return "SELECT count(*) FROM %s t WHERE %s" % (table, " AND ".join(where)), params
+        return "SELECT count(*) FROM %s t%s WHERE %s" % (table, joins, " AND ".join(where)), params
     version_col = "%s_storage_schema_version" % att
     content_col = "%s_content_type" % att
     fields = [

@@ -65,6 +65,7 @@ RowObjects = collections.namedtuple("RowObjects", "kind row_id objects rejected"
 class UnsafeFileName(ValueError):
     """A ``*_file_name`` from the database that Paperclip never writes (a path, ``..``, NUL)."""
 
+
 MEDIA_FILES = "media_attachments/files"
 MEDIA_THUMBNAILS = "media_attachments/thumbnails"
 ACCOUNT_AVATARS = "accounts/avatars"

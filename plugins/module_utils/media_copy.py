@@ -61,7 +61,7 @@ def argument_spec():
         max_requests_per_second=dict(type="float", default=0),
         multipart_threshold=dict(type="bytes", default="15MB"),
         skip_existing=dict(type="bool", default=True),
-        mode=dict(type="str", default="copy", choices=["copy", "verify"]),
+        mode=dict(type="str", default="copy", choices=["copy", "verify", "copy_back"]),
         limit=dict(type="int"),
         shard_index=dict(type="int", default=0),
         shard_count=dict(type="int", default=1),
@@ -99,6 +99,8 @@ def check_params(p, check_mode=False):
         raise MediaCopyError("since_last_run needs record_dir (where the last run's record is)")
     if p["since_last_run_margin"] < 0:
         raise MediaCopyError("since_last_run_margin must be 0 or more seconds")
+    if p["mode"] == "copy_back" and p["source"] != "filesystem":
+        raise MediaCopyError("mode=copy_back writes to system_root: it needs source=filesystem")
 
 
 def handle_database(p):
@@ -197,6 +199,43 @@ def handle_copy(p, client, source, conn, counts, check_mode=False):
     if run_record is not None:
         run_record.finish()
         result["copy_record"] = run_record.report()
+    result["full"] = p["shard_count"] == 1 and p["limit"] is None
+    return result
+
+
+def handle_copy_back(p, client, conn, counts, check_mode=False):
+    """mode=copy_back: bucket -> system_root for every DB-referenced object missing on disk."""
+    from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_back as back_lib
+
+    engine = engine_lib.CopyEngine(client, p["bucket"], None, key_prefix=p["key_prefix"], mode="copy",
+                                   concurrency=p["concurrency"], max_requests_per_second=p["max_requests_per_second"],
+                                   check_mode=check_mode, progress_file=p["progress_file"])
+    stats = engine.stats
+    stats.rows_total = sum(counts.values())
+    engine.progress.start()
+    try:
+        index = engine.build_index()
+        stats.phase = "copying back"
+        rows = db_lib.iter_rows_objects(conn, p["scope"], p["include_backups"], p["shard_index"], p["shard_count"],
+                                        p["limit"])
+        back_lib.copy_back(client, p["bucket"], p["system_root"], rows, key_prefix=p["key_prefix"], stats=stats,
+                           concurrency=p["concurrency"], check_mode=check_mode, index=index,
+                           limiter=engine.limiter)
+    except db_lib.DBError as exc:
+        raise MediaCopyError("database: %s" % exc, engine.result()) from None
+    except back_lib.CopyBackError as exc:
+        raise MediaCopyError("copy back: %s" % exc, engine.result()) from None
+    except Exception as exc:  # noqa: BLE001 - listing the bucket failed
+        if hasattr(exc, "response"):
+            raise MediaCopyError("S3: %s" % describe_error(exc, p["endpoint"], p["bucket"]), engine.result()) from None
+        raise
+    finally:
+        stats.phase = "done"
+        engine.progress.stop()
+        conn.close()
+    result = engine.result()
+    result["mode"] = "copy_back"
+    result["rows_total"] = counts
     result["full"] = p["shard_count"] == 1 and p["limit"] is None
     return result
 

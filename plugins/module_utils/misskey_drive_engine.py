@@ -24,7 +24,12 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_d
     headers_for,
     plan_row,
 )
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import S3_ERRORS, describe_error, is_not_found
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (
+    BotoCoreError,
+    ClientError,
+    describe_error,
+    is_not_found,
+)
 
 CHUNK = 1024 * 1024
 
@@ -81,7 +86,7 @@ class DriveMover(object):
     def _head(self, key):
         try:
             return self.client.head_object(Bucket=self.bucket, Key=key)
-        except S3_ERRORS as exc:
+        except (BotoCoreError, ClientError) as exc:
             if is_not_found(exc):
                 return None
             raise DriveMoveError(describe_error(exc, bucket=self.bucket)) from None
@@ -107,7 +112,7 @@ class DriveMover(object):
             args = headers_for(variant, row, head_bytes, self.public_read)
             try:
                 self.client.put_object(Bucket=self.bucket, Key=key, Body=handle, ContentLength=size, **args)
-            except S3_ERRORS as exc:
+            except (BotoCoreError, ClientError) as exc:
                 raise DriveMoveError("cannot upload %s: %s" % (key, describe_error(exc, bucket=self.bucket))) from None
             self.stats["objects_uploaded"] += 1
         if not self._same(self._head(key), md5, size):

@@ -24,7 +24,12 @@ import uuid
 from urllib.parse import quote, urlsplit
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import MisskeyConfigError, _load
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import S3_ERRORS, describe_error, s3_client
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (
+    BotoCoreError,
+    ClientError,
+    describe_error,
+    s3_client,
+)
 
 CACHE_CONTROL = "max-age=31536000, immutable"
 # A 1x1 transparent PNG: a browser-safe type Misskey keeps its extension for.
@@ -154,9 +159,9 @@ def run_check(settings, ca_bundle=None, validate_certs=True, connect_to=None, ke
         put["ACL"] = "public-read"
     try:
         client.put_object(**put)
-    except S3_ERRORS as exc:
-        result["message"] = "Misskey's settings cannot upload: " + describe_error(exc, settings["endpoint_url"],
-                                                                                   settings["bucket"])
+    except (BotoCoreError, ClientError) as exc:
+        reason = describe_error(exc, settings["endpoint_url"], settings["bucket"])
+        result["message"] = "Misskey's settings cannot upload: " + reason
         return result
     try:
         try:
@@ -178,5 +183,5 @@ def run_check(settings, ca_bundle=None, validate_certs=True, connect_to=None, ke
     finally:
         try:
             client.delete_object(Bucket=settings["bucket"], Key=key)
-        except S3_ERRORS:  # pragma: no cover - reported by the next run's leftovers at worst
+        except (BotoCoreError, ClientError):  # pragma: no cover - reported by the next run's leftovers at worst
             result["leftover"] = key

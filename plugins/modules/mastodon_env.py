@@ -29,7 +29,7 @@ options:
   path:
     description:
       - The dotenv file. It must exist; the module never creates it.
-      - It must be a regular file, not a symbolic link (the module never follows a link; the
+      - It must be a regular file, not a symbolic link (the module never follows a link, the
         directory belongs to the app user). The new content goes to a temporary file with an
         unpredictable name created exclusively next to it, then replaces it atomically.
     type: path
@@ -53,7 +53,13 @@ options:
     default: true
 extends_documentation_fragment:
   - ansible.builtin.files
-  - fediverse.object_storage.attributes
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would change; nothing is written.
+  diff_mode:
+    support: full
+    description: Shows the change with the values of secrets masked.
 notes:
   - Docker Compose takes a value verbatim, quotes included; values made of letters, digits and
     C(_./:@,+=%-) are written without quotes.

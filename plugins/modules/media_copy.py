@@ -97,6 +97,13 @@ options:
       - The canned ACL of each object, Mastodon's C(S3_PERMISSION). V("") sends no ACL.
       - Media attachments (files and thumbnails) of suspended accounts and backups are always C(private),
         as Mastodon makes them; avatars and headers of suspended accounts stay public, as in Mastodon.
+      - Such a private object that is already in the bucket (skipped) has its ACL read (one
+        GetObjectAcl per private object and run); when it grants anything to C(AllUsers) or
+        C(AuthenticatedUsers) - an account suspended after its media were copied, since Mastodon then
+        only changes the mode of the local files - it is set to C(private) (PutObjectAcl), counted in
+        RV(privatised), and the task reports a change. In check mode it is only reported.
+      - The other direction is not done - an object of an unsuspended account, or a change of this
+        option, does not change the ACL of objects already in the bucket (use O(skip_existing=false)).
     type: str
     default: public-read
   cache_control:
@@ -132,8 +139,15 @@ options:
       - V(copy) copies the objects.
       - V(verify) copies nothing and reports the objects missing from the bucket or of a different
         size (RV(missing_in_bucket), RV(different_size)).
+      - V(copy_back) is the other direction, for a rollback - every DB-referenced object that is in
+        the bucket and not below O(system_root) is written there (objects uploaded after the switch
+        exist only in the bucket). Files get the owner and group of O(system_root), mode 0644, 0600
+        for the media attachments of a suspended account, as Mastodon's filesystem storage does;
+        new directories 0755. Links are never followed and existing files never overwritten. In the
+        counters, C(copied) is written back, C(skipped) already on disk, C(missing_source) in
+        neither place. Only O(source=filesystem).
     type: str
-    choices: [copy, verify]
+    choices: [copy, verify, copy_back]
     default: copy
   limit:
     description:
@@ -178,8 +192,11 @@ options:
         C(updated_at) and C(<attachment>_updated_at) in SQL), plus the rows that failed or had no
         source file then. The bucket is not listed; each selected object is looked up with one
         HeadObject and copied unless it is there with the same size.
+      - The media attachments (files and thumbnails) of every currently suspended account are always
+        selected too - a suspension changes C(accounts.suspended_at), not their rows - so that
+        objects copied public before the suspension are made private (see O(acl)).
       - Without a record made for the same endpoint, bucket, key prefix, scope, shard and source, the
-        run is a full one (RV(copy_record.reason) says why). Ignored with O(mode=verify), which always
+        run is a full one (RV(copy_record) says why). Ignored with O(mode=verify), which always
         checks everything.
     type: bool
     default: false
@@ -195,7 +212,8 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: Enumerates the objects and reports what would be copied (counts and bytes); uploads nothing.
+    description: Enumerates the objects and reports what would be copied (counts and bytes) and which objects would
+      be made private (RV(privatised)); uploads nothing and changes no ACL.
   diff_mode:
     support: none
     description: Nothing to show as a diff; the result lists what was (or would be) copied.
@@ -327,6 +345,21 @@ unsafe_source_sample:
   elements: dict
   sample: [{"kind": "accounts/avatars", "key": "accounts/avatars/000/000/004/original/a.webp",
             "reason": "accounts/avatars/000/000/004/original/a.webp is a symbolic link"}]
+privatised:
+  description:
+    - Objects that must be private (media attachments of suspended accounts, backups) that were
+      already in the bucket readable by C(AllUsers) or C(AuthenticatedUsers), and were set to
+      C(private) (in check mode - would be). Counted in C(skipped) too; a non-zero value is a change.
+    - An object whose ACL could not be read or set is counted in C(failed) (RV(failed_sample)).
+  returned: always
+  type: int
+  sample: 4
+privatised_sample:
+  description: Up to 20 of the objects (destination keys) counted in RV(privatised).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"kind": "media_attachments/files", "key": "cache/media_attachments/files/000/000/007/original/m5.heic"}]
 missing_in_bucket:
   description: With O(mode=verify), the number of objects not in the bucket.
   returned: when mode is verify
@@ -401,7 +434,10 @@ def main():
         client = client_from_module(module, max_pool_connections=p["concurrency"] + 2)
         steps.check_bucket(client, p["bucket"], p["endpoint"], "destination bucket")
         source = steps.handle_source(p, client)
-        result = steps.handle_copy(p, client, source, conn, counts, module.check_mode)
+        if p["mode"] == "copy_back":
+            result = steps.handle_copy_back(p, client, conn, counts, module.check_mode)
+        else:
+            result = steps.handle_copy(p, client, source, conn, counts, module.check_mode)
         steps.check_result(p, result)
     except steps.MediaCopyError as exc:
         module.fail_json(msg=exc.msg, **exc.result)

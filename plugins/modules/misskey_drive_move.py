@@ -75,7 +75,7 @@ attributes:
     support: full
     description: The sample of row changes as before/after.
 requirements:
-  - boto3
+  - boto3 (with O(state=moved))
 author:
   - fediverse.object_storage contributors (@fediverse-object-storage)
 """
@@ -199,7 +199,7 @@ def main():
         validate_certs=dict(type="bool", default=True),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_BOTO3:
+    if not HAS_BOTO3 and module.params["state"] == "moved":
         module.fail_json(msg=missing_required_lib("boto3"))
     try:
         result = run(module)

@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 import uuid
 
+import psycopg2
 import pytest
 
 from tests.ansible_helpers import ansible_env, run_playbook
@@ -475,3 +476,94 @@ def test_destination_listing_covers_every_key(s3, bucket, parallel):
     assert sub.size_of("top.txt") is None
     # every request went through the limiter
     assert limiter.requests >= len(keys) // 7
+
+
+# --- issue 11: an account suspended after its media were copied --------------------------------
+
+ALL_PUBLIC_GROUPS = (ALL_USERS, "http://acs.amazonaws.com/groups/global/AuthenticatedUsers")
+# erin (id 4): a remote account the fixture does NOT suspend; media attachments 7 and 1234567891
+ERIN_ID = 4
+ERIN_MEDIA = (
+    "cache/media_attachments/files/000/000/007/original/m5.heic",
+    "cache/media_attachments/files/000/000/007/small/m5.jpeg",
+    "media_attachments/files/001/234/567/891/original/m10.webp",
+    "media_attachments/files/001/234/567/891/small/m10.webp",
+)
+ERIN_AVATAR = "accounts/avatars/000/000/004/original/r6av.webp"
+
+
+@pytest.fixture
+def fresh_instance(pg, tmp_path):
+    """An instance of its own: these tests suspend an account in its database."""
+    return build_instance(pg, "acl_" + uuid.uuid4().hex[:8], tmp_path / "mastodon" / "public" / "system")
+
+
+def suspend_account(inst, account_id):
+    """What SuspendAccountService does with filesystem storage: suspended_at (and updated_at) on the
+    account row, the media attachments' local files chmod 0600; the media rows are not touched."""
+    conn = psycopg2.connect(host=inst.db_params["host"], port=inst.db_params["port"], dbname=inst.db_params["dbname"],
+                            user=inst.db_params["user"], password=inst.db_params["password"])
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("UPDATE accounts SET suspended_at = now(), updated_at = now() WHERE id = %s", (account_id,))
+            assert cur.rowcount == 1
+    finally:
+        conn.close()
+    for key in ERIN_MEDIA:
+        os.chmod(os.path.join(inst.system_root, key), 0o600)
+
+
+def readable_by_others(s3, bucket, key):
+    grants = s3.get_object_acl(Bucket=bucket, Key=key)["Grants"]
+    return any(g["Grantee"].get("URI") in ALL_PUBLIC_GROUPS for g in grants)
+
+
+def assert_erin_media_public(rgw, s3, bucket, public):
+    for key in ERIN_MEDIA:
+        assert readable_by_others(s3, bucket, key) is public, key
+        assert anonymous_get_status(rgw, bucket, key) == (200 if public else 403), key
+    # the avatar of a suspended account stays public, as Mastodon leaves it
+    assert is_public(s3, bucket, ERIN_AVATAR)
+    assert anonymous_get_status(rgw, bucket, ERIN_AVATAR) == 200
+
+
+def test_account_suspended_after_copy_is_made_private(rgw, s3, bucket, fresh_instance):
+    inst = fresh_instance
+    assert all(inst.expected[k][1] is None for k in ERIN_MEDIA) and ERIN_AVATAR in inst.expected
+    args = module_args(rgw, inst, bucket)
+    res, out = run_copy(args)
+    assert res.rc == 0, res
+    assert out["privatised"] == 0
+    assert_erin_media_public(rgw, s3, bucket, True)
+    already_private = [k for k, v in present(inst.expected, inst).items() if v[1] == "private"]
+    assert already_private
+
+    suspend_account(inst, ERIN_ID)
+
+    # check mode: reports what would be made private, changes no ACL
+    res, out = run_copy(args, check=True)
+    assert res.rc == 0, res
+    assert out["privatised"] == len(ERIN_MEDIA)
+    assert sorted(s["key"] for s in out["privatised_sample"]) == sorted(ERIN_MEDIA)
+    assert out["changed"] is True and out["totals"]["copied"] == 0
+    assert_erin_media_public(rgw, s3, bucket, True)
+
+    # the real run: the objects already in the bucket (skipped) are made private
+    res, out = run_copy(args)
+    assert res.rc == 0, res
+    assert_erin_media_public(rgw, s3, bucket, False)
+    assert out["privatised"] == len(ERIN_MEDIA)
+    assert sorted(s["key"] for s in out["privatised_sample"]) == sorted(ERIN_MEDIA)
+    assert out["changed"] is True and res.changed == 1
+    assert out["totals"]["copied"] == 0 and out["totals"]["failed"] == 0
+    assert out["totals"]["skipped"] == len(present(inst.expected, inst))
+    assert_erin_media_public(rgw, s3, bucket, False)
+    for key in already_private:
+        assert not readable_by_others(s3, bucket, key), key
+
+    # nothing left to do
+    res, out = run_copy(args)
+    assert res.rc == 0, res
+    assert out["privatised"] == 0 and out["privatised_sample"] == []
+    assert out["changed"] is False and res.changed == 0
+    assert_erin_media_public(rgw, s3, bucket, False)

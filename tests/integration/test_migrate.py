@@ -45,7 +45,10 @@ def host_factory(pg, rgw, nginx_factory, dns, bucket_name):
     os.chmod(root, 0o755)
 
     def make(mode="system", **kw):
-        return prepare(os.path.join(root, mode), pg, rgw, nginx_factory(), dns, bucket_name, mode=mode, **kw)
+        host = prepare(os.path.join(root, mode), pg, rgw, nginx_factory(), dns, bucket_name, mode=mode, **kw)
+        # The marker of the retired cache.old: in the test's root, not in the machine's /var/lib.
+        host.extra_vars["migrate_state_dir"] = os.path.join(root, mode, "state")
+        return host
     yield make
     shutil.rmtree(root, ignore_errors=True)
 
@@ -131,6 +134,22 @@ def test_migrate_then_rollback(host_factory, s3, bucket_name, mode):
     assert checksums(os.path.join(host.system_root, "cache")) == cache_before
     assert not os.path.exists(os.path.join(host.system_root, "cache.old"))
     assert checksums(host.system_root, skip_prefix="cache") == local_before
+    # The proxy stays by default (media-domain URLs handed out meanwhile keep working) ...
+    assert nginx_files(host) != nginx_before
+    kept = host.get_media(key)
+    assert kept.status == 200, kept
+    # What the app writes after the rollback exists only on disk: the proxy serves local files first
+    # again (in system mode a bucket-only /system/ would answer 404 for every new upload).
+    fresh = "media_attachments/files/000/777/001/original/after-rollback.png"
+    fresh_path = os.path.join(host.system_root, fresh)
+    os.makedirs(os.path.dirname(fresh_path), exist_ok=True)
+    Path(fresh_path).write_bytes(b"written after the rollback")
+    served = host.get_media(fresh)
+    assert (served.status, served.body) == (200, b"written after the rollback"), served
+    # ... and goes only when asked, with a warning.
+    removed = migrate(host, playbook=ROLLBACK, extra={"migrate_rollback_remove_proxy": True})
+    assert removed.rc == 0, removed
+    assert "WARNING: removing the nginx proxy" in removed.task("Warn that removing the proxy")["msg"]
     assert nginx_files(host) == nginx_before
 
 
@@ -358,6 +377,13 @@ def test_mastodon_4_1_2_directory_mode_fails_in_preflight(host_factory, s3, buck
     assert nginx_files(host) == nginx_before
 
 
+def all_messages(res):
+    """failure_messages() and the message of each item a looped assert refused."""
+    return res.failure_messages() + [
+        str(item.get("msg", "")) for t in res.tasks for item in t["result"].get("results", [])
+        if isinstance(item, dict) and item.get("evaluated_to") is False]
+
+
 @pytest.mark.parametrize("case, extra, message", [
     ("media host served by another site", {"migrate_media_domain": "media." + APP_HOST}, "already served by"),
     ("media host is the app's name", {"migrate_media_domain": APP_HOST}, "other than migrate_domain"),
@@ -372,13 +398,6 @@ def test_mastodon_4_1_2_directory_mode_fails_in_preflight(host_factory, s3, buck
     ("domain injection", {"migrate_media_domain": "s3.example.social; return 200"}, "must be a DNS name"),
     ("extra media host", {"migrate_extra_media_hosts": ["https://a.example,\nS3_ENABLED=false"]}, "refused"),
 ])
-def all_messages(res):
-    """failure_messages() and the message of each item a looped assert refused."""
-    return res.failure_messages() + [
-        str(item.get("msg", "")) for t in res.tasks for item in t["result"].get("results", [])
-        if isinstance(item, dict) and item.get("evaluated_to") is False]
-
-
 def test_bad_proxy_input_fails_before_anything_changes(host_factory, s3, bucket_name, case, extra, message):
     host = host_factory("subdomain")
     # Another enabled site already serving media.DOMAIN (on the same listeners).
@@ -398,3 +417,116 @@ def test_bad_proxy_input_fails_before_anything_changes(host_factory, s3, bucket_
     assert Path(host.env_file).read_bytes() == env_before
     assert nginx_files(host) == nginx_before
     assert not os.path.exists(host.layout["cache"])
+def insert_media(host, rows):
+    """New media attachments as Mastodon writes them after the switch: a DB row, the objects only in the bucket."""
+    import psycopg2
+
+    conn = psycopg2.connect(**host.instance.db_params)
+    with conn, conn.cursor() as cur:
+        for row in rows:
+            cur.execute("INSERT INTO media_attachments (id, account_id, remote_url, file_file_name, file_content_type, "
+                        "file_storage_schema_version, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, 1, now(), now())",
+                        (row["id"], row["account_id"], row["remote_url"], row["name"], "image/png"))
+    conn.close()
+
+
+def anonymous_status(rgw, method, path, data=None):
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(rgw.https_endpoint + path, data=data, method=method)
+    try:
+        with urllib.request.urlopen(req, context=ssl.create_default_context(cafile=rgw.ca_bundle), timeout=20) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_rollback_copies_back_media_written_after_the_switch_and_keeps_urls(host_factory, s3, bucket_name, rgw):
+    """Migrate; the app writes new media (DB rows + objects only in the bucket); rollback: on disk, byte for
+    byte, with Mastodon's owner and modes, served at their local URL; the media-domain URL handed out during
+    the migration still answers. Then edit, migrate, rollback: the edit is kept."""
+    host = host_factory("subdomain")
+    res = migrate(host)
+    assert res.rc == 0, res
+    # The bucket model after a full migrate.yml: the suspended remote account's media attachment is private,
+    # its avatar public; a public object 200; anonymous LIST and PUT 403 - at the endpoint and through the proxy.
+    suspended_media = "cache/media_attachments/files/000/000/008/original/m7.mp3"
+    suspended_avatar = "cache/accounts/avatars/001/234/567/890/original/r4av.jpg"
+    assert host.instance.expected[suspended_media][1] == "private"
+    assert host.instance.expected[suspended_avatar][1] is None
+    assert anonymous_status(rgw, "GET", "/%s/%s" % (bucket_name, suspended_media)) == 403
+    assert anonymous_status(rgw, "GET", "/%s/%s" % (bucket_name, suspended_avatar)) == 200
+    assert anonymous_status(rgw, "GET", "/%s/" % bucket_name) == 403
+    assert anonymous_status(rgw, "PUT", "/%s/evil.txt" % bucket_name, data=b"x") == 403
+    with pytest.raises(Exception, match="NoSuchBucketPolicy"):
+        s3.get_bucket_policy(Bucket=bucket_name)
+    assert host.get_media(suspended_media).status in (403, 404)
+    assert host.get_media(suspended_avatar).status == 200
+
+    local_owner = os.stat(host.system_root)
+    new = [
+        # a local upload after the switch
+        dict(id=900001, account_id=1, remote_url="", name="new-local.png", acl="public-read", mode=0o644,
+             keys=["media_attachments/files/000/900/001/original/new-local.png",
+                   "media_attachments/files/000/900/001/small/new-local.png"]),
+        # a remote media fetched after the switch (cache/)
+        dict(id=900002, account_id=2, remote_url="https://remote.example/x.png", name="new-remote.png",
+             acl="public-read", mode=0o644,
+             keys=["cache/media_attachments/files/000/900/002/original/new-remote.png",
+                   "cache/media_attachments/files/000/900/002/small/new-remote.png"]),
+        # media of the suspended local account (dave, id 3): private, 0600 on disk like Mastodon
+        dict(id=900003, account_id=3, remote_url="", name="new-suspended.png", acl="private", mode=0o600,
+             keys=["media_attachments/files/000/900/003/original/new-suspended.png",
+                   "media_attachments/files/000/900/003/small/new-suspended.png"]),
+    ]
+    insert_media(host, new)
+    bodies = {}
+    for item in new:
+        for key in item["keys"]:
+            bodies[key] = os.urandom(2048) + key.encode()
+            s3.put_object(Bucket=bucket_name, Key=key, Body=bodies[key], ACL=item["acl"], ContentType="image/png")
+            assert not os.path.exists(os.path.join(host.system_root, key))
+    # A media-domain URL handed to other servers during the migration.
+    handed_out = new[0]["keys"][0]
+    assert host.get_media(handed_out).status == 200
+    # The private object is private at the endpoint and through the proxy.
+    assert host.get_media(new[2]["keys"][0]).status in (403, 404)
+
+    back = migrate(host, playbook=ROLLBACK)
+    assert back.rc == 0, back
+    for item in new:
+        for key in item["keys"]:
+            path = os.path.join(host.system_root, key)
+            with open(path, "rb") as fh:
+                assert fh.read() == bodies[key], key
+            st = os.stat(path)
+            assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (item["mode"], local_owner.st_uid,
+                                                                  local_owner.st_gid), key
+    # Served at the local URL by the app's own /system location (public, not the suspended one).
+    local = host.get("/system/" + new[0]["keys"][0], APP_HOST)
+    assert (local.status, local.body) == (200, bodies[new[0]["keys"][0]])
+    # The URL handed out during the migration still answers (the proxy stays).
+    assert host.get_media(handed_out).status == 200
+
+    # migrate / rollback / admin edit / migrate / rollback keeps the edit.
+    with open(host.env_file, "a") as fh:
+        fh.write("SINGLE_USER_MODE=true\n")
+    edited = Path(host.env_file).read_bytes()
+    assert migrate(host).rc == 0
+    switched = Path(host.env_file).read_bytes()
+    assert switched != edited
+
+    def backups():
+        live = os.path.dirname(host.env_file)
+        return {n: Path(live, n).read_bytes() for n in os.listdir(live) if n.startswith(".env.production.")
+                and n.endswith("~")}
+
+    before = backups()
+    again = migrate(host, playbook=ROLLBACK)
+    assert again.rc == 0, again
+    assert Path(host.env_file).read_bytes() == edited
+    # The switched file was backed up before the original was restored.
+    made = {n: data for n, data in backups().items() if n not in before}
+    assert list(made.values()) == [switched], sorted(made)

@@ -254,3 +254,64 @@ def test_old_files_urls_through_nginx_after_the_move(tmp_path, pg, s3, drive, ng
         assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again
     finally:
         standin.stop()
+
+
+def test_killed_mid_run_then_rerun_ends_complete(tmp_path, pg, s3, drive):
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.ansible_helpers import REPO, ansible_env
+
+    d = drive
+    if d.version != "2025.4.0":
+        pytest.skip("the kill does not depend on the version; one run is enough")
+    more = [d.add("bulk-%02d.png" % n, "image/png", PNG + os.urandom(2048), thumbnail=WEBP + os.urandom(64))
+            for n in range(40)]
+    play = tmp_path / "move.yml"
+    play.write_text(MOVE)
+    inventory = tmp_path / "inventory"
+    inventory.write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable)
+    extra = tmp_path / "extra.json"
+    extra.write_text(json.dumps(d.extra))
+    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), str(play),
+                             "-i", str(inventory), "-e", "@%s" % extra], env=ansible_env(), cwd=str(REPO),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    flipped = 0
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            rows = pg.execute("SELECT count(*) FROM drive_file WHERE NOT \"storedInternal\" AND \"accessKey\" LIKE 'misskey/%'",
+                              d.db)
+            flipped = rows[0][0]
+            if flipped >= 3:
+                break
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert 3 <= flipped < 45, "the kill did not land mid-run (%d rows flipped)" % flipped
+
+    def size_of(key):
+        try:
+            return s3.head_object(Bucket=d.bucket, Key=key)["ContentLength"]
+        except s3.exceptions.ClientError:
+            return None
+
+    def check_invariant():
+        for r in list(d.rows.values()):
+            got = row(pg, d, r["id"])
+            if got["storedInternal"] is False and (got["accessKey"] or "").startswith(PREFIX + "/"):
+                assert size_of(got["accessKey"]) == r["size"], r["id"]  # never flipped without its object
+                if got["thumbnailUrl"]:
+                    assert size_of(got["thumbnailAccessKey"]) is not None, r["id"]
+
+    check_invariant()
+    rest = run_playbook(MOVE, extra_vars=d.extra)
+    assert rest.rc == 0, rest
+    check_invariant()
+    for r in more + [d.photo, d.plain, d.svg, d.archive, d.avatar]:
+        assert row(pg, d, r["id"])["storedInternal"] is False
+    assert run_playbook(MOVE, extra_vars=d.extra).stats["localhost"]["changed"] == 0

@@ -225,7 +225,7 @@ def test_mode(stack, mode):
     assert result.changed > 0
     assert managed_files(layout) == before_files
     assert not os.path.exists(layout["cache"]) and not os.path.exists(layout["dropin"])
-    assert workers(nginx) == before
+    assert workers(nginx) <= before  # no new child: no reload (the cache loader may have exited meanwhile)
 
     # The real run.
     result, before = run_role(st, mode=mode)
@@ -351,7 +351,9 @@ def test_mode(stack, mode):
     assert result.rc == 0, failure_text(result) + result.stderr[-2000:]
     assert result.changed == 0, [t["name"] for t in result.tasks if t["result"].get("changed")]
     time.sleep(0.3)
-    assert workers(nginx) == before
+    # No reload = no new child process (the cache loader, also a child, exits on its own about a minute
+    # after a start, which a slow run outlives: fewer children is fine).
+    assert workers(nginx) <= before
     result, _ = run_role(st, check=True, mode=mode)
     assert result.rc == 0 and result.changed == 0, failure_text(result)
 
@@ -375,7 +377,7 @@ def test_mode(stack, mode):
     message = failure_text(result)
     assert "previous files were put back" in message and "[emerg]" in message and "too small" in message, message
     assert managed_files(layout) == good_files
-    assert workers(nginx) == before
+    assert workers(nginx) <= before  # no new child: no reload (the cache loader may have exited meanwhile)
     # nginx_proxy_backup: the role also left a timestamped copy of the file it had replaced.
     assert [n for n in os.listdir(layout["conf_d"]) if n.startswith("fediverse_media-cache.conf.") and n.endswith("~")]
     r = get(REMOTE_KEY)

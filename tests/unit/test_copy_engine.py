@@ -476,3 +476,42 @@ def test_check_mode_writes_no_progress_file(tmp_path, system_root):
                            index=listing.BucketIndex(), progress_file=str(state / "p.json"))
     engine.run(_rows(), rows_total=3)
     assert os.listdir(state) == []
+
+
+# --- issue 11: private objects already in the bucket ---------------------------------------------
+
+OWNER = {"Grantee": {"Type": "CanonicalUser", "ID": "fos", "DisplayName": "fos"}, "Permission": "FULL_CONTROL"}
+
+
+def _group(name, permission="READ"):
+    return {"Grantee": {"Type": "Group", "URI": "http://acs.amazonaws.com/groups/global/" + name},
+            "Permission": permission}
+
+
+def test_acl_is_public():
+    # the Grants of GetObjectAcl for the canned ACLs private, public-read, authenticated-read
+    assert ce.acl_is_public([OWNER]) is False
+    assert ce.acl_is_public([]) is False and ce.acl_is_public(None) is False
+    assert ce.acl_is_public([OWNER, _group("AllUsers")]) is True
+    assert ce.acl_is_public([OWNER, _group("AuthenticatedUsers")]) is True
+    assert ce.acl_is_public([OWNER, _group("AllUsers", "READ_ACP")]) is True
+    other_user = {"Grantee": {"Type": "CanonicalUser", "ID": "someone"}, "Permission": "READ"}
+    assert ce.acl_is_public([OWNER, other_user, _group("LogDelivery", "WRITE")]) is False
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_triage_hands_private_existing_objects_to_an_acl_check(system_root, check_mode):
+    key = "cache/media_attachments/files/000/000/001/original/a.png"
+    index = listing.BucketIndex([(key, 100), ("cache/accounts/avatars/000/000/002/original/b.jpg", 200)])
+    engine = ce.CopyEngine(None, "bucket", sources.FilesystemSource(str(system_root)), index=index, check_mode=check_mode)
+    # a private object already there: not simply skipped, its ACL is checked by a worker
+    assert engine.triage("m", MediaObject("m", key, "image/png", "private", 1)) is ce.CHECK_PRIVATE
+    # a public one already there: skipped without a request
+    assert engine.triage("a", MediaObject("a", "cache/accounts/avatars/000/000/002/original/b.jpg",
+                                          "image/jpeg", None, 2)) is None
+    # a private one not there yet: copied (with ACL private), or counted in check mode
+    small = MediaObject("m", "cache/media_attachments/files/000/000/001/small/a.png", "image/png", "private", 1)
+    assert engine.triage("m", small) == (None if check_mode else 10)
+    assert engine.extra_args(small)["ACL"] == "private"
+    assert engine.stats.totals()["skipped"] == 1
+    assert engine.limiter.requests == 0

@@ -185,3 +185,21 @@ def test_nginx_starts_without_resolving_the_bucket(prefix):
     rc, err = nginx_t(prefix, text)
     assert rc == 0, err
     assert 'set $fediverse_media_upstream "media-bucket.nowhere.invalid";' in text
+
+
+def test_other_host_names_never_reach_the_bucket(prefix):
+    """Subdomain: both servers answer 421 to any Host but the media name (even as the default server of
+    the port). Directory/system: the same inside the location when the domain is given."""
+    cert, key = self_signed_cert(prefix, ["s3.example.com"])
+    v = values(prefix, nginx_proxy_domain="S3.example.com", nginx_proxy_ssl_certificate=cert,
+               nginx_proxy_ssl_certificate_key=key, nginx_proxy_http_port=18085, nginx_proxy_https_port=18445)
+    text = render("nginx/subdomain.conf.j2", v)
+    assert text.count('if ($host != "s3.example.com") {\n        return 421;\n    }') == 2
+    rc, err = nginx_t(prefix, render("nginx/proxy-cache.conf.j2", v) + text)
+    assert rc == 0, err + text
+    for mode in ("directory", "system"):
+        with_domain = render("nginx/%s.conf.j2" % mode, values(prefix, nginx_proxy_mode=mode, nginx_proxy_domain="example.com"))
+        assert 'if ($host != "example.com") {' in with_domain
+        rc, err = nginx_t(prefix, render("nginx/proxy-cache.conf.j2", v) + server(18086, with_domain))
+        assert rc == 0, err + with_domain
+        assert "if ($host" not in render("nginx/%s.conf.j2" % mode, values(prefix, nginx_proxy_mode=mode))

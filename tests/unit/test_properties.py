@@ -1,10 +1,14 @@
 """Property-based tests (hypothesis): the env-file editor on any input, Mastodon's key layout on
 ids of every length, and the diff mask on any credential."""
 
+import os
 import re
+import tempfile
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
+
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils import mastodon_layout as L
 from ansible_collections.fediverse.object_storage.plugins.module_utils.envfile import (
@@ -18,6 +22,9 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.envfile i
     read_env,
     update_env,
 )
+
+# Hypothesis' caches stay out of the tree (the collection is built from it).
+set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "fediverse-object-storage-hypothesis"))
 
 KEYS = st.sampled_from(["S3_BUCKET", "S3_ENABLED", "AWS_SECRET_ACCESS_KEY", "DB_PASS", "X", "export_Y"])
 VALUES = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00"), max_size=30)
@@ -50,7 +57,7 @@ def _is_subsequence(small, big):
     return all(any(item == other for other in it) for item in small)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=TEXTS, key=KEYS, value=VALUES)
 def test_editor_keeps_other_lines_and_is_idempotent(text, key, value):
     try:
@@ -78,7 +85,7 @@ def test_editor_keeps_other_lines_and_is_idempotent(text, key, value):
             1 for a in assignments(text) if a.key == key)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, database=None)
 @given(values=st.dictionaries(KEYS, VALUES, max_size=4))
 def test_written_values_read_back_exactly(values):
     text = "# Mastodon\nLOCAL_DOMAIN=example.com\n"
@@ -97,7 +104,7 @@ PASSWORDS = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126, 
                     min_size=6, max_size=20)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, database=None)
 @given(password=PASSWORDS, scheme=st.sampled_from(["postgres", "postgresql", "redis", "rediss", "amqp"]),
        user=st.sampled_from(["", "mastodon", "u"]))
 def test_url_passwords_never_reach_a_diff(password, scheme, user):
@@ -113,7 +120,7 @@ SAFE_NAMES = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc"), b
                      min_size=1, max_size=40).filter(lambda n: n not in (".", ".."))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, database=None)
 @given(record_id=IDS)
 def test_id_partition_every_length(record_id):
     partition = L.id_partition(record_id)
@@ -125,7 +132,7 @@ def test_id_partition_every_length(record_id):
     assert (len(groups) == 3) is (record_id < 10 ** 9)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(record_id=IDS, name=SAFE_NAMES, kind=st.sampled_from(L.KINDS),
        content_type=st.sampled_from([None, "image/png", "image/gif", "video/mp4", "audio/ogg", "image/heic"]),
        remote=st.booleans(), version=st.sampled_from([None, 0, 1]))
@@ -142,7 +149,7 @@ def test_keys_stay_in_their_kind_for_every_id_and_safe_name(record_id, name, kin
     assert row.objects[0].key == prefix + "original/" + name
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, database=None)
 @given(record_id=IDS, kind=st.sampled_from(L.KINDS),
        name=st.one_of(st.builds(lambda a, b: a + "/" + b, st.text(max_size=8), st.text(max_size=8)),
                       st.builds(lambda a, b: a + "\\" + b, st.text(max_size=8), st.text(max_size=8)),

@@ -1,0 +1,21 @@
+"""FilesystemSource.size: only "file not found" is a missing source (real files in a temp dir)."""
+
+import os
+
+import pytest
+
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_sources import FilesystemSource
+
+
+def test_not_found_is_none_other_errors_raise(tmp_path):
+    (tmp_path / "cache" / "a").mkdir(parents=True)
+    (tmp_path / "cache" / "a" / "f.png").write_bytes(b"12345")
+    (tmp_path / "plain").write_bytes(b"x")
+    src = FilesystemSource(str(tmp_path))
+    assert src.size("cache/a/f.png") == 5
+    assert src.size("cache/a/missing.png") is None          # ENOENT
+    assert src.size("plain/under-a-file.png") is None       # ENOTDIR: a path that cannot exist
+    os.symlink("loop", tmp_path / "cache" / "loop")
+    with pytest.raises(OSError) as err:                      # ELOOP: not "not found", must not pass as missing
+        src.size("cache/loop/f.png")
+    assert err.value.errno not in (2, 20)
