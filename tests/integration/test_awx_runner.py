@@ -110,7 +110,8 @@ def test_migrate_runs_like_an_awx_job_with_keys_only_in_env(private_data_dir, rg
     assert (run.status, run.rc) == ("successful", 0), run.stdout.read()[-5000:]
 
     keys = {o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket) for o in page.get("Contents", [])}
-    assert keys == set(host.instance.expected) | set(host.instance.expected_local)  # local media copied by default
+    # The survey's default scope is cache and local, like the role's.
+    assert keys == set(host.instance.expected) | set(host.instance.expected_local)
     with open(host.env_file) as fh:
         text = fh.read()
     assert "S3_ALIAS_HOST=%s/storage" % APP_HOST in text and "AWS_SECRET_ACCESS_KEY=%s" % rgw.secret_key in text

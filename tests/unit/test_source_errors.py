@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_sources import FilesystemSource
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_sources import FilesystemSource, UnsafeSource
 
 
 def test_not_found_is_none_other_errors_raise(tmp_path):
@@ -15,7 +15,10 @@ def test_not_found_is_none_other_errors_raise(tmp_path):
     assert src.size("cache/a/f.png") == 5
     assert src.size("cache/a/missing.png") is None          # ENOENT
     assert src.size("plain/under-a-file.png") is None       # ENOTDIR: a path that cannot exist
+    # A looping link (ELOOP when followed): never followed, never "not found": reported as unsafe.
     os.symlink("loop", tmp_path / "cache" / "loop")
-    with pytest.raises(OSError) as err:                      # ELOOP: not "not found", must not pass as missing
+    with pytest.raises(UnsafeSource):
         src.size("cache/loop/f.png")
-    assert err.value.errno not in (2, 20)
+    # A special file is no media file: nothing to copy (opened non-blocking, never read).
+    os.mkfifo(tmp_path / "cache" / "fifo")
+    assert src.size("cache/fifo") is None
