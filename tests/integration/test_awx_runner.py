@@ -78,6 +78,12 @@ def private_data_dir(pg, rgw, nginx_factory, dns, s3):
         extravars = survey_answers(migrate_app="mastodon", migrate_domain=APP_HOST, migrate_proxy_mode="directory",
                                    migrate_bucket=bucket, migrate_endpoint=rgw.https_endpoint,
                                    migrate_mastodon_dir=host.live)
+        # The proxy reaches the bucket virtual-host style (BUCKET.s3.localhost) while the survey's endpoint is
+        # RGW's 127.0.0.1: the job template's own extra vars carry the proxy's endpoint name (role vars of
+        # include_role outrank inventory host vars, so it cannot live there).
+        extravars["nginx_proxy_s3_endpoint"] = host_vars.pop("nginx_proxy_s3_endpoint")
+        with open(os.path.join(pdd, "inventory", "host_vars", "localhost.yml"), "w") as fh:
+            yaml.safe_dump(host_vars, fh)
         with open(os.path.join(pdd, "env", "extravars"), "w") as fh:
             yaml.safe_dump(extravars, fh)
         envvars = credential_env(access_key=rgw.access_key, secret_key=rgw.secret_key)
