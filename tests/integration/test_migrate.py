@@ -256,9 +256,8 @@ def test_production_shaped_host_keeps_the_site_and_lets_moderation_through(host_
 
     host = host_factory(mode)
     inst = host.instance
-    # bucket_policy private: anonymous reads follow each object's ACL, as Mastodon's S3 model wants (under the
-    # bucket role's default public-read policy an ACL-private object stays readable: see the report).
-    res = migrate(host, extra={"nginx_proxy_cache_valid": "%ds" % VALIDITY, "bucket_policy": "private"})
+    # The bucket's default model for Mastodon (object-acl, issue 11): anonymous reads follow each object's ACL.
+    res = migrate(host, extra={"nginx_proxy_cache_valid": "%ds" % VALIDITY})
     assert res.rc == 0, res
     assert not any("NOT enforced" in str(t["result"].get("msg", "")) for t in res.tasks)
 
