@@ -53,13 +53,7 @@ options:
     default: true
 extends_documentation_fragment:
   - ansible.builtin.files
-attributes:
-  check_mode:
-    support: full
-    description: Reports what would change; nothing is written.
-  diff_mode:
-    support: full
-    description: Shows the change with the values of secrets masked.
+  - fediverse.object_storage.attributes
 notes:
   - Docker Compose takes a value verbatim, quotes included; values made of letters, digits and
     C(_./:@,+=%-) are written without quotes.

@@ -124,13 +124,13 @@ missing:
   type: int
 """
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils import cache_retirement as cr  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (  # noqa: E402
-    ADDRESSING_STYLES,
     describe_error,
     client_from_module,
+    s3_argument_spec,
 )
 
 
@@ -161,15 +161,8 @@ def main():
             action=dict(type="str", default="inspect", choices=["inspect", "retire", "delete", "restore"]),
             bucket=dict(type="str"),
             key_prefix=dict(type="str", default="", no_log=False),
-            endpoint=dict(type="str"),
-            region=dict(type="str"),
-            access_key=dict(type="str", no_log=True, aliases=["aws_access_key_id"],
-                            fallback=(env_fallback, ["AWS_ACCESS_KEY_ID"])),
-            secret_key=dict(type="str", no_log=True, aliases=["aws_secret_access_key"],
-                            fallback=(env_fallback, ["AWS_SECRET_ACCESS_KEY"])),
-            addressing_style=dict(type="str", default="path", choices=list(ADDRESSING_STYLES)),
-            ca_bundle=dict(type="path"),
-            validate_certs=dict(type="bool", default=True),
+            # The S3 connection options of every S3 module; the endpoint only for action=delete.
+            **dict(s3_argument_spec(), endpoint=dict(type="str")),
         ),
         required_if=[("action", "delete", ["bucket", "endpoint"])],
         supports_check_mode=True,
