@@ -53,11 +53,15 @@ def chmod_tree(root):
 def build_mastodon(pg, root):
     """A Mastodon instance under ROOT/mastodon/live (database on PG); returns the fixture instance."""
     from tests.fixtures.mastodon_instance import build_instance
-    from tests.migrate_support import write_env_file
+    from tests.migrate_support import VERSION_RB, write_env_file
 
     live = os.path.join(root, "mastodon", "live")
     system = os.path.join(live, "public", "system")
     os.makedirs(system)
+    # Pre-flight reads the version before a path alias (directory/system modes need 4.1.3+).
+    os.makedirs(os.path.join(live, "lib", "mastodon"))
+    with open(os.path.join(live, "lib", "mastodon", "version.rb"), "w") as fh:
+        fh.write(VERSION_RB.format(4, 3, 2))
     dbname = "mol_mastodon_" + uuid.uuid4().hex[:8]
     instance = build_instance(pg, dbname, system, missing=())
     # The container reaches the host's PostgreSQL (127.0.0.1:PORT) as 10.0.2.2:PORT.
