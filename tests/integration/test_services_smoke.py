@@ -203,8 +203,11 @@ def render_template(name, variables):
     """Render templates/nginx/NAME as Ansible does (trim_blocks), with plain jinja2 and StrictUndefined."""
     import jinja2
 
+    from ansible.plugins.filter.core import FilterModule
+
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(NGINX_TEMPLATES), undefined=jinja2.StrictUndefined,
                              trim_blocks=True, keep_trailing_newline=True)
+    env.filters.update(FilterModule().filters())  # Ansible's core filters (regex_replace, ...)
     return env.get_template(name).render(**variables)
 
 
@@ -234,6 +237,9 @@ def sample_vars(workdir, port, https_port):
         nginx_proxy_directory_path="/storage/", _prefix="/media/",
     )
     variables.setdefault("nginx_proxy_cors_origin", "*")
+    # misskey-files.conf.j2 (the misskey role's drive_move entry point): Misskey upstream, bucket URL, prefix.
+    variables.update(misskey_files_upstream="http://127.0.0.1:3000", misskey__moved_base_url="https://media.localhost/",
+                     misskey__moved_prefix="storage")
     return variables
 
 
