@@ -35,18 +35,16 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_c
 )
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import region_for, resolve_endpoint
 
-try:
+# The guarded psycopg2 import is db.py's (one place for both apps).
+from ansible_collections.fediverse.object_storage.plugins.module_utils.db import (  # noqa: F401  pylint: disable=unused-import
+    HAS_PSYCOPG2,
+    PGError,
+    PSYCOPG2_IMPORT_ERROR,
+)
+
+if HAS_PSYCOPG2:
     import psycopg2
     from psycopg2 import sql
-    HAS_PSYCOPG2 = True
-    PSYCOPG2_IMPORT_ERROR = None
-    PGError = psycopg2.Error
-except ImportError as exc:  # pragma: no cover - exercised by ansible-test's import sanity test
-    HAS_PSYCOPG2 = False
-    PSYCOPG2_IMPORT_ERROR = exc
-
-    class PGError(Exception):
-        """Stands in for psycopg2.Error when psycopg2 is missing."""
 
 DEFAULT_PORT = 5432
 CONNECT_TIMEOUT = 10
