@@ -10,6 +10,9 @@ __metaclass__ = type
 class ModuleDocFragment(object):
     # The Mastodon database options shared by media_copy and media_info (module_utils/db.py).
     DOCUMENTATION = r"""
+notes:
+  - The module is in the C(fediverse.object_storage.db) action group, so C(module_defaults) can set
+    O(db_host), O(db_port), O(db_name), O(db_user) and O(db_password) once.
 options:
   db_host:
     description:

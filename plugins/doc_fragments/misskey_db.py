@@ -10,6 +10,9 @@ __metaclass__ = type
 class ModuleDocFragment(object):
     # The Misskey (v11+) database options shared by the Misskey modules (module_utils/misskey_db.py).
     DOCUMENTATION = r"""
+notes:
+  - The module is in the C(fediverse.object_storage.db) action group, so C(module_defaults) can set
+    O(db_host), O(db_port), O(db_name), O(db_user) and O(db_password) once.
 options:
   config_file:
     description:

@@ -29,7 +29,7 @@ PLAY = """
         media_copy_python_interpreter: /usr/bin/python3
     - name: Show the interpreter
       ansible.builtin.debug:
-        var: media_copy__interpreter
+        var: media_copy_interpreter
 """
 
 
@@ -38,4 +38,4 @@ def test_dependency_step_runs_once_per_play():
     assert res.rc == 0, res
     chosen = [t for t in res.tasks if "Choose the interpreter" in t["name"]]
     assert [bool(t["result"].get("skipped")) for t in chosen] == [False, True, False], chosen
-    assert res.task("Show the interpreter")["media_copy__interpreter"] == "/usr/bin/python3"
+    assert res.task("Show the interpreter")["media_copy_interpreter"] == "/usr/bin/python3"
