@@ -222,8 +222,8 @@ def test_media_copy_dependencies_entry_point_documents_its_output():
     assert entry, "media_copy has no documented dependencies entry point"
     description = " ".join(entry.get("description") or [])
     assert "media_copy_interpreter" in description
-    set_facts = [t.get("ansible.builtin.set_fact") or {} for m in _mappings(load(ROLES_DIR / "media_copy" / "tasks" / "dependencies.yml"))
-                 for t in [m] if "ansible.builtin.set_fact" in t]
+    tasks = load(ROLES_DIR / "media_copy" / "tasks" / "dependencies.yml")
+    set_facts = [m["ansible.builtin.set_fact"] for m in _mappings(tasks) if "ansible.builtin.set_fact" in m]
     assert any("media_copy_interpreter" in facts for facts in set_facts)
 
 
