@@ -113,18 +113,11 @@ drive:
 """
 
 import copy  # noqa: E402
-import errno  # noqa: E402
-import os  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 from ansible.module_utils.common.text.converters import to_native  # noqa: E402
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.atomic import (  # noqa: E402
-    AtomicWriteError,
-    backup_copy,
-    read_bytes,
-    write_atomic,
-)
+from ansible_collections.fediverse.object_storage.plugins.module_utils.atomic import finish_edit, read_for_edit  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import (  # noqa: E402
     HAS_YAML,
     MASK,
@@ -146,14 +139,7 @@ def masked_drive(drive):
 def handle_drive(module):
     params = module.params
     path = params["path"]
-    try:
-        before = read_bytes(path).decode("utf-8", "surrogateescape")
-    except AtomicWriteError as exc:
-        module.fail_json(msg="%s: nothing was changed" % to_native(exc.strerror or exc))
-    except OSError as exc:
-        if exc.errno == errno.ENOENT:
-            module.fail_json(msg="%s does not exist: nothing was changed. Is Misskey installed there?" % path)
-        module.fail_json(msg="cannot read %s: %s" % (path, to_native(exc.strerror or exc)))
+    before = read_for_edit(module, path, "Is Misskey installed there?")
     drive = drive_settings(
         bucket=params["bucket"], prefix=params["prefix"], base_url=params["base_url"], endpoint=params["endpoint"],
         access_key=params["access_key"], secret_key=params["secret_key"], region=params["region"],
@@ -164,15 +150,7 @@ def handle_drive(module):
     if module._diff:
         result["diff"] = dict(before_header=path, after_header=path,
                               before=mask_yaml_secrets(before), after=mask_yaml_secrets(after))
-    if changed and not module.check_mode:
-        # Backup and new content: unpredictable temporary names created exclusively, never
-        # through a link, owner/group/mode kept (module_utils/atomic.py).
-        if params["backup"]:
-            result["backup_file"] = backup_copy(path, before.encode("utf-8", "surrogateescape"), os.lstat(path))
-        write_atomic(path, after.encode("utf-8", "surrogateescape"))
-    file_args = module.load_file_common_arguments(module.params)
-    result["changed"] = module.set_fs_attributes_if_different(file_args, result["changed"])
-    return result
+    return finish_edit(module, path, before, after, result)
 
 
 def main():
