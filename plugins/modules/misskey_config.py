@@ -114,19 +114,22 @@ drive:
 
 import copy  # noqa: E402
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
-from ansible.module_utils.common.text.converters import to_native  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils.atomic import finish_edit, read_for_edit  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import (  # noqa: E402
     HAS_YAML,
     MASK,
-    MisskeyConfigError,
     drive_settings,
     mask_yaml_secrets,
     replace_drive,
 )
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import S3ConfigError  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_db import (  # noqa: E402
+    drive_argument_spec,
+    run_module,
+)
+
+REQUIRED = ("bucket", "prefix", "base_url", "endpoint", "access_key", "secret_key")
 
 
 def masked_drive(drive):
@@ -154,33 +157,13 @@ def handle_drive(module):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type="path", required=True),
-            bucket=dict(type="str", required=True),
-            prefix=dict(type="str", required=True),
-            base_url=dict(type="str", required=True),
-            endpoint=dict(type="str", required=True),
-            region=dict(type="str"),
-            port=dict(type="int"),
-            use_ssl=dict(type="bool"),
-            use_proxy=dict(type="bool"),
-            set_public_read=dict(type="bool", default=False),
-            s3_force_path_style=dict(type="bool", default=True),
-            access_key=dict(type="str", required=True, no_log=True),
-            secret_key=dict(type="str", required=True, no_log=True),
-            backup=dict(type="bool", default=True),
-        ),
-        add_file_common_args=True,
-        supports_check_mode=True,
+    argument_spec = drive_argument_spec(required=REQUIRED, set_public_read=False, s3_force_path_style=True)
+    argument_spec.update(
+        path=dict(type="path", required=True),
+        backup=dict(type="bool", default=True),
     )
-    if not HAS_YAML:
-        module.fail_json(msg=missing_required_lib("PyYAML"))
-    try:
-        result = handle_drive(module)
-    except (MisskeyConfigError, S3ConfigError, OSError) as exc:
-        module.fail_json(msg=to_native(exc))
-    module.exit_json(**result)
+    module = AnsibleModule(argument_spec=argument_spec, add_file_common_args=True, supports_check_mode=True)
+    run_module(module, handle_drive, needs=[("PyYAML", HAS_YAML)])
 
 
 if __name__ == "__main__":

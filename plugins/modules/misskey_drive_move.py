@@ -126,8 +126,7 @@ not_restored:
   type: int
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
-from ansible.module_utils.common.text.converters import to_native  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils import misskey_db, misskey_storage  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import (  # noqa: E402
@@ -139,11 +138,7 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_d
     DriveMover,
     rollback,
 )
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (  # noqa: E402
-    HAS_BOTO3,
-    S3ConfigError,
-    s3_client,
-)
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import HAS_BOTO3, s3_client  # noqa: E402
 
 
 def instance_url(params):
@@ -199,13 +194,8 @@ def main():
         validate_certs=dict(type="bool", default=True),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_BOTO3 and module.params["state"] == "moved":
-        module.fail_json(msg=missing_required_lib("boto3"))
-    try:
-        result = run(module)
-    except (MisskeyConfigError, DriveMoveError, S3ConfigError, OSError) as exc:
-        module.fail_json(msg=to_native(exc))
-    module.exit_json(**result)
+    misskey_db.run_module(module, run, needs=[("boto3", HAS_BOTO3 or module.params["state"] != "moved")],
+                          errors=(DriveMoveError,))
 
 
 if __name__ == "__main__":
