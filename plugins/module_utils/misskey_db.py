@@ -43,11 +43,14 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import
     resolve_endpoint,
 )
 
-# The guarded psycopg2 import is db.py's (one place for both apps).
+# The guarded psycopg2 import is db.py's (one place for both apps), and so are the db_* option values
+# and the wording of a libpq error.
 from ansible_collections.fediverse.object_storage.plugins.module_utils.db import (  # noqa: F401  pylint: disable=unused-import
     HAS_PSYCOPG2,
     PGError,
     PSYCOPG2_IMPORT_ERROR,
+    clean_pg_message,
+    db_option_values,
 )
 
 if HAS_PSYCOPG2:
@@ -103,16 +106,7 @@ def connection_params(host=None, port=None, dbname=None, user=None, password=Non
 
 def connection_params_from(module_params):
     """connection_params() from a module's db_* and config_file options."""
-    return connection_params(host=module_params.get("db_host"), port=module_params.get("db_port"),
-                             dbname=module_params.get("db_name"), user=module_params.get("db_user"),
-                             password=module_params.get("db_password"), config_file=module_params.get("config_file"))
-
-
-def _clean(exc):
-    for line in str(exc).strip().splitlines():
-        if line.strip():
-            return line.strip().replace("FATAL:  ", "").replace("ERROR:  ", "")
-    return exc.__class__.__name__
+    return connection_params(config_file=module_params.get("config_file"), **db_option_values(module_params))
 
 
 def connect(params):
@@ -125,7 +119,7 @@ def connect(params):
     except PGError as exc:
         target = "%s@%s:%s/%s" % (params.get("user"), params.get("host", "localhost"), params.get("port"),
                                   params.get("dbname"))
-        raise MisskeyConfigError("cannot connect to Misskey's database %s: %s" % (target, _clean(exc))) from None
+        raise MisskeyConfigError("cannot connect to Misskey's database %s: %s" % (target, clean_pg_message(exc))) from None
 
 
 def table_columns(cursor, table):
@@ -303,7 +297,7 @@ def _meta_transaction(conn):
                 conn.rollback()
     except PGError as exc:
         conn.rollback()
-        raise MisskeyConfigError("database error on the meta table: %s" % _clean(exc)) from None
+        raise MisskeyConfigError("database error on the meta table: %s" % clean_pg_message(exc)) from None
 
 
 def apply_meta(conn, wanted, check_mode=False):
