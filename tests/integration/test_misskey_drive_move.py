@@ -332,6 +332,16 @@ PURGE = """
         batch_size: 2
 """
 
+PURGE_ROLE = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Purge with the role
+      ansible.builtin.include_role:
+        name: fediverse.object_storage.misskey
+        tasks_from: drive_purge
+"""
+
 
 def test_purge_after_the_soak_then_rollback_writes_the_files_back(tmp_path, pg, s3, drive):
     d = drive
@@ -347,14 +357,19 @@ def test_purge_after_the_soak_then_rollback_writes_the_files_back(tmp_path, pg, 
     moved_rows = {r["id"]: row(pg, d, r["id"]) for r in moved}
     k = lambda key: "%s/%s" % (PREFIX, key)  # noqa: E731
 
-    soaking = run_playbook(PURGE, extra_vars=d.extra)
+    # during the soak (the role's drive_purge entry point, default 14 days): nothing deleted
+    role_vars = dict(misskey_dir=os.path.dirname(os.path.dirname(d.extra["config_file"])), misskey_files_dir=files,
+                     misskey_s3_ca_bundle=d.extra["ca_bundle"])
+    soaking = run_playbook(PURGE_ROLE, extra_vars=role_vars)
     assert soaking.rc == 0 and soaking.stats["localhost"]["changed"] == 0, soaking
-    task = soaking.task("Purge or roll back")
+    task = soaking.task("Delete the local copies of moved files after the soak period")
     assert task["purge_stats"]["soaking"] == 6 and task["purge_stats"]["due"] == 0 and task["next_due"]
     assert tree(files) == before_disk
 
-    # the soak has passed (flipped two days ago, soak of one day)
-    pg.execute("UPDATE fediverse_object_storage_drive_journal SET flipped_at = now() - interval '2 days'", d.db)
+    # the soak has passed (flipped two days ago, soak of one day), in a journal from before flipped_at
+    # existed: the soak counts from updated_at, and the column comes back
+    pg.execute("ALTER TABLE fediverse_object_storage_drive_journal DROP COLUMN flipped_at", d.db)
+    pg.execute("UPDATE fediverse_object_storage_drive_journal SET updated_at = now() - interval '2 days'", d.db)
     # a row changed back by hand, a deleted object, an object of another size, a link in files/
     pg.execute("""UPDATE drive_file SET "url" = '%s' WHERE id = '%s'""" % (d.plain["url"], d.plain["id"]), d.db)
     s3.delete_object(Bucket=d.bucket, Key=k(d.archive["accessKey"]))
@@ -385,6 +400,8 @@ def test_purge_after_the_soak_then_rollback_writes_the_files_back(tmp_path, pg, 
                               "WHERE state = 'purged'", d.db))
     assert set(journal) == {d.photo["id"], d.ok["id"]} and d.ok["thumbnailAccessKey"] in journal[d.ok["id"]]
 
+    assert pg.execute("SELECT count(*) FROM fediverse_object_storage_drive_journal WHERE flipped_at < now() - "
+                      "interval '1 day'", d.db) == [(6,)]  # backfilled from updated_at
     again = run_playbook(PURGE, extra_vars=dict(d.extra, soak_days=1))
     assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again
 
