@@ -240,7 +240,9 @@ def roll_back(conn, params, check_mode):
         client, settings = client_for(conn, params)
         return client, settings["bucket"]
 
-    if files_dir and (purged or os.path.isdir(files_dir)):
+    # A purge refuses a linked files/, so without purged rows a link or an absent directory means no
+    # file was ever deleted: the rows alone are restored.
+    if files_dir and (purged or (os.path.isdir(files_dir) and not os.path.islink(files_dir))):
         unrestorable, report = misskey_drive_restore.prepare(
             conn, bucket_client, files_dir, skip_unrestorable=params["skip_unrestorable"], check_mode=check_mode)
     elif purged:
