@@ -162,6 +162,14 @@ written_back:
   description: Purged files written back from their objects before the rows were restored.
   returned: with O(state=rolled_back)
   type: int
+bytes_written_back:
+  description: Their size in bytes.
+  returned: with O(state=rolled_back) when files were written back
+  type: int
+present_meanwhile:
+  description: Purged names that reappeared while being written back (left as they were, never overwritten).
+  returned: with O(state=rolled_back) when files were written back
+  type: int
 unrestorable:
   description: With O(skip_unrestorable), rows left pointing at the bucket because an object is missing (id, files, reason).
   returned: with O(state=rolled_back)
