@@ -10,16 +10,18 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from tests.fixtures.misskey_drive import PNG, WEBP, dump, tree
-from tests.integration.test_migrate import ROLLBACK, bucket_name, keys_in, migrate, nginx_files  # noqa: F401 - fixture
+from tests.integration.test_migrate import ROLLBACK, keys_in, migrate, nginx_files
 from tests.migrate_support import MISSKEY_HOST, MISSKEY_PROXY_DOMAIN, prepare_misskey
 
 PREFIX = "misskey"  # the misskey role's default prefix in subdomain mode
 SNIPPET = "fediverse-misskey-files.conf"
 OPT_IN = {"migrate_misskey_move_files": True}
-BACKUP_TABLES = "SELECT to_regclass('fediverse_object_storage_drive_backup'), to_regclass('fediverse_object_storage_drive_journal')"
+BACKUP_TABLES = ("SELECT to_regclass('fediverse_object_storage_drive_backup'),"
+                 " to_regclass('fediverse_object_storage_drive_journal')")
 
 
 def test_migrate_moves_misskey_files_then_rollback_brings_everything_back(pg, rgw, s3, dns, nginx_factory, bucket_name):
@@ -29,7 +31,7 @@ def test_migrate_moves_misskey_files_then_rollback_brings_everything_back(pg, rg
     try:
         d = host.drive
         site = os.path.join(host.layout["available"], "misskey")
-        db_before, disk_before, site_before = dump(pg, d.db), tree(d.files_dir), open(site).read()
+        db_before, disk_before, site_before = dump(pg, d.db), tree(d.files_dir), Path(site).read_text()
         nginx_before = nginx_files(host)
         photo = d.photo["accessKey"]
         first = host.get("/files/" + photo)
@@ -73,7 +75,7 @@ def test_migrate_moves_misskey_files_then_rollback_brings_everything_back(pg, rg
         assert back.task("Put back the drive rows")["still_moved"] == 0
         assert dump(pg, d.db) == db_before  # drive_file, user, emoji, meta: byte for byte
         assert not os.path.exists(os.path.join(host.layout["snippets"], SNIPPET))
-        assert open(site).read() == site_before
+        assert Path(site).read_text() == site_before
         served = host.get("/files/" + photo)  # Misskey serves its files again, no redirect
         assert served.status == 200 and served.body == PNG + b"photo", served
         assert host.get("/files/" + d.plain["accessKey"]).status == 200
@@ -81,7 +83,7 @@ def test_migrate_moves_misskey_files_then_rollback_brings_everything_back(pg, rg
 
         again = migrate(host, ROLLBACK)
         assert again.rc == 0 and again.changed == 0, [t["name"] for t in again.tasks if t["result"].get("changed")]
-        assert MISSKEY_HOST in open(site).read()
+        assert MISSKEY_HOST in Path(site).read_text()
     finally:
         host.standin.stop()
         shutil.rmtree(root, ignore_errors=True)
