@@ -196,7 +196,7 @@ def rollback(conn, check_mode=False, drop_backup=False):
             cursor.execute('SELECT count(*) FROM "%s" WHERE NOT restored' % ddb.BACKUP)
             pending = cursor.fetchone()[0]
         has_tables = ddb.table_exists(cursor, ddb.BACKUP) or ddb.table_exists(cursor, ddb.JOURNAL)
-        left = ddb.still_moved(cursor)  # in check mode: what the restore would leave
+        left = ddb.still_moved(cursor, predict=True)  # for check mode: what the restore would leave
     conn.rollback()
     if check_mode:
         return dict(changed=bool(pending) or (drop_backup and has_tables), restored=pending, not_restored=0,
