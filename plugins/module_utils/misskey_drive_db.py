@@ -236,6 +236,32 @@ def restore(conn, batch_size=100, exclude=()):
                 conn.commit()
 
 
+def still_moved(cursor, predict=False, exclude=()):
+    """How many drive_file rows carry a key the move wrote (they are served from the bucket).
+
+    Counted after a restore, or, with ``predict`` (check mode), as they will be once the pending
+    backups are restored - except those of the drive files in ``exclude``, which a restore leaves
+    alone. The nginx /files/ fallback is needed exactly while this is not 0.
+    """
+    if not table_exists(cursor, BACKUP):
+        return 0
+    current = sql.SQL('CASE b.column_name WHEN %s THEN d."accessKey" WHEN %s THEN d."thumbnailAccessKey" '
+                      'ELSE d."webpublicAccessKey" END')
+    query = sql.SQL(
+        "SELECT count(DISTINCT d.id) FROM {tab} b JOIN drive_file d ON d.id = b.row_id "
+        "WHERE b.table_name = 'drive_file' AND b.column_name = ANY(%s) AND {cur} = b.new_value #>> '{{}}'").format(
+        tab=_ident(BACKUP), cur=current)
+    params = [["accessKey", "thumbnailAccessKey", "webpublicAccessKey"], "accessKey", "thumbnailAccessKey"]
+    if predict:
+        query += sql.SQL(
+            " AND NOT EXISTS (SELECT 1 FROM {tab} p WHERE NOT p.restored AND p.table_name = 'drive_file' "
+            "AND p.row_id = b.row_id AND p.column_name = b.column_name AND p.new_value = b.new_value "
+            "AND NOT p.file_id = ANY(%s))").format(tab=_ident(BACKUP))
+        params.append(list(exclude))
+    cursor.execute(query, params)
+    return cursor.fetchone()[0]
+
+
 def drop_tables(conn):
     """Remove the journal and backup tables (after a complete rollback, or when the move is final)."""
     with conn.cursor() as cursor:

@@ -81,6 +81,15 @@ options:
     description: With O(state=rolled_back), remove the backup and journal tables once everything is restored.
     type: bool
     default: false
+  planned_base_url:
+    description:
+      - The C(objectStorageBaseUrl) the switch is going to store. Only used in check mode while the C(meta)
+        row does not point at a bucket yet (C(migrate.yml --check)), so that the counts and the sample can
+        be shown; a real run always takes the stored settings and fails before the switch.
+    type: str
+  planned_prefix:
+    description: The C(objectStoragePrefix) the switch is going to store (with O(planned_base_url)).
+    type: str
   ca_bundle:
     description: CA certificates for the endpoint's TLS (private endpoints and tests).
     type: path
@@ -95,7 +104,7 @@ attributes:
       would delete, the files a rollback would write back); writes and deletes nothing.
   diff_mode:
     support: full
-    description: The sample of row changes as before/after.
+    description: The counts in the diff's header and the sample of row changes as before/after (C(drive_file) columns only).
 requirements:
   - boto3 (with O(state=moved) and O(state=purged), and with O(state=rolled_back) after a purge)
 author:
@@ -183,6 +192,14 @@ not_restored:
   description: Saved values not put back because the column changed since the move.
   returned: with O(state=rolled_back)
   type: int
+still_moved:
+  description:
+    - Drive files that still carry a key the move wrote once the rollback is done (in check mode, once it
+      would be done), i.e. rows Misskey still serves from the bucket. Old C(/files/KEY) URLs need the
+      nginx fallback (misskey role's C(drive_move) entry point) while this is not 0; at 0 the
+      C(files_fallback_remove) entry point removes it.
+  returned: with O(state=rolled_back)
+  type: int
 """
 
 import os  # noqa: E402
@@ -198,7 +215,10 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_c
     MisskeyConfigError,
     _load,
 )
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive import DriveMoveError  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive import (  # noqa: E402
+    DriveMoveError,
+    move_diff,
+)
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_engine import (  # noqa: E402
     DriveMover,
     rollback,
@@ -219,18 +239,25 @@ def instance_url(params):
     return str(url).rstrip("/")
 
 
-def client_for(conn, params):
-    """The S3 client and settings of the bucket the meta row points at."""
+def storage(params, conn, check_mode):
+    """(settings, S3 client) of the meta row; in check mode before the switch, the planned ones and no client."""
+    _meta_id, stored = misskey_db.read_storage(conn)
+    try:
+        settings = misskey_storage.settings_from_meta(stored)
+        misskey_storage.validate(settings)
+    except MisskeyConfigError as exc:
+        if not (check_mode and params["planned_base_url"]):
+            raise MisskeyConfigError("%s: switch Misskey to the bucket first (the misskey role)" % exc) from None
+        # A check run before the switch (migrate.yml --check): the check mode reads no object.
+        return dict(bucket=None, prefix=params["planned_prefix"] or "", base_url=params["planned_base_url"],
+                    set_public_read=False), None
     if not HAS_BOTO3:
         raise DriveMoveError(missing_required_lib("boto3"))
-    _meta_id, stored = misskey_db.read_storage(conn)
-    settings = misskey_storage.settings_from_meta(stored)
-    misskey_storage.validate(settings)
     client = s3_client(settings["endpoint_url"], access_key=settings["access_key"],
                        secret_key=settings["secret_key"], region=settings["region"],
                        addressing_style="path" if settings["path_style"] else "virtual",
                        ca_bundle=params["ca_bundle"], validate_certs=params["validate_certs"])
-    return client, settings
+    return settings, client
 
 
 def roll_back(conn, params, check_mode):
@@ -240,7 +267,7 @@ def roll_back(conn, params, check_mode):
     purged = misskey_drive_restore.purged_rows(conn)
 
     def bucket_client():
-        client, settings = client_for(conn, params)
+        settings, client = storage(params, conn, False)
         return client, settings["bucket"]
 
     # A purge refuses a linked files/, so without purged rows a link or an absent directory means no
@@ -268,7 +295,7 @@ def run(module):
     try:
         if params["state"] == "rolled_back":
             return roll_back(conn, params, module.check_mode)
-        client, settings = client_for(conn, params)
+        settings, client = storage(params, conn, module.check_mode and params["state"] == "moved")
         if params["state"] == "purged":
             result = Purger(conn, client, settings["bucket"], params["files_dir"], soak_days=params["soak_days"],
                             check_mode=module.check_mode, batch_size=params["batch_size"],
@@ -282,8 +309,7 @@ def run(module):
     finally:
         conn.close()
     if module._diff:
-        result["diff"] = dict(before=dict((s["id"], s["before"]) for s in result["sample"]),
-                              after=dict((s["id"], s["after"]) for s in result["sample"]))
+        result["diff"] = move_diff(result, module.check_mode)
     return result
 
 
@@ -299,6 +325,8 @@ def main():
         drop_backup=dict(type="bool", default=False),
         soak_days=dict(type="int", default=14),
         skip_unrestorable=dict(type="bool", default=False),
+        planned_base_url=dict(type="str"),
+        planned_prefix=dict(type="str"),
         ca_bundle=dict(type="path"),
         validate_certs=dict(type="bool", default=True),
     )

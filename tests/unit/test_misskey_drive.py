@@ -8,6 +8,7 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_d
     content_disposition,
     correct_filename,
     headers_for,
+    move_diff,
     original_ext,
     plan_row,
     sniff_image_type,
@@ -193,3 +194,17 @@ def test_object_matches():
     assert "missing" in object_matches(None, md5, 5)
     assert "bytes" in object_matches({"ContentLength": 6, "ETag": '"%s"' % md5}, md5, 5)
     assert "MD5" in object_matches({"ContentLength": 5, "ETag": '"0000"'}, md5, 5)
+
+
+def test_move_diff_has_the_counts_in_its_header_and_only_drive_file_columns():
+    stats = dict(candidates=6, moved=5, objects_uploaded=9, objects_present=0, dependents_rewritten=4, missing=1,
+                 changed_meanwhile=0, refused=0)
+    sample = [dict(id="9k1", objects=["misskey/u1"], before={"accessKey": "u1", "url": "https://mk/files/u1"},
+                   after={"accessKey": "misskey/u1", "url": "https://s3.mk/misskey/u1"})]
+    result = dict(stats=stats, sample=sample, base_url="https://s3.mk", prefix="misskey")
+    check = move_diff(result, check_mode=True)
+    assert check["before_header"] == ("drive_file (6 local files of local users: 5 to move, 1 missing on disk, "
+                                      "0 refused, 0 changed meanwhile; sample of 1 rows)")
+    assert check["after_header"] == "drive_file in https://s3.mk/misskey"
+    assert check["before"] == {"9k1": sample[0]["before"]} and check["after"] == {"9k1": sample[0]["after"]}
+    assert "5 moved" in move_diff(result)["before_header"] and "9 objects uploaded" in move_diff(result)["before_header"]
