@@ -18,13 +18,14 @@ they go in the environment (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), as the AWX
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.fixtures.mastodon_instance import build_instance
-from tests.nginx_proxy_support import APP_HOST, app_certs, app_site, backend_site, main_conf, request
+from tests.nginx_proxy_support import APP_HOST, app_certs, app_site, backend_site, main_conf, misskey_site, request
 from tests.services.base import free_port
 from tests.services.nginx import NGINX
 
@@ -121,29 +122,66 @@ end
 """
 
 
-def prepare(root, pg, rgw, nginx, dns, bucket, mode="system", mastodon_version=(4, 3, 2),
-            app_inactive="7d") -> MastodonHost:
-    """Lay out and start everything; ``nginx`` is a not yet started tests.services.nginx.Nginx.
-    ``app_inactive``: ``inactive=`` of the app's CACHE zone."""
-    root = str(root)
+def host_layout(root, app_dirs) -> dict:
+    """A Debian-like /etc/nginx (conf.d, sites-available, sites-enabled, snippets) and the other
+    directories of a host below ``root``, plus the app's own ``app_dirs`` ({name: path parts})."""
     os.makedirs(root, exist_ok=True)
     os.chmod(root, 0o755)
-    layout = {name: os.path.join(root, *parts) for name, parts in {
-        "conf_d": ("etc", "conf.d"), "available": ("etc", "sites-available"), "enabled": ("etc", "sites-enabled"),
-        "snippets": ("etc", "snippets"), "acme": ("acme",), "tls": ("tls",), "systemd": ("systemd",),
-        "live": ("mastodon", "live"), "public": ("mastodon", "live", "public"), "progress": ("progress",),
-        "version_dir": ("mastodon", "live", "lib", "mastodon")}.items()}
+    parts = {"conf_d": ("etc", "conf.d"), "available": ("etc", "sites-available"), "enabled": ("etc", "sites-enabled"),
+             "snippets": ("etc", "snippets"), "acme": ("acme",), "tls": ("tls",), "systemd": ("systemd",),
+             "progress": ("progress",)}
+    parts.update(app_dirs)
+    layout = {name: os.path.join(root, *path) for name, path in parts.items()}
     for path in layout.values():
         os.makedirs(path, mode=0o755, exist_ok=True)
-    for sub in ("mastodon", os.path.join("mastodon", "live")):
-        os.chmod(os.path.join(root, sub), 0o755)
-    layout["system"] = os.path.join(layout["public"], "system")
-    # Mastodon's CACHE zone (/var/cache/nginx in dist/nginx.conf) and, outside it, the proxy's
+    # The app's cache zone (/var/cache/nginx in Mastodon's dist/nginx.conf) and, outside it, the proxy's
     # (the role's default /var/cache/fediverse-media/fediverse_media), both below the root.
     layout["app_cache"] = os.path.join(root, "var", "cache", "nginx")
     layout["cache"] = os.path.join(root, "var", "cache", "fediverse-media", "fediverse_media")
     layout["dropin"] = os.path.join(layout["systemd"], "nginx.service.d")
     os.makedirs(os.path.dirname(layout["app_cache"]), mode=0o755, exist_ok=True)  # /var/cache, as on a host
+    return layout
+
+
+def proxy_vars(rgw, dns, nginx, layout, tls, http_port) -> dict:
+    """The nginx_proxy settings of a host laid out here: the throwaway nginx, proxying virtual-host style
+    to BUCKET.s3.localhost (resolved at request time by the stub DNS) and verifying RGW's certificate
+    with the harness CA, its site on the app's own listeners (80/443 on a real host)."""
+    base = [NGINX, "-p", nginx.prefix + "/", "-c", nginx.config_file, "-e", nginx.error_log]
+    return {
+        "migrate_nginx_dump_command": " ".join(base + ["-T"]),
+        "nginx_proxy_s3_endpoint": "https://%s:%d" % (rgw.dns_name, rgw.https_port),
+        "nginx_proxy_upstream_ca_file": rgw.ca_bundle,
+        "nginx_proxy_resolvers": [dns.address],
+        "nginx_proxy_cache_path": layout["cache"],
+        "nginx_proxy_conf_d_dir": layout["conf_d"],
+        "nginx_proxy_sites_available_dir": layout["available"],
+        "nginx_proxy_sites_enabled_dir": layout["enabled"],
+        "nginx_proxy_snippets_dir": layout["snippets"],
+        "nginx_proxy_test_command": " ".join(base + ["-t"]),
+        "nginx_proxy_reload_command": " ".join(base + ["-s", "reload"]),
+        "nginx_proxy_systemd_dropin_dir": layout["dropin"],
+        "nginx_proxy_systemd_daemon_reload": False,
+        "nginx_proxy_listen_address": "127.0.0.1",
+        "nginx_proxy_listen_ipv6": False,
+        "nginx_proxy_http_port": http_port,
+        "nginx_proxy_https_port": nginx.port,
+        "nginx_proxy_ssl_certificate": tls[0],
+        "nginx_proxy_ssl_certificate_key": tls[1],
+        "nginx_proxy_acme_webroot": layout["acme"],
+    }
+
+
+def prepare(root, pg, rgw, nginx, dns, bucket, mode="system", mastodon_version=(4, 3, 2),
+            app_inactive="7d") -> MastodonHost:
+    """Lay out and start everything; ``nginx`` is a not yet started tests.services.nginx.Nginx.
+    ``app_inactive``: ``inactive=`` of the app's CACHE zone."""
+    root = str(root)
+    layout = host_layout(root, {"live": ("mastodon", "live"), "public": ("mastodon", "live", "public"),
+                                "version_dir": ("mastodon", "live", "lib", "mastodon")})
+    for sub in ("mastodon", os.path.join("mastodon", "live")):
+        os.chmod(os.path.join(root, sub), 0o755)
+    layout["system"] = os.path.join(layout["public"], "system")
     with open(os.path.join(layout["version_dir"], "version.rb"), "w") as f:
         f.write(VERSION_RB.format(*mastodon_version))
 
@@ -169,7 +207,6 @@ def prepare(root, pg, rgw, nginx, dns, bucket, mode="system", mastodon_version=(
     nginx.start()
 
     marker = os.path.join(root, "restarted")
-    base = [NGINX, "-p", nginx.prefix + "/", "-c", nginx.config_file, "-e", nginx.error_log]
     extra = {
         "migrate_app": "mastodon",
         "migrate_domain": APP_HOST,
@@ -182,36 +219,102 @@ def prepare(root, pg, rgw, nginx, dns, bucket, mode="system", mastodon_version=(
         "migrate_restart_command": "touch %s" % marker,
         "migrate_progress_dir": layout["progress"],
         "migrate_verify_validate_certs": False,
-        "migrate_nginx_dump_command": " ".join(base + ["-T"]),
-        # The proxy: the throwaway nginx, proxying virtual-host style to BUCKET.s3.localhost (resolved
-        # at request time by the stub DNS) and verifying RGW's certificate with the harness CA.
-        "nginx_proxy_s3_endpoint": "https://%s:%d" % (rgw.dns_name, rgw.https_port),
-        "nginx_proxy_upstream_ca_file": rgw.ca_bundle,
-        "nginx_proxy_resolvers": [dns.address],
-        "nginx_proxy_cache_path": layout["cache"],
-        "nginx_proxy_conf_d_dir": layout["conf_d"],
-        "nginx_proxy_sites_available_dir": layout["available"],
-        "nginx_proxy_sites_enabled_dir": layout["enabled"],
-        "nginx_proxy_snippets_dir": layout["snippets"],
         "nginx_proxy_app_site_file": os.path.join(layout["enabled"], "mastodon"),
-        "nginx_proxy_test_command": " ".join(base + ["-t"]),
-        "nginx_proxy_reload_command": " ".join(base + ["-s", "reload"]),
-        "nginx_proxy_systemd_dropin_dir": layout["dropin"],
-        "nginx_proxy_systemd_daemon_reload": False,
-        # The proxy's site on the app's own listeners (80/443 on a real host).
-        "nginx_proxy_listen_address": "127.0.0.1",
-        "nginx_proxy_listen_ipv6": False,
-        "nginx_proxy_http_port": http_port,
-        "nginx_proxy_https_port": nginx.port,
-        "nginx_proxy_ssl_certificate": certs[PROXY_DOMAIN][0],
-        "nginx_proxy_ssl_certificate_key": certs[PROXY_DOMAIN][1],
-        "nginx_proxy_acme_webroot": layout["acme"],
         # The verify phase fetches through the shared listener (the names do not resolve here).
         "migrate_verify_base_url": "https://127.0.0.1:%d%s" % (
             nginx.port, {"subdomain": "", "directory": "/storage", "system": "/system"}[mode]),
         "migrate_verify_host_header": PROXY_DOMAIN if mode == "subdomain" else APP_HOST,
     }
+    extra.update(proxy_vars(rgw, dns, nginx, layout, certs[PROXY_DOMAIN], http_port))
     return MastodonHost(root=root, live=layout["live"], env_file=env_file, system_root=layout["system"],
                         instance=instance, nginx=nginx, layout=layout, extra_vars=extra,
                         env={"AWS_ACCESS_KEY_ID": rgw.access_key, "AWS_SECRET_ACCESS_KEY": rgw.secret_key},
                         marker=marker, mode=mode, certs=certs, http_port=http_port)
+
+
+# --- a Misskey host ---------------------------------------------------------------------------------
+
+MISSKEY_HOST = "misskey.test"
+MISSKEY_PROXY_DOMAIN = "s3." + MISSKEY_HOST
+
+
+@dataclass
+class MisskeyHost:
+    root: str
+    misskey_dir: str
+    drive: object
+    standin: object
+    nginx: object
+    layout: dict
+    extra_vars: dict
+    env: dict
+    marker: str
+    certs: dict = field(default_factory=dict)
+
+    def get(self, path, host=MISSKEY_HOST):
+        """https://HOST/PATH on the shared TLS listener (SNI and Host ``host``, its certificate verified)."""
+        return request(self.nginx.port, path, host, tls=True, ca_file=self.certs[host][0])
+
+
+def prepare_misskey(root, pg, rgw, nginx, dns, bucket, version="2025.4.0") -> MisskeyHost:
+    """A Misskey (v11+) host for migrate.yml, not yet switched: the meta row of ``version`` with object
+    storage off, the fixture drive (tests/fixtures/misskey_drive.py sample_drive) in files/, Misskey's
+    documented nginx site (misskey-hub docs/admin/nginx: its cache zone, everything proxied to the app)
+    on the TLS listener the media proxy (s3.DOMAIN, subdomain mode) shares; the app behind it is the
+    stand-in for Misskey's /files/ route (tests/misskey_files_standin.py), started here: stop it."""
+    from tests.fixtures.misskey_drive import META_DDL_VERSION, Drive, sample_drive
+    from tests.integration.test_misskey_role import META_DDL
+    from tests.misskey_files_standin import FilesStandIn
+
+    root = str(root)
+    layout = host_layout(root, {"misskey": ("misskey", "misskey")})
+    os.chmod(os.path.dirname(layout["misskey"]), 0o755)
+    dbname = "misskey_" + uuid.uuid4().hex[:8]
+    pg.create_database(dbname)
+    pg.execute(META_DDL[META_DDL_VERSION[version]], dbname)
+    pg.execute("INSERT INTO meta (\"id\") VALUES ('x')", dbname)
+    with open(os.path.join(layout["misskey"], "package.json"), "w") as f:
+        json.dump({"name": "misskey", "version": version}, f, indent="\t")
+    os.makedirs(os.path.join(layout["misskey"], ".config"))
+    with open(os.path.join(layout["misskey"], ".config", "default.yml"), "w") as f:
+        f.write("url: https://%s/\nport: 3000\n\ndb:\n  host: %s\n  port: %d\n  db: %s\n  user: %s\n  pass: %s\n"
+                % (MISSKEY_HOST, pg.host, pg.port, dbname, pg.user, pg.password))
+    drive = sample_drive(Drive(pg, dbname, version, os.path.join(layout["misskey"], "files"),
+                               "https://" + MISSKEY_HOST))
+    standin = FilesStandIn(pg.dsn(dbname), drive.files_dir).start()
+
+    os.chmod(nginx.prefix, 0o755)
+    certs = app_certs(layout["tls"], [MISSKEY_HOST, MISSKEY_PROXY_DOMAIN])
+    http_port = free_port()
+    site = os.path.join(layout["available"], "misskey")
+    with open(site, "w") as f:
+        f.write(misskey_site(nginx, http_port, certs[MISSKEY_HOST], standin.port, layout["app_cache"], MISSKEY_HOST))
+    os.symlink(site, os.path.join(layout["enabled"], "misskey"))
+    nginx.write_config(main_conf(nginx, layout))
+    nginx.start()
+
+    marker = os.path.join(root, "restarted")
+    extra = {
+        "migrate_app": "misskey",
+        "migrate_domain": MISSKEY_HOST,
+        "migrate_proxy_mode": "subdomain",
+        "migrate_bucket": bucket,
+        "migrate_endpoint": rgw.https_endpoint,
+        "migrate_ca_bundle": rgw.ca_bundle,
+        "migrate_misskey_dir": layout["misskey"],
+        "migrate_python": "none",
+        "migrate_restart_command": "touch %s" % marker,
+        "migrate_progress_dir": layout["progress"],
+        "migrate_state_dir": os.path.join(root, "state"),
+        # The verify phase fetches baseUrl (https://s3.DOMAIN) through the shared listener.
+        "migrate_verify_connect_to": "127.0.0.1:%d" % nginx.port,
+        "migrate_verify_ca_bundle": certs[MISSKEY_PROXY_DOMAIN][0],
+        "nginx_proxy_app_site_file": os.path.join(layout["enabled"], "misskey"),
+        # Misskey's own address (127.0.0.1:3000 on a real host): the stand-in.
+        "misskey_files_upstream": "http://127.0.0.1:%d" % standin.port,
+    }
+    extra.update(proxy_vars(rgw, dns, nginx, layout, certs[MISSKEY_PROXY_DOMAIN], http_port))
+    return MisskeyHost(root=root, misskey_dir=layout["misskey"], drive=drive, standin=standin, nginx=nginx,
+                       layout=layout, extra_vars=extra,
+                       env={"AWS_ACCESS_KEY_ID": rgw.access_key, "AWS_SECRET_ACCESS_KEY": rgw.secret_key},
+                       marker=marker, certs=certs)

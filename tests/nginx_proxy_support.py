@@ -292,6 +292,58 @@ server {{
            public=layout["public"], https=nginx.port, cert=tls[0], key=tls[1])
 
 
+def misskey_site(nginx, http_port, tls, app_port, app_cache, host):
+    """Misskey's own site in the shape of the nginx example of Misskey's documentation (misskey-hub
+    docs/admin/nginx): its ``cache1`` zone (``app_cache``), a port-80 server redirecting to https and
+    the TLS server for ``host`` on ``nginx.port`` (443 on a real host) passing everything to the app
+    on ``app_port`` (Misskey's :3000; here the /files/ stand-in). The media proxy's site (subdomain
+    mode) shares these listeners, told apart by SNI/Host."""
+    return """map $http_upgrade $connection_upgrade {{
+    default upgrade;
+    ''      close;
+}}
+
+proxy_cache_path {app_cache} levels=1:2 keys_zone=cache1:16m max_size=1g inactive=720m use_temp_path=off;
+
+server {{
+    listen 127.0.0.1:{http};
+    server_name {host};
+    location /.well-known/acme-challenge/ {{ allow all; }}
+    location / {{ return 301 https://$server_name$request_uri; }}
+}}
+
+server {{
+    listen 127.0.0.1:{https} ssl http2;
+    server_name {host};
+
+    ssl_session_timeout 1d;
+    ssl_session_tickets off;
+    ssl_certificate     {cert};
+    ssl_certificate_key {key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+
+    client_max_body_size 80m;
+
+    location / {{
+        proxy_pass http://127.0.0.1:{app};
+        proxy_set_header Host $host;
+        proxy_http_version 1.1;
+        proxy_redirect off;
+        proxy_set_header X-Real-IP $remote_addr;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto https;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection $connection_upgrade;
+        proxy_cache cache1;
+        proxy_cache_lock on;
+        proxy_cache_use_stale updating;
+        proxy_force_ranges on;
+        add_header X-Cache $upstream_cache_status;
+    }}
+}}
+""".format(app_cache=app_cache, http=http_port, host=host, https=nginx.port, cert=tls[0], key=tls[1], app=app_port)
+
+
 APP_BACKEND_BODY = b"app backend\n"
 
 

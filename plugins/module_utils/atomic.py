@@ -15,6 +15,10 @@ there, so every write here:
   ``fsync``s the directory;
 * removes its temporary file on any failure.
 
+``read_for_edit`` and ``finish_edit`` are the two ends of every config-file module (mastodon_env,
+misskey_config): read the file without following a link, then back it up, replace it and set its
+file attributes. They take the AnsibleModule and fail it with a message that says nothing changed.
+
 Plain Python, unit-tested in tests/unit/test_atomic.py.
 """
 
@@ -145,3 +149,41 @@ def backup_copy(path, data, status):
     backup = "%s.%d.%s~" % (path, os.getpid(), time.strftime("%Y-%m-%d@%H:%M:%S"))
     write_atomic(backup, data, mode=stat.S_IMODE(status.st_mode), owner=(status.st_uid, status.st_gid))
     return backup
+
+
+def read_for_edit(module, path, missing_hint=""):
+    """The text of the config file ``path`` before an edit, read without following a link.
+
+    Fails ``module`` before anything changes when ``path`` is a link or not a regular file, is
+    missing (``missing_hint``: what to check or set) or cannot be read.
+    """
+    try:
+        data = read_bytes(path)
+    except AtomicWriteError as exc:
+        module.fail_json(msg="%s: nothing was changed" % (exc.strerror or exc))
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            module.fail_json(msg=" ".join(part for part in (
+                "%s does not exist: nothing was changed." % path, missing_hint) if part))
+        module.fail_json(msg="cannot read %s: %s" % (path, exc))
+    return data.decode("utf-8", "surrogateescape")
+
+
+def finish_edit(module, path, before, after, result):
+    """The end of a config-file edit: when ``result["changed"]`` (and not in check mode) a backup of
+    ``before`` (option ``backup``) and the atomic write of ``after``; then the file options (owner,
+    group, mode ...) of ``module``. Returns ``result`` with ``changed`` and ``backup_file`` set."""
+    if result["changed"] and not module.check_mode:
+        if module.params["backup"]:
+            try:
+                result["backup_file"] = backup_copy(path, before.encode("utf-8", "surrogateescape"), os.lstat(path))
+            except OSError as exc:
+                module.fail_json(msg="cannot back up %s: %s" % (path, exc.strerror or exc))
+        try:
+            write_atomic(path, after.encode("utf-8", "surrogateescape"))
+        except OSError as exc:
+            module.fail_json(msg="cannot write %s: %s" % (path, exc.strerror or exc))
+    file_args = module.load_file_common_arguments(module.params)
+    if not module.check_mode or os.path.exists(path):
+        result["changed"] = module.set_fs_attributes_if_different(file_args, result["changed"])
+    return result

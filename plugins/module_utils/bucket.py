@@ -21,7 +21,7 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket_ru
     actions_text,
     cors_equal,
     policies_equal,
-    public_bucket_grants,
+    public_grants,
     strip_anonymous_allows,
 )
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (
@@ -146,7 +146,7 @@ def handle_bucket_acl(client, name, check_mode=False, exists=True):
     """Make sure the bucket's own ACL grants nothing to everyone (a public-read bucket ACL is a listable bucket)."""
     if not exists:
         return False, {"public_grants": [], "warnings": []}
-    grants = public_bucket_grants(client.get_bucket_acl(Bucket=name))
+    grants = public_grants(client.get_bucket_acl(Bucket=name).get("Grants"))
     if not grants:
         return False, {"public_grants": [], "warnings": []}
     writable = any(g in ("WRITE", "FULL_CONTROL") for g in grants)
@@ -222,7 +222,7 @@ def handle_bucket_absent(client, name, force=False, check_mode=False):
 
 def object_is_public(client, bucket, key):
     """True when the object's own ACL lets everyone read it."""
-    grants = public_bucket_grants(client.get_object_acl(Bucket=bucket, Key=key))
+    grants = public_grants(client.get_object_acl(Bucket=bucket, Key=key).get("Grants"))
     return "READ" in grants or "FULL_CONTROL" in grants
 
 

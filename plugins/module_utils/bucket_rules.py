@@ -360,12 +360,14 @@ def cors_equal(a, b):
 
 # --- ACLs and URLs -------------------------------------------------------------------------------
 
-def public_bucket_grants(acl):
-    """The grants of a bucket ACL (GetBucketAcl result) that give something to everyone."""
+def public_grants(grants):
+    """The permissions the ``Grants`` of an ACL (GetBucketAcl or GetObjectAcl) give to everyone:
+    AllUsers or AuthenticatedUsers. The one definition of a public grant, for buckets and objects; a
+    grantee with one of these URIs and no ``Type`` counts too (the safe reading)."""
     found = []
-    for grant in (acl or {}).get("Grants", []):
+    for grant in grants or ():
         grantee = grant.get("Grantee") or {}
-        if grantee.get("Type") == "Group" and grantee.get("URI") in ALL_USERS_URIS:
+        if grantee.get("Type", "Group") == "Group" and grantee.get("URI") in ALL_USERS_URIS:
             found.append(grant.get("Permission"))
     return found
 

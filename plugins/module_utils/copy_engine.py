@@ -34,6 +34,7 @@ try:
 except ImportError:  # pragma: no cover - Python 2 is not supported, kept for the import sanity test
     import Queue as queue  # noqa: N813
 
+from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket_rules import public_grants
 from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_progress import (
     PROGRESS_INTERVAL,
     SAMPLE_SIZE,
@@ -76,14 +77,11 @@ MIN_PART_SIZE = 5 * 1024 * 1024
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
 MAX_PARTS = 10000
 PRIVATE_ACL = "private"
-# The groups whose grants make an object readable by others than its owner (S3 ACL grantee URIs).
-PUBLIC_GROUPS = (
-    "http://acs.amazonaws.com/groups/global/AllUsers",
-    "http://acs.amazonaws.com/groups/global/AuthenticatedUsers",
-)
 # triage() result for an object that must be private and is already in the bucket (issue 11): a
 # worker checks its ACL (GetObjectAcl) and makes it private (PutObjectAcl) when anyone may read it.
 CHECK_PRIVATE = object()
+# What CopyEngine._with_retries returns once the object was counted failed.
+FAILED = object()
 
 _RETRYABLE_CODES = frozenset((
     "SlowDown", "Throttling", "ThrottlingException", "RequestThrottled", "TooManyRequests",
@@ -103,16 +101,6 @@ def is_retryable(exc):
     if status is not None and (status >= 500 or status == 429):
         return True
     return isinstance(exc, (ConnectionError, TimeoutError))
-
-
-def acl_is_public(grants):
-    """True when an object ACL's ``Grants`` give anything to AllUsers or AuthenticatedUsers
-    (a canned ``private`` ACL grants FULL_CONTROL to the owner only)."""
-    for grant in grants or ():
-        grantee = grant.get("Grantee") or {}
-        if grantee.get("Type", "Group") == "Group" and grantee.get("URI") in PUBLIC_GROUPS:
-            return True
-    return False
 
 
 def part_size_for(size, minimum=DEFAULT_PART_SIZE):
@@ -263,19 +251,17 @@ class CopyEngine(object):
             return None
         return size
 
-    def ensure_private(self, kind, obj):
-        """An object that must be private (backup, suspended account's media) is already in the bucket:
-        if its ACL lets anyone read it (copied before the suspension; Mastodon only chmods local files),
-        PutObjectAcl ``private`` (check mode: only reported). Counted ``skipped`` (and ``privatised``),
-        or ``failed`` when its ACL cannot be read or set."""
-        dest_key = self.dest_key(obj.key)
+    def _with_retries(self, send, kind, key, failure=""):
+        """``send()`` with object-level retries: a retryable error (5xx, throttling, connection trouble)
+        is tried again after an exponential backoff (at most 20 s), ``retries`` times at most. Returns
+        what ``send`` returns, or ``FAILED`` once the object is counted failed (reason: ``failure`` and
+        the error). ``UnsafeSource`` is the caller's to report."""
         attempt = 0
         while True:
             try:
-                grants = self._request("get_object_acl", Bucket=self.bucket, Key=dest_key).get("Grants")
-                public = acl_is_public(grants)
-                if public and not self.check_mode:
-                    self._request("put_object_acl", Bucket=self.bucket, Key=dest_key, ACL=PRIVATE_ACL)
+                return send()
+            except UnsafeSource:
+                raise
             except Exception as exc:  # noqa: BLE001
                 attempt += 1
                 if attempt <= self.retries and is_retryable(exc):
@@ -283,9 +269,26 @@ class CopyEngine(object):
                     continue
                 reason = describe_error(exc, bucket=self.bucket) if hasattr(exc, "response") else "%s: %s" % (
                     type(exc).__name__, exc)
-                self.stats.record(kind, "failed", obj.key, reason="cannot make the object private: %s" % reason)
-                return
-            break
+                self.stats.record(kind, "failed", key, reason=failure + reason)
+                return FAILED
+
+    def _make_private(self, dest_key):
+        """True when the object's ACL let anyone read it; then it is set ``private`` (not in check mode)."""
+        public = bool(public_grants(self._request("get_object_acl", Bucket=self.bucket, Key=dest_key).get("Grants")))
+        if public and not self.check_mode:
+            self._request("put_object_acl", Bucket=self.bucket, Key=dest_key, ACL=PRIVATE_ACL)
+        return public
+
+    def ensure_private(self, kind, obj):
+        """An object that must be private (backup, suspended account's media) is already in the bucket:
+        if its ACL lets anyone read it (copied before the suspension; Mastodon only chmods local files),
+        PutObjectAcl ``private`` (check mode: only reported). Counted ``skipped`` (and ``privatised``),
+        or ``failed`` when its ACL cannot be read or set."""
+        dest_key = self.dest_key(obj.key)
+        public = self._with_retries(lambda: self._make_private(dest_key), kind, obj.key,
+                                    failure="cannot make the object private: ")
+        if public is FAILED:
+            return
         if public:
             self.stats.record_privatised(kind, dest_key)
         self.stats.record(kind, "skipped", obj.key)
@@ -295,24 +298,13 @@ class CopyEngine(object):
         if size is CHECK_PRIVATE:
             self.ensure_private(kind, obj)
             return
-        attempt = 0
-        while True:
-            try:
-                self.transfer(obj, size)
-            except UnsafeSource as exc:  # swapped for a link after triage
-                self.stats.record_unsafe(kind, obj.key, str(exc))
-                return
-            except Exception as exc:  # noqa: BLE001
-                attempt += 1
-                if attempt <= self.retries and is_retryable(exc):
-                    self._sleep(min(self.backoff * (2 ** (attempt - 1)), 20.0))
-                    continue
-                reason = describe_error(exc, bucket=self.bucket) if hasattr(exc, "response") else "%s: %s" % (
-                    type(exc).__name__, exc)
-                self.stats.record(kind, "failed", obj.key, reason=reason)
-                return
-            self.stats.record(kind, "copied", obj.key, size)
+        try:
+            outcome = self._with_retries(lambda: self.transfer(obj, size), kind, obj.key)
+        except UnsafeSource as exc:  # swapped for a link after triage
+            self.stats.record_unsafe(kind, obj.key, str(exc))
             return
+        if outcome is not FAILED:
+            self.stats.record(kind, "copied", obj.key, size)
 
     # --- the run ------------------------------------------------------------------------------
     def _worker(self, work):

@@ -144,11 +144,16 @@ def db_argument_spec():
     )
 
 
+def db_option_values(module_params):
+    """The ``db_*`` options of a module (Mastodon's or Misskey's) as connection_params() arguments."""
+    return dict(host=module_params.get("db_host"), port=module_params.get("db_port"),
+                dbname=module_params.get("db_name"), user=module_params.get("db_user"),
+                password=module_params.get("db_password"))
+
+
 def connection_params_from(module_params):
     """connection_params() from a module's db_* and env_file options."""
-    return connection_params(host=module_params.get("db_host"), port=module_params.get("db_port"),
-                             dbname=module_params.get("db_name"), user=module_params.get("db_user"),
-                             password=module_params.get("db_password"), env_file=module_params.get("env_file"))
+    return connection_params(env_file=module_params.get("env_file"), **db_option_values(module_params))
 
 
 def describe_target(params):
@@ -158,7 +163,7 @@ def describe_target(params):
     return "%s@%s:%s/%s" % (params.get("user"), where, params.get("port"), params.get("dbname"))
 
 
-def _clean_message(exc):
+def clean_pg_message(exc):
     """First meaningful line of a libpq error, without the 'FATAL:' noise."""
     text = str(exc).strip()
     for line in text.splitlines():
@@ -181,7 +186,7 @@ def connect(host=None, port=None, dbname=None, user=None, password=None, readonl
     try:
         conn = psycopg2.connect(**kwargs)
     except PGError as exc:
-        message = _clean_message(exc)
+        message = clean_pg_message(exc)
         target = describe_target(params)
         lowered = message.lower()
         if "password authentication failed" in lowered or "no password supplied" in lowered \
@@ -197,7 +202,7 @@ def connect(host=None, port=None, dbname=None, user=None, password=None, readonl
             conn.set_session(readonly=True)
         except PGError as exc:  # pragma: no cover - defensive
             conn.close()
-            raise DBError("cannot configure the database session: %s" % _clean_message(exc)) from None
+            raise DBError("cannot configure the database session: %s" % clean_pg_message(exc)) from None
     return conn
 
 
@@ -365,7 +370,7 @@ def count_rows(conn, scope=("cache",), include_backups=False, shard_index=0, sha
                 remaining -= number
             counts[spec[0]] = number
     except PGError as exc:
-        raise DBError("cannot count media rows: %s" % _clean_message(exc)) from None
+        raise DBError("cannot count media rows: %s" % clean_pg_message(exc)) from None
     finally:
         if was_idle:
             _end_transaction(conn)
@@ -426,7 +431,7 @@ def iter_rows_objects(conn, scope=("cache",), include_backups=False, shard_index
                 if not conn.closed:
                     cur.close()
     except PGError as exc:
-        raise DBError("cannot read media rows: %s" % _clean_message(exc)) from None
+        raise DBError("cannot read media rows: %s" % clean_pg_message(exc)) from None
     finally:
         if was_idle:
             _end_transaction(conn)

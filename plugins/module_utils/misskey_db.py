@@ -16,12 +16,16 @@ The Misskey counterpart of ``db.py`` (Mastodon): plain Python, psycopg2 imported
 * ``apply_meta`` / ``restore_meta``: set the object storage columns, keeping the values they had
   before the switch in table ``fediverse_object_storage_meta_backup`` (same database, so the
   saved values are as durable and as private as the meta row itself), and put them back exactly.
+* ``drive_argument_spec`` / ``run_module``: the drive options of misskey_config and misskey_meta,
+  and the tail every Misskey module ends with (missing library, error -> ``fail_json``, result ->
+  ``exit_json``); they take the AnsibleModule and import nothing of Ansible.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # noqa: UP001 (ansible-test sanity requires it)
 
+import contextlib
 import json
 import os
 
@@ -33,13 +37,20 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_c
     meta_changes,
     meta_values,
 )
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import region_for, resolve_endpoint
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (
+    S3ConfigError,
+    region_for,
+    resolve_endpoint,
+)
 
-# The guarded psycopg2 import is db.py's (one place for both apps).
+# The guarded psycopg2 import is db.py's (one place for both apps), and so are the db_* option values
+# and the wording of a libpq error.
 from ansible_collections.fediverse.object_storage.plugins.module_utils.db import (  # noqa: F401  pylint: disable=unused-import
     HAS_PSYCOPG2,
     PGError,
     PSYCOPG2_IMPORT_ERROR,
+    clean_pg_message,
+    db_option_values,
 )
 
 if HAS_PSYCOPG2:
@@ -95,16 +106,7 @@ def connection_params(host=None, port=None, dbname=None, user=None, password=Non
 
 def connection_params_from(module_params):
     """connection_params() from a module's db_* and config_file options."""
-    return connection_params(host=module_params.get("db_host"), port=module_params.get("db_port"),
-                             dbname=module_params.get("db_name"), user=module_params.get("db_user"),
-                             password=module_params.get("db_password"), config_file=module_params.get("config_file"))
-
-
-def _clean(exc):
-    for line in str(exc).strip().splitlines():
-        if line.strip():
-            return line.strip().replace("FATAL:  ", "").replace("ERROR:  ", "")
-    return exc.__class__.__name__
+    return connection_params(config_file=module_params.get("config_file"), **db_option_values(module_params))
 
 
 def connect(params):
@@ -117,7 +119,7 @@ def connect(params):
     except PGError as exc:
         target = "%s@%s:%s/%s" % (params.get("user"), params.get("host", "localhost"), params.get("port"),
                                   params.get("dbname"))
-        raise MisskeyConfigError("cannot connect to Misskey's database %s: %s" % (target, _clean(exc))) from None
+        raise MisskeyConfigError("cannot connect to Misskey's database %s: %s" % (target, clean_pg_message(exc))) from None
 
 
 def table_columns(cursor, table):
@@ -125,6 +127,48 @@ def table_columns(cursor, table):
     cursor.execute("SELECT a.attname FROM pg_catalog.pg_attribute a WHERE a.attrelid = to_regclass(%s)"
                    " AND a.attnum > 0 AND NOT a.attisdropped", (table,))
     return set(row[0] for row in cursor.fetchall())
+
+
+def drive_argument_spec(required=(), **defaults):
+    """The drive options of misskey_config (v10 ``drive:``) and misskey_meta (v11+ meta row):
+    ``required`` names the required ones, ``defaults`` gives default values."""
+    spec = dict(
+        bucket=dict(type="str"),
+        prefix=dict(type="str"),
+        base_url=dict(type="str"),
+        endpoint=dict(type="str"),
+        region=dict(type="str"),
+        port=dict(type="int"),
+        use_ssl=dict(type="bool"),
+        use_proxy=dict(type="bool"),
+        set_public_read=dict(type="bool"),
+        s3_force_path_style=dict(type="bool"),
+        access_key=dict(type="str", no_log=True),
+        secret_key=dict(type="str", no_log=True),
+    )
+    for name in required:
+        spec[name]["required"] = True
+    for name, value in defaults.items():
+        spec[name]["default"] = value
+    return spec
+
+
+def run_module(module, handler, needs=(), errors=(), **fail_extra):
+    """The tail of every Misskey module: fail when a library of ``needs`` (``(name, present)`` or
+    ``(name, present, import error)``) is missing, else ``module.exit_json(**handler(module))``; a
+    MisskeyConfigError, S3ConfigError, OSError or one of ``errors`` fails the module with its message
+    (and the return values ``fail_extra``)."""
+    for need in needs:
+        if not need[1]:
+            from ansible.module_utils.basic import missing_required_lib
+
+            extra = dict(exception=str(need[2])) if len(need) > 2 and need[2] is not None else {}
+            module.fail_json(msg=missing_required_lib(need[0]), **extra)
+    try:
+        result = handler(module)
+    except (MisskeyConfigError, S3ConfigError, OSError) + tuple(errors) as exc:
+        module.fail_json(msg=str(exc), **fail_extra)
+    module.exit_json(**result)
 
 
 # --- what the collection stores ---------------------------------------------------------------
@@ -228,6 +272,34 @@ def _diff(current, updates):
     return dict(before_header="meta", after_header="meta", before=mask_meta(current), after=mask_meta(after, updates))
 
 
+class _MetaRow(object):
+    """What a transaction on the meta row sees; the body sets ``commit`` to keep its changes."""
+
+    def __init__(self, cursor, existing, meta_id, current):
+        self.cursor, self.existing, self.meta_id, self.current = cursor, existing, meta_id, current
+        self.commit = False
+
+
+@contextlib.contextmanager
+def _meta_transaction(conn):
+    """One transaction on the meta row: yields a ``_MetaRow`` (its object storage columns read), then
+    commits when the body set ``commit``, else rolls back; a database error rolls back and becomes a
+    MisskeyConfigError."""
+    try:
+        with conn.cursor() as cursor:
+            existing, columns = _storage_columns(cursor)
+            meta_id, current = _read_meta(cursor, columns)
+            row = _MetaRow(cursor, existing, meta_id, current)
+            yield row
+            if row.commit:
+                conn.commit()
+            else:
+                conn.rollback()
+    except PGError as exc:
+        conn.rollback()
+        raise MisskeyConfigError("database error on the meta table: %s" % clean_pg_message(exc)) from None
+
+
 def apply_meta(conn, wanted, check_mode=False):
     """Set the meta row to ``wanted`` (existing columns only).
 
@@ -237,27 +309,19 @@ def apply_meta(conn, wanted, check_mode=False):
     from before the switch. Returns a result dict (changed, changed_columns, skipped_columns,
     backup: ``saved``/``kept``/``none``, diff).
     """
-    try:
-        with conn.cursor() as cursor:
-            existing, columns = _storage_columns(cursor)
-            meta_id, current = _read_meta(cursor, columns)
-            updates, skipped = meta_changes(current, existing, wanted)
-            _saved, active = _read_backup(cursor, meta_id)
-            backup = "kept" if active else "none"
-            if updates and wanted.get("useObjectStorage") and not active:
-                backup = "saved"
-                if not check_mode:
-                    _save_backup(cursor, meta_id, current)
-            if updates and not check_mode:
-                _update_meta(cursor, meta_id, updates)
-                conn.commit()
-            else:
-                conn.rollback()
-    except PGError as exc:
-        conn.rollback()
-        raise MisskeyConfigError("database error on the meta table: %s" % _clean(exc)) from None
+    with _meta_transaction(conn) as row:
+        updates, skipped = meta_changes(row.current, row.existing, wanted)
+        _saved, active = _read_backup(row.cursor, row.meta_id)
+        backup = "kept" if active else "none"
+        if updates and wanted.get("useObjectStorage") and not active:
+            backup = "saved"
+            if not check_mode:
+                _save_backup(row.cursor, row.meta_id, row.current)
+        row.commit = bool(updates) and not check_mode
+        if row.commit:
+            _update_meta(row.cursor, row.meta_id, updates)
     return dict(changed=bool(updates), changed_columns=[c for c in STORAGE_COLUMNS if c in updates],
-                skipped_columns=skipped, backup=backup, diff=_diff(current, updates))
+                skipped_columns=skipped, backup=backup, diff=_diff(row.current, updates))
 
 
 def restore_meta(conn, check_mode=False):
@@ -268,35 +332,27 @@ def restore_meta(conn, check_mode=False):
     (``restored: false`` and a warning say so).
     """
     warnings = []
-    try:
-        with conn.cursor() as cursor:
-            existing, columns = _storage_columns(cursor)
-            meta_id, current = _read_meta(cursor, columns)
-            saved, active = _read_backup(cursor, meta_id)
-            updates = {}
-            restored = False
+    with _meta_transaction(conn) as row:
+        saved, active = _read_backup(row.cursor, row.meta_id)
+        updates = {}
+        restored = False
+        if active:
+            restored = True
+            for column, value in saved.items():
+                if column in row.existing and row.current.get(column) != value:
+                    updates[column] = value
+        elif saved is None and row.current.get("useObjectStorage"):
+            warnings.append("no values saved before the switch: only useObjectStorage was turned off; "
+                            "check the other object storage settings in Misskey's control panel")
+            updates = {"useObjectStorage": False}
+        changed = bool(updates) or active
+        row.commit = changed and not check_mode
+        if row.commit:
+            if updates:
+                _update_meta(row.cursor, row.meta_id, updates)
             if active:
-                restored = True
-                for column, value in saved.items():
-                    if column in existing and current.get(column) != value:
-                        updates[column] = value
-            elif saved is None and current.get("useObjectStorage"):
-                warnings.append("no values saved before the switch: only useObjectStorage was turned off; "
-                                "check the other object storage settings in Misskey's control panel")
-                updates = {"useObjectStorage": False}
-            changed = bool(updates) or active
-            if changed and not check_mode:
-                if updates:
-                    _update_meta(cursor, meta_id, updates)
-                if active:
-                    cursor.execute(sql.SQL("UPDATE {} SET active = false WHERE meta_id = %s").format(
-                        sql.Identifier(META_BACKUP_TABLE)), (meta_id,))
-                conn.commit()
-            else:
-                conn.rollback()
-    except PGError as exc:
-        conn.rollback()
-        raise MisskeyConfigError("database error on the meta table: %s" % _clean(exc)) from None
+                row.cursor.execute(sql.SQL("UPDATE {} SET active = false WHERE meta_id = %s").format(
+                    sql.Identifier(META_BACKUP_TABLE)), (row.meta_id,))
     return dict(changed=changed, changed_columns=[c for c in STORAGE_COLUMNS if c in updates], skipped_columns=[],
                 restored=restored, backup="used" if active else "none", warnings=warnings,
-                diff=_diff(current, updates))
+                diff=_diff(row.current, updates))

@@ -215,3 +215,20 @@ def plan_row(row, prefix, base_url, instance_url):
 def mask_row(row):
     """A row for a diff sample (no secrets in drive_file; kept for symmetry with meta)."""
     return dict((key, value) for key, value in row.items() if key not in ("requestHeaders", "requestIp"))
+
+
+def move_diff(result, check_mode=False):
+    """The --diff of a move: its counts in the headers, a sample of row changes (drive_file columns
+    only: no secrets) as before/after."""
+    stats = result["stats"]
+    counts = ("%d local files of local users: %d %s, %d missing on disk, %d refused, %d changed meanwhile"
+              % (stats["candidates"], stats["moved"], "to move" if check_mode else "moved", stats["missing"],
+                 stats["refused"], stats["changed_meanwhile"]))
+    if not check_mode:
+        counts += "; %d objects uploaded, %d copied URLs rewritten" % (stats["objects_uploaded"],
+                                                                       stats["dependents_rewritten"])
+    sample = result["sample"]
+    return dict(before_header="drive_file (%s; sample of %d rows)" % (counts, len(sample)),
+                after_header="drive_file in %s/%s" % (result["base_url"], (result["prefix"] or "").strip("/")),
+                before=dict((s["id"], mask_row(s["before"])) for s in sample),
+                after=dict((s["id"], mask_row(s["after"])) for s in sample))

@@ -89,6 +89,12 @@ def ensure_tables(cursor):
         "table_name text NOT NULL, row_id text NOT NULL, column_name text NOT NULL, old_value jsonb, "
         "new_value jsonb, restored boolean NOT NULL DEFAULT false, saved_at timestamptz NOT NULL DEFAULT now())"
     ).format(_ident(BACKUP)))
+    # flipped_at (when the soak before a purge starts) and purged (names deleted) came later: journals
+    # from before get the columns, their flipped rows the time of their last state change.
+    if "flipped_at" not in columns_of(cursor, JOURNAL):
+        cursor.execute(sql.SQL("ALTER TABLE {} ADD COLUMN flipped_at timestamptz").format(_ident(JOURNAL)))
+        cursor.execute(sql.SQL("UPDATE {} SET flipped_at = updated_at WHERE state = 'flipped'").format(_ident(JOURNAL)))
+    cursor.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS purged jsonb").format(_ident(JOURNAL)))
     for table in (JOURNAL, BACKUP):
         cursor.execute(sql.SQL("REVOKE ALL ON {} FROM PUBLIC").format(_ident(table)))
 
@@ -186,16 +192,20 @@ def flip(conn, schema, row, updates, url_map):
             cursor.execute(sql.SQL("UPDATE {tab} SET {col} = %s WHERE id = %s AND {col} = %s").format(
                 tab=_ident(table), col=_ident(column)), (new, row_id, old))
         journal(cursor, row["id"], "flipped")
+        cursor.execute(sql.SQL("UPDATE {} SET flipped_at = now(), purged = NULL WHERE file_id = %s").format(
+            _ident(JOURNAL)), (row["id"],))
     conn.commit()
     return len(changes)
 
 
-def restore(conn, batch_size=100):
+def restore(conn, batch_size=100, exclude=()):
     """Put back every backed-up value whose column still holds what the flip wrote.
 
-    Works per drive file, newest backups first, one transaction per file. Returns
-    ``(restored values, skipped values)``; skipped ones were changed since (by Misskey or an admin).
+    Works per drive file, newest backups first, one transaction per file; the drive files in
+    ``exclude`` are left as they are. Returns ``(restored values, skipped values)``; skipped ones
+    were changed since (by Misskey or an admin).
     """
+    exclude = list(exclude)
     restored = skipped = 0
     with conn.cursor() as cursor:
         if not table_exists(cursor, BACKUP):
@@ -203,8 +213,8 @@ def restore(conn, batch_size=100):
             return 0, 0
     while True:
         with conn.cursor() as cursor:
-            cursor.execute(sql.SQL("SELECT DISTINCT file_id FROM {} WHERE NOT restored ORDER BY file_id LIMIT %s").format(
-                _ident(BACKUP)), (batch_size,))
+            cursor.execute(sql.SQL("SELECT DISTINCT file_id FROM {} WHERE NOT restored AND NOT file_id = ANY(%s) "
+                                   "ORDER BY file_id LIMIT %s").format(_ident(BACKUP)), (exclude, batch_size))
             file_ids = [row[0] for row in cursor.fetchall()]
             if not file_ids:
                 conn.rollback()
@@ -224,6 +234,32 @@ def restore(conn, batch_size=100):
                     cursor.execute(sql.SQL("UPDATE {} SET restored = true WHERE seq = %s").format(_ident(BACKUP)), (seq,))
                 journal(cursor, file_id, "restored")
                 conn.commit()
+
+
+def still_moved(cursor, predict=False, exclude=()):
+    """How many drive_file rows carry a key the move wrote (they are served from the bucket).
+
+    Counted after a restore, or, with ``predict`` (check mode), as they will be once the pending
+    backups are restored - except those of the drive files in ``exclude``, which a restore leaves
+    alone. The nginx /files/ fallback is needed exactly while this is not 0.
+    """
+    if not table_exists(cursor, BACKUP):
+        return 0
+    current = sql.SQL('CASE b.column_name WHEN %s THEN d."accessKey" WHEN %s THEN d."thumbnailAccessKey" '
+                      'ELSE d."webpublicAccessKey" END')
+    query = sql.SQL(
+        "SELECT count(DISTINCT d.id) FROM {tab} b JOIN drive_file d ON d.id = b.row_id "
+        "WHERE b.table_name = 'drive_file' AND b.column_name = ANY(%s) AND {cur} = b.new_value #>> '{{}}'").format(
+        tab=_ident(BACKUP), cur=current)
+    params = [["accessKey", "thumbnailAccessKey", "webpublicAccessKey"], "accessKey", "thumbnailAccessKey"]
+    if predict:
+        query += sql.SQL(
+            " AND NOT EXISTS (SELECT 1 FROM {tab} p WHERE NOT p.restored AND p.table_name = 'drive_file' "
+            "AND p.row_id = b.row_id AND p.column_name = b.column_name AND p.new_value = b.new_value "
+            "AND NOT p.file_id = ANY(%s))").format(tab=_ident(BACKUP))
+        params.append(list(exclude))
+    cursor.execute(query, params)
+    return cursor.fetchone()[0]
 
 
 def drop_tables(conn):

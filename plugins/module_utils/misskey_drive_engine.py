@@ -188,20 +188,30 @@ class DriveMover(object):
                     sample=self.sample, base_url=self.base_url, prefix=self.prefix)
 
 
-def rollback(conn, check_mode=False, drop_backup=False):
-    """Restore every value the moves changed (where it still holds what the move wrote)."""
+def rollback(conn, check_mode=False, drop_backup=False, exclude=()):
+    """Restore every value the moves changed (where it still holds what the move wrote), except for
+    the drive files in ``exclude`` (whose local files cannot come back); the tables are then kept."""
+    exclude = list(exclude)
     with conn.cursor() as cursor:
         pending = 0
         if ddb.table_exists(cursor, ddb.BACKUP):
-            cursor.execute('SELECT count(*) FROM "%s" WHERE NOT restored' % ddb.BACKUP)
+            cursor.execute('SELECT count(*) FROM "%s" WHERE NOT restored AND NOT file_id = ANY(%%s)' % ddb.BACKUP,
+                           (exclude,))
             pending = cursor.fetchone()[0]
         has_tables = ddb.table_exists(cursor, ddb.BACKUP) or ddb.table_exists(cursor, ddb.JOURNAL)
+        left = ddb.still_moved(cursor, predict=True, exclude=exclude)  # for check mode: what the restore would leave
     conn.rollback()
+    drop_backup = drop_backup and not exclude
     if check_mode:
-        return dict(changed=bool(pending) or (drop_backup and has_tables), restored=pending, not_restored=0)
-    restored, skipped = ddb.restore(conn)
+        return dict(changed=bool(pending) or (drop_backup and has_tables), restored=pending, not_restored=0,
+                    still_moved=left)
+    restored, skipped = ddb.restore(conn, exclude=exclude)
+    with conn.cursor() as cursor:
+        left = ddb.still_moved(cursor)
+    conn.rollback()
     dropped = False
     if drop_backup and has_tables:
         ddb.drop_tables(conn)
         dropped = True
-    return dict(changed=bool(restored or skipped or dropped), restored=restored, not_restored=skipped, dropped=dropped)
+    return dict(changed=bool(restored or skipped or dropped), restored=restored, not_restored=skipped, dropped=dropped,
+                still_moved=left)

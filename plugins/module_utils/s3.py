@@ -269,3 +269,13 @@ def client_from_module(module, max_pool_connections=10, prefix=""):
         )
     except S3ConfigError as exc:
         module.fail_json(msg=str(exc))
+
+
+def client_and_endpoint(module, max_pool_connections=10, prefix="", **fail_extra):
+    """``(client, endpoint URL)`` from a module's params: the endpoint resolved once, before the client
+    is made; a bad endpoint fails the module (``fail_extra``: more return values of that failure)."""
+    try:
+        endpoint_url = resolve_endpoint(module.params[prefix + "endpoint"])
+    except S3ConfigError as exc:
+        module.fail_json(msg=str(exc), **fail_extra)
+    return client_from_module(module, max_pool_connections, prefix), endpoint_url

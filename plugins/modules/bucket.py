@@ -195,9 +195,7 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket_ru
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (  # noqa: E402
     BotoCoreError,
     ClientError,
-    S3ConfigError,
-    client_from_module,
-    resolve_endpoint,
+    client_and_endpoint,
     s3_argument_spec,
 )
 
@@ -260,19 +258,18 @@ def main():
         validate_bucket_name(name)
         policy = desired_policy(module.params["policy"], name) if module.params["state"] == "present" else None
         cors = desired_cors(module.params["cors"])
-        endpoint_url = resolve_endpoint(module.params["endpoint"])
     except BucketNameError as exc:
         module.fail_json(msg=str(exc), name=name)
     except PolicyError as exc:
         module.fail_json(msg="invalid policy for bucket %s: %s" % (name, exc), name=name)
-    except (CorsError, S3ConfigError) as exc:
+    except CorsError as exc:
         module.fail_json(msg=str(exc), name=name)
 
     if module.params["policy"] not in (None,) + NAMED_POLICIES:
         for warning in check_policy(policy, name):
             module.warn(warning)
 
-    client = client_from_module(module)
+    client, endpoint_url = client_and_endpoint(module, name=name)
     action = "creating or checking the bucket" if module.params["state"] == "present" else "deleting the bucket"
     try:
         if module.params["state"] == "present":

@@ -100,9 +100,7 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket_ru
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (  # noqa: E402
     BotoCoreError,
     ClientError,
-    S3ConfigError,
-    client_from_module,
-    resolve_endpoint,
+    client_and_endpoint,
     s3_argument_spec,
 )
 
@@ -120,11 +118,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_if=[("state", "present", ["content"])])
     params = module.params
-    try:
-        endpoint_url = resolve_endpoint(params["endpoint"])
-    except S3ConfigError as exc:
-        module.fail_json(msg=str(exc))
-    client = client_from_module(module)
+    client, endpoint_url = client_and_endpoint(module)
     url = object_url(endpoint_url, params["bucket"], params["key"])
     try:
         if params["state"] == "present":

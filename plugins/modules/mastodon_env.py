@@ -89,52 +89,24 @@ backup_file:
   sample: /home/mastodon/live/.env.production.2345.2026-11-22@14:50:01~
 """
 
-import errno  # noqa: E402
-import os  # noqa: E402
-
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible.module_utils.common.text.converters import to_native  # noqa: E402
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.atomic import (  # noqa: E402
-    AtomicWriteError,
-    backup_copy,
-    read_bytes,
-    write_atomic,
-)
+from ansible_collections.fediverse.object_storage.plugins.module_utils.atomic import finish_edit, read_for_edit  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils.envfile import (  # noqa: E402
     EnvFileError,
     mask_secrets,
     update_env,
 )
 
-
-def read_file(module, path):
-    try:
-        data = read_bytes(path)
-    except AtomicWriteError as exc:
-        module.fail_json(msg="%s: nothing was changed" % to_native(exc.strerror or exc))
-    except OSError as exc:
-        if exc.errno == errno.ENOENT:
-            module.fail_json(msg="%s does not exist: nothing was changed. Is Mastodon installed there? "
-                                 "Set the path of the live .env.production (mastodon_env_path)." % path)
-        module.fail_json(msg="cannot read %s: %s" % (path, to_native(exc)))
-    return data.decode("utf-8", "surrogateescape")
-
-
-def write_file(module, path, text):
-    # An unpredictable temporary name created exclusively next to the file, never through a
-    # link; the file keeps its owner, group and mode (module_utils/atomic.py).
-    try:
-        write_atomic(path, text.encode("utf-8", "surrogateescape"))
-    except OSError as exc:
-        module.fail_json(msg="cannot write %s: %s" % (path, to_native(exc.strerror or exc)))
+MISSING_HINT = "Is Mastodon installed there? Set the path of the live .env.production (mastodon_env_path)."
 
 
 def handle_env(module):
     path = module.params["path"]
     settings = dict(module.params["settings"] or {})
     settings.update(module.params["secret_settings"] or {})
-    before = read_file(module, path)
+    before = read_for_edit(module, path, MISSING_HINT)
     try:
         after, changed_keys = update_env(before, settings)
     except EnvFileError as exc:
@@ -145,17 +117,7 @@ def handle_env(module):
             before_header=path, after_header=path,
             before=mask_secrets(before), after=mask_secrets(after, changed_keys),
         )
-    if result["changed"] and not module.check_mode:
-        if module.params["backup"]:
-            try:
-                result["backup_file"] = backup_copy(path, before.encode("utf-8", "surrogateescape"), os.lstat(path))
-            except OSError as exc:
-                module.fail_json(msg="cannot back up %s: %s" % (path, to_native(exc.strerror or exc)))
-        write_file(module, path, after)
-    file_args = module.load_file_common_arguments(module.params)
-    if not module.check_mode or os.path.exists(path):
-        result["changed"] = module.set_fs_attributes_if_different(file_args, result["changed"])
-    return result
+    return finish_edit(module, path, before, after, result)
 
 
 def main():

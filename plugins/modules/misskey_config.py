@@ -113,27 +113,23 @@ drive:
 """
 
 import copy  # noqa: E402
-import errno  # noqa: E402
-import os  # noqa: E402
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
-from ansible.module_utils.common.text.converters import to_native  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.atomic import (  # noqa: E402
-    AtomicWriteError,
-    backup_copy,
-    read_bytes,
-    write_atomic,
-)
+from ansible_collections.fediverse.object_storage.plugins.module_utils.atomic import finish_edit, read_for_edit  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import (  # noqa: E402
     HAS_YAML,
     MASK,
-    MisskeyConfigError,
     drive_settings,
     mask_yaml_secrets,
     replace_drive,
 )
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import S3ConfigError  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_db import (  # noqa: E402
+    drive_argument_spec,
+    run_module,
+)
+
+REQUIRED = ("bucket", "prefix", "base_url", "endpoint", "access_key", "secret_key")
 
 
 def masked_drive(drive):
@@ -146,14 +142,7 @@ def masked_drive(drive):
 def handle_drive(module):
     params = module.params
     path = params["path"]
-    try:
-        before = read_bytes(path).decode("utf-8", "surrogateescape")
-    except AtomicWriteError as exc:
-        module.fail_json(msg="%s: nothing was changed" % to_native(exc.strerror or exc))
-    except OSError as exc:
-        if exc.errno == errno.ENOENT:
-            module.fail_json(msg="%s does not exist: nothing was changed. Is Misskey installed there?" % path)
-        module.fail_json(msg="cannot read %s: %s" % (path, to_native(exc.strerror or exc)))
+    before = read_for_edit(module, path, "Is Misskey installed there?")
     drive = drive_settings(
         bucket=params["bucket"], prefix=params["prefix"], base_url=params["base_url"], endpoint=params["endpoint"],
         access_key=params["access_key"], secret_key=params["secret_key"], region=params["region"],
@@ -164,45 +153,17 @@ def handle_drive(module):
     if module._diff:
         result["diff"] = dict(before_header=path, after_header=path,
                               before=mask_yaml_secrets(before), after=mask_yaml_secrets(after))
-    if changed and not module.check_mode:
-        # Backup and new content: unpredictable temporary names created exclusively, never
-        # through a link, owner/group/mode kept (module_utils/atomic.py).
-        if params["backup"]:
-            result["backup_file"] = backup_copy(path, before.encode("utf-8", "surrogateescape"), os.lstat(path))
-        write_atomic(path, after.encode("utf-8", "surrogateescape"))
-    file_args = module.load_file_common_arguments(module.params)
-    result["changed"] = module.set_fs_attributes_if_different(file_args, result["changed"])
-    return result
+    return finish_edit(module, path, before, after, result)
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type="path", required=True),
-            bucket=dict(type="str", required=True),
-            prefix=dict(type="str", required=True),
-            base_url=dict(type="str", required=True),
-            endpoint=dict(type="str", required=True),
-            region=dict(type="str"),
-            port=dict(type="int"),
-            use_ssl=dict(type="bool"),
-            use_proxy=dict(type="bool"),
-            set_public_read=dict(type="bool", default=False),
-            s3_force_path_style=dict(type="bool", default=True),
-            access_key=dict(type="str", required=True, no_log=True),
-            secret_key=dict(type="str", required=True, no_log=True),
-            backup=dict(type="bool", default=True),
-        ),
-        add_file_common_args=True,
-        supports_check_mode=True,
+    argument_spec = drive_argument_spec(required=REQUIRED, set_public_read=False, s3_force_path_style=True)
+    argument_spec.update(
+        path=dict(type="path", required=True),
+        backup=dict(type="bool", default=True),
     )
-    if not HAS_YAML:
-        module.fail_json(msg=missing_required_lib("PyYAML"))
-    try:
-        result = handle_drive(module)
-    except (MisskeyConfigError, S3ConfigError, OSError) as exc:
-        module.fail_json(msg=to_native(exc))
-    module.exit_json(**result)
+    module = AnsibleModule(argument_spec=argument_spec, add_file_common_args=True, supports_check_mode=True)
+    run_module(module, handle_drive, needs=[("PyYAML", HAS_YAML)])
 
 
 if __name__ == "__main__":

@@ -26,8 +26,16 @@ description:
     announcements and ads.
   - Every old value is saved first in table C(fediverse_object_storage_drive_backup); per-file state
     in C(fediverse_object_storage_drive_journal). A run stopped at any point continues where it
-    stopped. Local files are never changed or deleted.
-  - O(state=rolled_back) puts back every saved value that still holds what the move wrote.
+    stopped. The move never changes or deletes local files.
+  - O(state=purged), a separate step after the soak period (O(soak_days) after each row's flip),
+    deletes the local files of a moved row only when the row, locked, still holds every value the move
+    wrote, each object answers HEAD with the file's size (and MD5 for a single-part upload), and each
+    name is a regular file (opened without following links, its inode checked again just before the
+    unlink). Everything else stays and is listed with its reason.
+  - O(state=rolled_back) puts back every saved value that still holds what the move wrote. Files a
+    purge deleted are first written back from their objects (owner and group of O(files_dir), the mode
+    of their siblings, never over an existing name); a missing object makes it fail before anything
+    changes, unless O(skip_unrestorable).
   - Old C(/files/KEY) URLs answer 404 from Misskey after the flip; the nginx location of the
     misskey role's C(drive_move) entry point redirects them to the objects.
   - Restart Misskey afterwards (it caches emojis and the meta row).
@@ -35,13 +43,26 @@ extends_documentation_fragment:
   - fediverse.object_storage.misskey_db
 options:
   state:
-    description: V(moved) moves the files; V(rolled_back) restores the saved values.
+    description: V(moved) moves the files; V(purged) deletes the local copies after the soak period;
+      V(rolled_back) writes purged files back and restores the saved values.
     type: str
-    choices: [moved, rolled_back]
+    choices: [moved, purged, rolled_back]
     default: moved
   files_dir:
-    description: Misskey's local file directory (C(MISSKEY_DIR/files)). Required with O(state=moved).
+    description:
+      - Misskey's local file directory (C(MISSKEY_DIR/files)), not a symbolic link. Required with
+        O(state=moved) and O(state=purged), and with O(state=rolled_back) after a purge.
     type: path
+  soak_days:
+    description: With O(state=purged), how many days after its flip a row's local files may be deleted (at least 1).
+    type: int
+    default: 14
+  skip_unrestorable:
+    description:
+      - With O(state=rolled_back), roll back the other rows when purged files cannot be written back
+        (object missing); those rows keep pointing at the bucket and are listed in RV(unrestorable).
+    type: bool
+    default: false
   instance_url:
     description: Misskey's C(url); read from O(config_file) when not given.
     type: str
@@ -60,6 +81,15 @@ options:
     description: With O(state=rolled_back), remove the backup and journal tables once everything is restored.
     type: bool
     default: false
+  planned_base_url:
+    description:
+      - The C(objectStorageBaseUrl) the switch is going to store. Only used in check mode while the C(meta)
+        row does not point at a bucket yet (C(migrate.yml --check)), so that the counts and the sample can
+        be shown; a real run always takes the stored settings and fails before the switch.
+    type: str
+  planned_prefix:
+    description: The C(objectStoragePrefix) the switch is going to store (with O(planned_base_url)).
+    type: str
   ca_bundle:
     description: CA certificates for the endpoint's TLS (private endpoints and tests).
     type: path
@@ -70,12 +100,13 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Counts the rows and missing files and shows a sample of the row changes; writes nothing.
+    description: Counts the rows and missing files and shows a sample of the row changes (the files a purge
+      would delete, the files a rollback would write back); writes and deletes nothing.
   diff_mode:
     support: full
-    description: The sample of row changes as before/after.
+    description: The counts in the diff's header and the sample of row changes as before/after (C(drive_file) columns only).
 requirements:
-  - boto3 (with O(state=moved))
+  - boto3 (with O(state=moved) and O(state=purged), and with O(state=rolled_back) after a purge)
 author:
   - fediverse.object_storage contributors (@fediverse-object-storage)
 """
@@ -85,6 +116,12 @@ EXAMPLES = r"""
   fediverse.object_storage.misskey_drive_move:
     config_file: /home/misskey/misskey/.config/default.yml
     files_dir: /home/misskey/misskey/files
+
+- name: Two weeks later, delete the local copies of the moved files
+  fediverse.object_storage.misskey_drive_move:
+    config_file: /home/misskey/misskey/.config/default.yml
+    files_dir: /home/misskey/misskey/files
+    state: purged
 """
 
 RETURN = r"""
@@ -104,8 +141,8 @@ refused:
   type: list
   elements: dict
 sample:
-  description: Some row changes (id, objects, before, after).
-  returned: with O(state=moved)
+  description: Some row changes (id, objects, before, after); with O(state=purged) the files deleted (id, files).
+  returned: with O(state=moved) or O(state=purged)
   type: list
   elements: dict
 base_url:
@@ -116,6 +153,37 @@ prefix:
   description: C(objectStoragePrefix) of the meta row.
   returned: with O(state=moved)
   type: str
+purge_stats:
+  description: Counts - due (rows past the soak), purged (rows whose files are gone), files_deleted, bytes_freed,
+    kept, soaking (rows still in the soak period).
+  returned: with O(state=purged)
+  type: dict
+kept:
+  description: Rows past the soak whose files stay (id, files, reason).
+  returned: with O(state=purged)
+  type: list
+  elements: dict
+next_due:
+  description: When the next row still soaking is due (ISO 8601), or null.
+  returned: with O(state=purged)
+  type: str
+written_back:
+  description: Purged files written back from their objects before the rows were restored.
+  returned: with O(state=rolled_back)
+  type: int
+bytes_written_back:
+  description: Their size in bytes.
+  returned: with O(state=rolled_back) when files were written back
+  type: int
+present_meanwhile:
+  description: Purged names that reappeared while being written back (left as they were, never overwritten).
+  returned: with O(state=rolled_back) when files were written back
+  type: int
+unrestorable:
+  description: With O(skip_unrestorable), rows left pointing at the bucket because an object is missing (id, files, reason).
+  returned: with O(state=rolled_back)
+  type: list
+  elements: dict
 restored:
   description: Values put back.
   returned: with O(state=rolled_back)
@@ -124,26 +192,39 @@ not_restored:
   description: Saved values not put back because the column changed since the move.
   returned: with O(state=rolled_back)
   type: int
+still_moved:
+  description:
+    - Drive files that still carry a key the move wrote once the rollback is done (in check mode, once it
+      would be done), i.e. rows Misskey still serves from the bucket. Old C(/files/KEY) URLs need the
+      nginx fallback (misskey role's C(drive_move) entry point) while this is not 0; at 0 the
+      C(files_fallback_remove) entry point removes it.
+  returned: with O(state=rolled_back)
+  type: int
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
-from ansible.module_utils.common.text.converters import to_native  # noqa: E402
+import os  # noqa: E402
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import misskey_db, misskey_storage  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
+
+from ansible_collections.fediverse.object_storage.plugins.module_utils import (  # noqa: E402
+    misskey_db,
+    misskey_drive_restore,
+    misskey_storage,
+)
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import (  # noqa: E402
     MisskeyConfigError,
     _load,
 )
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive import DriveMoveError  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive import (  # noqa: E402
+    DriveMoveError,
+    move_diff,
+)
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_engine import (  # noqa: E402
     DriveMover,
     rollback,
 )
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (  # noqa: E402
-    HAS_BOTO3,
-    S3ConfigError,
-    s3_client,
-)
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_purge import Purger  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import HAS_BOTO3, s3_client  # noqa: E402
 
 
 def instance_url(params):
@@ -158,21 +239,69 @@ def instance_url(params):
     return str(url).rstrip("/")
 
 
+def storage(params, conn, check_mode):
+    """(settings, S3 client) of the meta row; in check mode before the switch, the planned ones and no client."""
+    _meta_id, stored = misskey_db.read_storage(conn)
+    try:
+        settings = misskey_storage.settings_from_meta(stored)
+        misskey_storage.validate(settings)
+    except MisskeyConfigError as exc:
+        if not (check_mode and params["planned_base_url"]):
+            raise MisskeyConfigError("%s: switch Misskey to the bucket first (the misskey role)" % exc) from None
+        # A check run before the switch (migrate.yml --check): the check mode reads no object.
+        return dict(bucket=None, prefix=params["planned_prefix"] or "", base_url=params["planned_base_url"],
+                    set_public_read=False), None
+    if not HAS_BOTO3:
+        raise DriveMoveError(missing_required_lib("boto3"))
+    client = s3_client(settings["endpoint_url"], access_key=settings["access_key"],
+                       secret_key=settings["secret_key"], region=settings["region"],
+                       addressing_style="path" if settings["path_style"] else "virtual",
+                       ca_bundle=params["ca_bundle"], validate_certs=params["validate_certs"])
+    return settings, client
+
+
+def roll_back(conn, params, check_mode):
+    """Write purged files back (when there are any), then restore the saved values."""
+    unrestorable, report = [], dict(written_back=0)
+    files_dir = params["files_dir"]
+    purged = misskey_drive_restore.purged_rows(conn)
+
+    def bucket_client():
+        settings, client = storage(params, conn, False)
+        return client, settings["bucket"]
+
+    # A purge refuses a linked files/, so without purged rows a link or an absent directory means no
+    # file was ever deleted: the rows alone are restored.
+    if files_dir and (purged or (os.path.isdir(files_dir) and not os.path.islink(files_dir))):
+        unrestorable, report = misskey_drive_restore.prepare(
+            conn, bucket_client, files_dir, skip_unrestorable=params["skip_unrestorable"], check_mode=check_mode)
+    elif purged:
+        raise MisskeyConfigError("%d moved rows had their local files deleted by a purge: give files_dir so that "
+                                 "rollback writes them back first (nothing was changed)" % purged)
+    result = rollback(conn, check_mode=check_mode, drop_backup=params["drop_backup"],
+                      exclude=[u["id"] for u in unrestorable])
+    result.update(report, unrestorable=unrestorable)
+    result["changed"] = bool(result["changed"] or report["written_back"])
+    return result
+
+
 def run(module):
     params = module.params
+    if params["state"] == "purged" and (params["soak_days"] or 0) < 1:
+        raise MisskeyConfigError("soak_days must be at least 1 (got %s)" % params["soak_days"])
+    if params["state"] in ("moved", "purged") and not params["files_dir"]:
+        raise MisskeyConfigError("files_dir is required with state=%s" % params["state"])
     conn = misskey_db.connect(misskey_db.connection_params_from(params))
     try:
         if params["state"] == "rolled_back":
-            return rollback(conn, check_mode=module.check_mode, drop_backup=params["drop_backup"])
-        if not params["files_dir"]:
-            raise MisskeyConfigError("files_dir is required to move files")
-        _meta_id, stored = misskey_db.read_storage(conn)
-        settings = misskey_storage.settings_from_meta(stored)
-        misskey_storage.validate(settings)
-        client = s3_client(settings["endpoint_url"], access_key=settings["access_key"],
-                           secret_key=settings["secret_key"], region=settings["region"],
-                           addressing_style="path" if settings["path_style"] else "virtual",
-                           ca_bundle=params["ca_bundle"], validate_certs=params["validate_certs"])
+            return roll_back(conn, params, module.check_mode)
+        settings, client = storage(params, conn, module.check_mode and params["state"] == "moved")
+        if params["state"] == "purged":
+            result = Purger(conn, client, settings["bucket"], params["files_dir"], soak_days=params["soak_days"],
+                            check_mode=module.check_mode, batch_size=params["batch_size"],
+                            sample_size=params["sample_size"]).run()
+            result["purge_stats"] = result.pop("stats")
+            return result
         mover = DriveMover(conn, client, settings, params["files_dir"], instance_url(params),
                            check_mode=module.check_mode, batch_size=params["batch_size"], limit=params["limit"],
                            sample_size=params["sample_size"])
@@ -180,32 +309,30 @@ def run(module):
     finally:
         conn.close()
     if module._diff:
-        result["diff"] = dict(before=dict((s["id"], s["before"]) for s in result["sample"]),
-                              after=dict((s["id"], s["after"]) for s in result["sample"]))
+        result["diff"] = move_diff(result, module.check_mode)
     return result
 
 
 def main():
     argument_spec = misskey_db.db_argument_spec()
     argument_spec.update(
-        state=dict(type="str", default="moved", choices=["moved", "rolled_back"]),
+        state=dict(type="str", default="moved", choices=["moved", "purged", "rolled_back"]),
         files_dir=dict(type="path"),
         instance_url=dict(type="str"),
         batch_size=dict(type="int", default=100),
         limit=dict(type="int"),
         sample_size=dict(type="int", default=5),
         drop_backup=dict(type="bool", default=False),
+        soak_days=dict(type="int", default=14),
+        skip_unrestorable=dict(type="bool", default=False),
+        planned_base_url=dict(type="str"),
+        planned_prefix=dict(type="str"),
         ca_bundle=dict(type="path"),
         validate_certs=dict(type="bool", default=True),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_BOTO3 and module.params["state"] == "moved":
-        module.fail_json(msg=missing_required_lib("boto3"))
-    try:
-        result = run(module)
-    except (MisskeyConfigError, DriveMoveError, S3ConfigError, OSError) as exc:
-        module.fail_json(msg=to_native(exc))
-    module.exit_json(**result)
+    misskey_db.run_module(module, run, needs=[("boto3", HAS_BOTO3 or module.params["state"] not in ("moved", "purged"))],
+                          errors=(DriveMoveError,))
 
 
 if __name__ == "__main__":

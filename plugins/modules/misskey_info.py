@@ -67,13 +67,13 @@ uses_postgresql:
 import os  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.common.text.converters import to_native  # noqa: E402
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import (  # noqa: E402
     MisskeyConfigError,
     detect_version,
     parse_version,
 )
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_db import run_module  # noqa: E402
 
 
 def handle_version(module):
@@ -93,11 +93,7 @@ def main():
         required_one_of=[("path", "version")],
         supports_check_mode=True,
     )
-    try:
-        version = handle_version(module)
-    except (MisskeyConfigError, OSError) as exc:
-        module.fail_json(msg=to_native(exc))
-    module.exit_json(changed=False, **version.as_dict())
+    run_module(module, lambda module: dict(changed=False, **handle_version(module).as_dict()))
 
 
 if __name__ == "__main__":

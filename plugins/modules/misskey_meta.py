@@ -136,15 +136,10 @@ restored:
   type: bool
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
-from ansible.module_utils.common.text.converters import to_native  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils import misskey_db  # noqa: E402
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import (  # noqa: E402
-    META_COLUMNS,
-    MisskeyConfigError,
-)
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import S3ConfigError  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import META_COLUMNS  # noqa: E402
 
 REQUIRED_FOR_PRESENT = ("bucket", "base_url", "endpoint", "access_key", "secret_key")
 
@@ -170,34 +165,18 @@ def handle_meta(module):
 
 def main():
     argument_spec = misskey_db.db_argument_spec()
+    argument_spec.update(misskey_db.drive_argument_spec())
     argument_spec.update(
         state=dict(type="str", default="present", choices=["present", "restored"]),
         use_object_storage=dict(type="bool", default=True),
-        bucket=dict(type="str"),
-        prefix=dict(type="str"),
-        base_url=dict(type="str"),
-        endpoint=dict(type="str"),
-        region=dict(type="str"),
-        port=dict(type="int"),
-        use_ssl=dict(type="bool"),
-        use_proxy=dict(type="bool"),
-        set_public_read=dict(type="bool"),
-        s3_force_path_style=dict(type="bool"),
-        access_key=dict(type="str", no_log=True),
-        secret_key=dict(type="str", no_log=True),
     )
     module = AnsibleModule(
         argument_spec=argument_spec,
         required_if=[("state", "present", REQUIRED_FOR_PRESENT)],
         supports_check_mode=True,
     )
-    if not misskey_db.HAS_PSYCOPG2:
-        module.fail_json(msg=missing_required_lib("psycopg2"), exception=str(misskey_db.PSYCOPG2_IMPORT_ERROR))
-    try:
-        result = handle_meta(module)
-    except (MisskeyConfigError, S3ConfigError, OSError) as exc:
-        module.fail_json(msg=to_native(exc))
-    module.exit_json(**result)
+    misskey_db.run_module(module, handle_meta,
+                          needs=[("psycopg2", misskey_db.HAS_PSYCOPG2, misskey_db.PSYCOPG2_IMPORT_ERROR)])
 
 
 if __name__ == "__main__":

@@ -100,14 +100,13 @@ region:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
-from ansible.module_utils.common.text.converters import to_native  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils import misskey_db, misskey_storage  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import (  # noqa: E402
     MisskeyConfigError,
 )
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import HAS_BOTO3, S3ConfigError  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import HAS_BOTO3  # noqa: E402
 
 
 def read_settings(params):
@@ -123,6 +122,22 @@ def read_settings(params):
     return misskey_storage.settings_from_meta(stored)
 
 
+def check(module):
+    settings = read_settings(module.params)
+    if module.check_mode:
+        misskey_storage.validate(settings)
+        return dict(changed=False, checked=False)
+    result = misskey_storage.run_check(settings, ca_bundle=module.params["ca_bundle"],
+                                       validate_certs=module.params["validate_certs"],
+                                       connect_to=module.params["connect_to"],
+                                       fetch_ca_bundle=module.params["fetch_ca_bundle"])
+    ok = result.pop("ok")
+    message = result.pop("message", "")
+    if not ok:
+        module.fail_json(msg=message, checked=True, **result)
+    return dict(changed=False, checked=True, msg=message, **result)
+
+
 def main():
     argument_spec = misskey_db.db_argument_spec()
     argument_spec.update(
@@ -133,24 +148,7 @@ def main():
         connect_to=dict(type="str"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_BOTO3:
-        module.fail_json(msg=missing_required_lib("boto3"))
-    try:
-        settings = read_settings(module.params)
-        if module.check_mode:
-            misskey_storage.validate(settings)
-            module.exit_json(changed=False, checked=False)
-        result = misskey_storage.run_check(settings, ca_bundle=module.params["ca_bundle"],
-                                           validate_certs=module.params["validate_certs"],
-                                           connect_to=module.params["connect_to"],
-                                           fetch_ca_bundle=module.params["fetch_ca_bundle"])
-    except (MisskeyConfigError, S3ConfigError, OSError) as exc:
-        module.fail_json(msg=to_native(exc), checked=False)
-    ok = result.pop("ok")
-    message = result.pop("message", "")
-    if not ok:
-        module.fail_json(msg=message, checked=True, **result)
-    module.exit_json(changed=False, checked=True, msg=message, **result)
+    misskey_db.run_module(module, check, needs=[("boto3", HAS_BOTO3)], checked=False)
 
 
 if __name__ == "__main__":

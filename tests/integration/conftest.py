@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 
 import pytest
 
@@ -41,3 +42,16 @@ def layout():
     paths["dropin"] = os.path.join(paths["systemd"], "nginx.service.d")
     yield paths
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def bucket_name(s3):
+    """A bucket name for a test that makes the bucket itself (migrate.yml); emptied and removed afterwards."""
+    from tests.conftest import empty_and_delete_bucket
+
+    name = "fos-migrate-" + uuid.uuid4().hex[:12]
+    yield name
+    try:
+        empty_and_delete_bucket(s3, name)
+    except Exception:  # noqa: BLE001 - the test may not have created it
+        pass

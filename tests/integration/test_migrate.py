@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -24,18 +23,6 @@ from tests.migrate_support import APP_HOST, checksums, prepare
 MIGRATE = str(REPO / "playbooks" / "migrate.yml")
 ROLLBACK = str(REPO / "playbooks" / "rollback.yml")
 INVENTORY = "localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable
-
-
-@pytest.fixture
-def bucket_name(s3):
-    from tests.conftest import empty_and_delete_bucket
-
-    name = "fos-migrate-" + uuid.uuid4().hex[:12]
-    yield name
-    try:
-        empty_and_delete_bucket(s3, name)
-    except Exception:  # noqa: BLE001 - the test may not have created it
-        pass
 
 
 @pytest.fixture

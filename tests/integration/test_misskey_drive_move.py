@@ -7,7 +7,7 @@ import urllib.request
 import pytest
 
 from tests.ansible_helpers import run_playbook
-from tests.fixtures.misskey_drive import JPEG, PNG, WEBP, Drive, dump, tree
+from tests.fixtures.misskey_drive import JPEG, PNG, WEBP, Drive, dump, sample_drive, tree
 from tests.integration.test_misskey_role import META_DDL, write_misskey
 
 MOVE = """
@@ -46,22 +46,7 @@ def drive(request, tmp_path, pg, rgw, bucket):
                % (bucket, PREFIX, base_url, rgw.https_port, rgw.access_key, rgw.secret_key), db)
     config = write_misskey(directory, version, "url: %s/\ndb:\n  host: %s\n  port: %d\n  db: %s\n  user: %s\n"
                            "  pass: %s\n" % (instance, pg.host, pg.port, db, pg.user, pg.password))
-    d = Drive(pg, db, version, str(directory / "files"), instance)
-    d.create_tables()
-    d.photo = d.add("photo.png", "image/png", PNG + b"photo", thumbnail=WEBP + b"t1", webpublic=WEBP + b"w1",
-                    webpublic_type="image/webp")
-    d.plain = d.add("IMG 01.jpg", "image/jpeg", JPEG + b"plain")  # no variants (keys set, URLs NULL)
-    d.svg = d.add("drawing.svg", "image/svg+xml", b"<svg/>", thumbnail=WEBP + b"t3")  # not browser-safe
-    d.archive = d.add("notes.tar.gz", "application/gzip", b"\x1f\x8b" + b"gz" * 10)
-    d.link = d.add("linked.png", "image/png", PNG + b"link", is_link=True)
-    d.cached = d.add("remote.png", "image/png", PNG + b"remote", user_host="remote.example")
-    d.missing = d.add("gone.png", "image/png", PNG + b"gone", write=False)
-    d.avatar = d.add("avatar.png", "image/png", PNG + b"avatar", thumbnail=WEBP + b"t4")
-    d.add_user("u1", d.avatar, d.photo)
-    d.add_emoji("e1", d.archive)
-    pg.execute("""UPDATE meta SET "iconUrl" = '%s'""" % d.plain["url"], db)
-    if version == "2025.4.0":
-        pg.execute("""INSERT INTO role ("id", "name", "iconUrl") VALUES ('r1', 'mods', '%s')""" % d.svg["url"], db)
+    d = sample_drive(Drive(pg, db, version, str(directory / "files"), instance))
     d.extra = dict(config_file=str(config), files_dir=d.files_dir, ca_bundle=rgw.ca_bundle)
     d.base_url, d.bucket = base_url, bucket
     return d
@@ -315,3 +300,152 @@ def test_killed_mid_run_then_rerun_ends_complete(tmp_path, pg, s3, drive):
     for r in more + [d.photo, d.plain, d.svg, d.archive, d.avatar]:
         assert row(pg, d, r["id"])["storedInternal"] is False
     assert run_playbook(MOVE, extra_vars=d.extra).stats["localhost"]["changed"] == 0
+
+
+PURGE = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Purge or roll back
+      fediverse.object_storage.misskey_drive_move:
+        config_file: "{{ config_file }}"
+        files_dir: "{{ files_dir }}"
+        ca_bundle: "{{ ca_bundle }}"
+        state: "{{ move_state | default('purged') }}"
+        soak_days: "{{ soak_days | default(omit) }}"
+        skip_unrestorable: "{{ skip_unrestorable | default(false) }}"
+        batch_size: 2
+"""
+
+PURGE_ROLE = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Purge with the role
+      ansible.builtin.include_role:
+        name: fediverse.object_storage.misskey
+        tasks_from: drive_purge
+"""
+
+
+def test_purge_after_the_soak_then_rollback_writes_the_files_back(tmp_path, pg, s3, drive):
+    d = drive
+    if d.version != "2025.4.0":
+        pytest.skip("the purge does not depend on the version; one run is enough")
+    d.ok = d.add("ok.jpg", "image/jpeg", JPEG + b"ok", thumbnail=WEBP + b"t5")
+    files = d.files_dir
+    for name in os.listdir(files):
+        os.chmod(os.path.join(files, name), 0o640)  # the siblings' mode comes back with the written files
+    before_disk = tree(files)
+    assert run_playbook(MOVE, extra_vars=d.extra).rc == 0
+    moved = (d.photo, d.plain, d.svg, d.archive, d.avatar, d.ok)
+    moved_rows = {r["id"]: row(pg, d, r["id"]) for r in moved}
+    k = lambda key: "%s/%s" % (PREFIX, key)  # noqa: E731
+
+    # during the soak (the role's drive_purge entry point, default 14 days): nothing deleted
+    role_vars = dict(misskey_dir=os.path.dirname(os.path.dirname(d.extra["config_file"])), misskey_files_dir=files,
+                     misskey_s3_ca_bundle=d.extra["ca_bundle"])
+    soaking = run_playbook(PURGE_ROLE, extra_vars=role_vars)
+    assert soaking.rc == 0 and soaking.stats["localhost"]["changed"] == 0, soaking
+    task = soaking.task("Delete the local copies of moved files after the soak period")
+    assert task["purge_stats"]["soaking"] == 6 and task["purge_stats"]["due"] == 0 and task["next_due"]
+    assert tree(files) == before_disk
+
+    # the soak has passed (flipped two days ago, soak of one day), in a journal from before flipped_at
+    # existed: the soak counts from updated_at, and the column comes back
+    pg.execute("ALTER TABLE fediverse_object_storage_drive_journal DROP COLUMN flipped_at", d.db)
+    pg.execute("UPDATE fediverse_object_storage_drive_journal SET updated_at = now() - interval '2 days'", d.db)
+    # a row changed back by hand, a deleted object, an object of another size, a link in files/
+    pg.execute("""UPDATE drive_file SET "url" = '%s' WHERE id = '%s'""" % (d.plain["url"], d.plain["id"]), d.db)
+    s3.delete_object(Bucket=d.bucket, Key=k(d.archive["accessKey"]))
+    s3.put_object(Bucket=d.bucket, Key=k(d.svg["thumbnailAccessKey"]), Body=b"other size")
+    target = tmp_path / "outside.png"
+    target.write_bytes(PNG + b"avatar")
+    os.unlink(os.path.join(files, d.avatar["accessKey"]))
+    os.symlink(str(target), os.path.join(files, d.avatar["accessKey"]))
+    disk_then = tree(files)
+
+    check = run_playbook(PURGE, extra_vars=dict(d.extra, soak_days=1), check=True)
+    assert check.rc == 0 and check.task("Purge or roll back")["purge_stats"]["purged"] == 2, check
+    assert tree(files) == disk_then  # check mode deletes nothing
+
+    purge = run_playbook(PURGE, extra_vars=dict(d.extra, soak_days=1))
+    assert purge.rc == 0, purge
+    task = purge.task("Purge or roll back")
+    assert task["changed"] is True and task["purge_stats"]["purged"] == 2 and task["purge_stats"]["files_deleted"] == 5
+    reasons = {kept["id"]: kept["reason"] for kept in task["kept"]}
+    assert set(reasons) == {d.plain["id"], d.archive["id"], d.svg["id"], d.avatar["id"]}, reasons
+    assert "changed since the move" in reasons[d.plain["id"]] and "missing" in reasons[d.archive["id"]]
+    assert "bytes" in reasons[d.svg["id"]] and "symbolic link" in reasons[d.avatar["id"]]
+    deleted = {d.photo["accessKey"], d.photo["thumbnailAccessKey"], d.photo["webpublicAccessKey"],
+               d.ok["accessKey"], d.ok["thumbnailAccessKey"]}
+    assert set(disk_then) - set(tree(files)) == deleted and set(tree(files)) == set(disk_then) - deleted
+    assert os.path.islink(os.path.join(files, d.avatar["accessKey"])) and target.read_bytes() == PNG + b"avatar"
+    journal = dict(pg.execute("SELECT file_id, purged::text FROM fediverse_object_storage_drive_journal "
+                              "WHERE state = 'purged'", d.db))
+    assert set(journal) == {d.photo["id"], d.ok["id"]} and d.ok["thumbnailAccessKey"] in journal[d.ok["id"]]
+
+    assert pg.execute("SELECT count(*) FROM fediverse_object_storage_drive_journal WHERE flipped_at < now() - "
+                      "interval '1 day'", d.db) == [(6,)]  # backfilled from updated_at
+    again = run_playbook(PURGE, extra_vars=dict(d.extra, soak_days=1))
+    assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again
+
+    # rollback: an object of a purged file is gone -> refused, nothing changed
+    s3.delete_object(Bucket=d.bucket, Key=k(d.ok["thumbnailAccessKey"]))
+    db_then, disk_then = dump(pg, d.db), tree(files)
+    refused = run_playbook(PURGE, extra_vars=dict(d.extra, move_state="rolled_back"))
+    assert refused.rc != 0 and d.ok["id"] in " ".join(refused.failure_messages()), refused
+    assert dump(pg, d.db) == db_then and tree(files) == disk_then
+
+    back = run_playbook(PURGE, extra_vars=dict(d.extra, move_state="rolled_back", skip_unrestorable=True))
+    assert back.rc == 0, back
+    task = back.task("Purge or roll back")
+    assert task["written_back"] == 3 and [u["id"] for u in task["unrestorable"]] == [d.ok["id"]]
+    assert task["still_moved"] == 1  # the unrestorable row keeps the nginx /files/ fallback needed
+    directory = os.stat(files)
+    photo_names = (d.photo["accessKey"], d.photo["thumbnailAccessKey"], d.photo["webpublicAccessKey"])
+    for name in photo_names:
+        info = os.lstat(os.path.join(files, name))
+        assert oct(info.st_mode & 0o7777) == oct(0o640), name
+        assert (info.st_uid, info.st_gid) == (directory.st_uid, directory.st_gid), name
+    now_disk = tree(files)
+    assert {n: now_disk[n] for n in photo_names} == {n: before_disk[n] for n in photo_names}  # byte for byte
+    assert not [n for n in os.listdir(files) if n.startswith(".")]  # no temporary file left
+    for r in (d.photo, d.svg, d.archive):  # rows restored
+        got = row(pg, d, r["id"])
+        assert got["accessKey"] == r["accessKey"] and got["url"] == r["url"] and got["storedInternal"] is True
+    assert row(pg, d, d.ok["id"]) == moved_rows[d.ok["id"]]  # still pointing at the bucket
+    assert now_disk[d.photo["accessKey"]] == d.photo["md5"]
+
+
+def test_rollback_counts_the_rows_still_moved(pg, s3, drive):
+    """state=rolled_back's still_moved: the rows that keep a key the move wrote once the restore is done
+    (what the nginx /files/ fallback is kept for), predicted in check mode."""
+    d = drive
+    if d.version != "2025.4.0":
+        pytest.skip("the count does not depend on the version; one run is enough")
+    assert run_playbook(MOVE, extra_vars=d.extra).rc == 0
+    back = dict(d.extra, move_state="rolled_back")
+
+    check = run_playbook(MOVE, extra_vars=back, check=True)
+    assert check.rc == 0, check
+    assert check.task("Move the drive")["still_moved"] == 0  # every moved row can be put back
+
+    # A row the rollback gives up on (its saved values marked done without being put back), and a moved
+    # row deleted since the move (gone: nothing points at the bucket for it).
+    pg.execute("UPDATE fediverse_object_storage_drive_backup SET restored = true WHERE row_id = '%s'" % d.photo["id"],
+               d.db)
+    pg.execute("DELETE FROM drive_file WHERE id = '%s'" % d.plain["id"], d.db)
+    check = run_playbook(MOVE, extra_vars=back, check=True)
+    assert check.task("Move the drive")["still_moved"] == 1, check
+    result = run_playbook(MOVE, extra_vars=back)
+    assert result.rc == 0, result
+    assert result.task("Move the drive")["still_moved"] == 1
+    assert row(pg, d, d.photo["id"])["accessKey"] == "%s/%s" % (PREFIX, d.photo["accessKey"])
+    assert row(pg, d, d.svg["id"])["accessKey"] == d.svg["accessKey"]
+
+    pg.execute("UPDATE fediverse_object_storage_drive_backup SET restored = false WHERE row_id = '%s'" % d.photo["id"],
+               d.db)
+    result = run_playbook(MOVE, extra_vars=back)
+    assert result.task("Move the drive")["still_moved"] == 0, result
+    assert row(pg, d, d.photo["id"])["accessKey"] == d.photo["accessKey"]

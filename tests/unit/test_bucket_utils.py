@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from ansible_collections.fediverse.object_storage.plugins.module_utils import bucket, copy_engine
 from ansible_collections.fediverse.object_storage.plugins.module_utils import bucket_rules as b
 from ansible_collections.fediverse.object_storage.plugins.module_utils import vultr_api as v
 
@@ -99,8 +100,21 @@ def test_public_bucket_grants():
         {"Grantee": {"Type": "CanonicalUser", "ID": "owner"}, "Permission": "FULL_CONTROL"},
         {"Grantee": {"Type": "Group", "URI": "http://acs.amazonaws.com/groups/global/AllUsers"}, "Permission": "READ"},
     ]}
-    assert b.public_bucket_grants(acl) == ["READ"]
-    assert b.public_bucket_grants({"Grants": acl["Grants"][:1]}) == []
+    assert b.public_grants(acl["Grants"]) == ["READ"]
+    assert b.public_grants(acl["Grants"][:1]) == []
+
+
+def test_one_definition_of_a_public_grant_for_buckets_and_objects():
+    """A group grantee URI without a Type is public for a bucket ACL too (the safe reading), and the
+    bucket steps and the copy engine's object check both use bucket_rules.public_grants."""
+    untyped = [{"Grantee": {"URI": "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"}, "Permission": "WRITE"},
+               {"Grantee": {"Type": "CanonicalUser", "URI": "http://acs.amazonaws.com/groups/global/AllUsers"},
+                "Permission": "READ"}]
+    assert b.public_grants(untyped) == ["WRITE"]
+    assert b.public_grants(untyped[1:]) == []  # a user grantee is not a group, whatever its URI
+    # the bucket ACL step, the object check and the copy engine's privatising read the same function
+    assert bucket.public_grants is b.public_grants
+    assert copy_engine.public_grants is b.public_grants
 
 
 def test_private_means_no_policy():

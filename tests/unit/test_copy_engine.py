@@ -24,6 +24,7 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils import co
 from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_progress as progress  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_sources as sources  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils import rate_limit  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket_rules import public_grants  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils import s3_listing as listing  # noqa: E402
 
 # The shapes of plugins/module_utils/mastodon_layout.py, redeclared so these tests stand alone.
@@ -488,15 +489,15 @@ def _group(name, permission="READ"):
             "Permission": permission}
 
 
-def test_acl_is_public():
+def test_object_acl_public_grants():
     # the Grants of GetObjectAcl for the canned ACLs private, public-read, authenticated-read
-    assert ce.acl_is_public([OWNER]) is False
-    assert ce.acl_is_public([]) is False and ce.acl_is_public(None) is False
-    assert ce.acl_is_public([OWNER, _group("AllUsers")]) is True
-    assert ce.acl_is_public([OWNER, _group("AuthenticatedUsers")]) is True
-    assert ce.acl_is_public([OWNER, _group("AllUsers", "READ_ACP")]) is True
+    assert public_grants([OWNER]) == []
+    assert public_grants([]) == [] and public_grants(None) == []
+    assert public_grants([OWNER, _group("AllUsers")]) == ["READ"]
+    assert public_grants([OWNER, _group("AuthenticatedUsers")]) == ["READ"]
+    assert public_grants([OWNER, _group("AllUsers", "READ_ACP")]) == ["READ_ACP"]
     other_user = {"Grantee": {"Type": "CanonicalUser", "ID": "someone"}, "Permission": "READ"}
-    assert ce.acl_is_public([OWNER, other_user, _group("LogDelivery", "WRITE")]) is False
+    assert public_grants([OWNER, other_user, _group("LogDelivery", "WRITE")]) == []
 
 
 @pytest.mark.parametrize("check_mode", [False, True])

@@ -8,6 +8,7 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_d
     content_disposition,
     correct_filename,
     headers_for,
+    move_diff,
     original_ext,
     plan_row,
     sniff_image_type,
@@ -88,3 +89,122 @@ def test_rewrite_exact_and_proxied_avatar_urls():
     assert _rewrite(proxied, url_map) == "https://mk.example/proxy/avatar.webp?url=%s&avatar=1" % js_encode(new)
     longer = "https://mk.example/proxy/avatar.webp?url=%s&avatar=1" % js_encode(old + "0")
     assert _rewrite(longer, url_map) is None
+
+
+# --- the purge's file checks (misskey_drive_purge) ------------------------------------------------
+
+def _files(tmp_path):
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_purge import open_dir
+
+    files = tmp_path / "files"
+    files.mkdir()
+    return files, open_dir(str(files))
+
+
+def test_open_entry_regular_file_and_absent(tmp_path):
+    import os
+
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_purge import (
+        md5_of_fd,
+        open_entry,
+    )
+
+    files, dir_fd = _files(tmp_path)
+    (files / U).write_bytes(b"hello")
+    try:
+        fd, info = open_entry(dir_fd, U)
+        assert info.st_size == 5 and md5_of_fd(fd) == ("5d41402abc4b2a76b9719d911017c592", 5)
+        os.close(fd)
+        assert open_entry(dir_fd, "thumbnail-" + U) is None
+    finally:
+        os.close(dir_fd)
+
+
+@pytest.mark.parametrize("kind", ["link", "fifo", "directory", "bad name"])
+def test_open_entry_keeps_what_is_not_a_regular_file(tmp_path, kind):
+    import os
+
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_purge import Kept, open_entry
+
+    files, dir_fd = _files(tmp_path)
+    target = tmp_path / "target"
+    target.write_bytes(b"outside")
+    name = U
+    if kind == "link":
+        os.symlink(str(target), str(files / U))
+    elif kind == "fifo":
+        os.mkfifo(str(files / U))
+    elif kind == "directory":
+        (files / U).mkdir()
+    else:
+        name = "../target"
+    try:
+        with pytest.raises(Kept) as kept:
+            open_entry(dir_fd, name)  # returns at once (a FIFO does not block)
+        assert {"link": "symbolic link", "fifo": "not a regular file", "directory": "not a regular file",
+                "bad name": "not a local file name"}[kind] in str(kept.value)
+    finally:
+        os.close(dir_fd)
+    assert target.read_bytes() == b"outside"
+
+
+def test_unlink_checked_refuses_a_replaced_name(tmp_path):
+    import os
+
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_purge import (
+        Kept,
+        open_entry,
+        unlink_checked,
+    )
+
+    files, dir_fd = _files(tmp_path)
+    (files / U).write_bytes(b"first")
+    try:
+        fd, info = open_entry(dir_fd, U)
+        os.close(fd)
+        os.rename(str(files / U), str(tmp_path / "moved-away"))
+        (files / U).write_bytes(b"second")  # another inode under the same name
+        with pytest.raises(Kept, match="replaced meanwhile"):
+            unlink_checked(dir_fd, U, info)
+        assert (files / U).read_bytes() == b"second"
+        fd, info = open_entry(dir_fd, U)
+        os.close(fd)
+        assert unlink_checked(dir_fd, U, info) is True and not (files / U).exists()
+    finally:
+        os.close(dir_fd)
+
+
+def test_open_dir_refuses_a_link(tmp_path):
+    import os
+
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_purge import open_dir
+
+    (tmp_path / "real").mkdir()
+    os.symlink(str(tmp_path / "real"), str(tmp_path / "files"))
+    with pytest.raises(DriveMoveError, match="symbolic link"):
+        open_dir(str(tmp_path / "files"))
+
+
+def test_object_matches():
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_purge import object_matches
+
+    md5 = "5d41402abc4b2a76b9719d911017c592"
+    assert object_matches({"ContentLength": 5, "ETag": '"%s"' % md5}, md5, 5) is None
+    assert object_matches({"ContentLength": 5, "ETag": '"abc-2"'}, md5, 5) is None  # multipart: size only
+    assert "missing" in object_matches(None, md5, 5)
+    assert "bytes" in object_matches({"ContentLength": 6, "ETag": '"%s"' % md5}, md5, 5)
+    assert "MD5" in object_matches({"ContentLength": 5, "ETag": '"0000"'}, md5, 5)
+
+
+def test_move_diff_has_the_counts_in_its_header_and_only_drive_file_columns():
+    stats = dict(candidates=6, moved=5, objects_uploaded=9, objects_present=0, dependents_rewritten=4, missing=1,
+                 changed_meanwhile=0, refused=0)
+    sample = [dict(id="9k1", objects=["misskey/u1"], before={"accessKey": "u1", "url": "https://mk/files/u1"},
+                   after={"accessKey": "misskey/u1", "url": "https://s3.mk/misskey/u1"})]
+    result = dict(stats=stats, sample=sample, base_url="https://s3.mk", prefix="misskey")
+    check = move_diff(result, check_mode=True)
+    assert check["before_header"] == ("drive_file (6 local files of local users: 5 to move, 1 missing on disk, "
+                                      "0 refused, 0 changed meanwhile; sample of 1 rows)")
+    assert check["after_header"] == "drive_file in https://s3.mk/misskey"
+    assert check["before"] == {"9k1": sample[0]["before"]} and check["after"] == {"9k1": sample[0]["after"]}
+    assert "5 moved" in move_diff(result)["before_header"] and "9 objects uploaded" in move_diff(result)["before_header"]

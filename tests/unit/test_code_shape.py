@@ -1,0 +1,145 @@
+"""The shape of plugins/ (issue 13): each piece of logic written once, read from the source files.
+
+These tests read the code (text and AST), they run none of it: the behaviour is the other tests'.
+"""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PLUGINS = ROOT / "plugins"
+MODULES = PLUGINS / "modules"
+UTILS = PLUGINS / "module_utils"
+CONFIG_EDITING_MODULES = ("mastodon_env", "misskey_config")
+MISSKEY_MODULES = sorted(p.stem for p in MODULES.glob("misskey_*.py"))
+
+
+def source(path):
+    return path.read_text(encoding="utf-8")
+
+
+def tree(path):
+    return ast.parse(source(path), filename=str(path))
+
+
+def functions(module_tree):
+    """{qualified name: FunctionDef} of every function and method of a module."""
+    found = {}
+    for node in module_tree.body:
+        if isinstance(node, ast.FunctionDef):
+            found[node.name] = node
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef):
+                    found["%s.%s" % (node.name, item.name)] = item
+    return found
+
+
+def called_names(node):
+    """The names called anywhere below ``node`` (``f(...)``, ``x.f(...)`` -> ``f``)."""
+    names = set()
+    for call in ast.walk(node):
+        if isinstance(call, ast.Call):
+            func = call.func
+            if isinstance(func, ast.Name):
+                names.add(func.id)
+            elif isinstance(func, ast.Attribute):
+                names.add(func.attr)
+    return names
+
+
+def imported_from(module_tree, module_utils_name):
+    """The names a module imports from ``plugins/module_utils/<module_utils_name>.py``."""
+    names = set()
+    for node in ast.walk(module_tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.endswith(
+                "plugins.module_utils." + module_utils_name):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_one_retry_loop_in_the_copy_engine():
+    engine = tree(UTILS / "copy_engine.py")
+    retrying = sorted(name for name, fn in functions(engine).items() if "is_retryable" in called_names(fn))
+    assert retrying == ["CopyEngine._with_retries"]
+    # a retry loop: a loop whose exception handler goes round again (``continue``)
+    loops = sorted(name for name, fn in functions(engine).items()
+                   if any(isinstance(handler, ast.ExceptHandler) and any(isinstance(c, ast.Continue) for c in ast.walk(handler))
+                          for loop in ast.walk(fn) if isinstance(loop, (ast.While, ast.For)) for handler in ast.walk(loop)))
+    assert loops == ["CopyEngine._with_retries"], "a second retry loop: %s" % loops
+    backoff = sorted(name for name, fn in functions(engine).items() if "self.backoff" in ast.unparse(fn))
+    assert backoff == ["CopyEngine.__init__", "CopyEngine._with_retries"]
+    methods = functions(engine)
+    for user in ("CopyEngine.copy_one", "CopyEngine.ensure_private"):
+        assert "_with_retries" in called_names(methods[user]), user
+
+
+def test_one_definition_of_a_public_grant():
+    plugin_files = sorted(PLUGINS.rglob("*.py"))
+    for name in ("PUBLIC_GROUPS", "acl_is_public", "public_bucket_grants"):
+        assert not [p.name for p in plugin_files if re.search(r"\b%s\b" % name, source(p))], name
+    # the group URIs are spelled in one file only
+    assert [p.name for p in plugin_files if "groups/global/AllUsers" in source(p)] == ["bucket_rules.py"]
+    assert "public_grants" in functions(tree(UTILS / "bucket_rules.py"))
+    for user in ("copy_engine.py", "bucket.py"):
+        module_tree = tree(UTILS / user)
+        assert "public_grants" in imported_from(module_tree, "bucket_rules"), user
+        assert "public_grants" in called_names(module_tree), user
+
+
+@pytest.mark.parametrize("name", CONFIG_EDITING_MODULES)
+def test_config_editing_modules_read_and_write_through_atomic_edit_helpers(name):
+    module_tree = tree(MODULES / (name + ".py"))
+    assert {"read_for_edit", "finish_edit"} <= imported_from(module_tree, "atomic")
+    assert {"read_for_edit", "finish_edit"} <= called_names(module_tree)
+    # no module repeats the read/backup/write steps itself
+    assert not {"read_bytes", "write_atomic", "backup_copy"} & (imported_from(module_tree, "atomic")
+                                                               | called_names(module_tree))
+
+
+@pytest.mark.parametrize("name", MISSKEY_MODULES)
+def test_misskey_modules_end_in_run_module(name):
+    module_tree = tree(MODULES / (name + ".py"))
+    main = functions(module_tree)["main"]
+    assert "run_module" in called_names(main)
+    # the missing-library and error tails are run_module's
+    assert not {"fail_json", "exit_json", "missing_required_lib"} & called_names(main)
+    assert not [n for n in ast.walk(main) if isinstance(n, ast.Try)]
+
+
+@pytest.mark.parametrize("name", ["misskey_config", "misskey_meta"])
+def test_drive_options_are_one_argument_spec(name):
+    text = source(MODULES / (name + ".py"))
+    assert "drive_argument_spec(" in text
+    for option in ("bucket", "base_url", "s3_force_path_style", "secret_key"):
+        assert not re.search(r"\b%s=dict\(" % option, text), option
+
+
+def test_meta_row_changes_share_one_transaction():
+    text = source(UTILS / "misskey_db.py")
+    assert text.count("conn.commit()") == 1
+    assert text.count("except PGError") <= 2  # connect() and the one meta-row transaction
+    assert text.count("database error on the meta table") == 1
+
+
+@pytest.mark.parametrize("name", ["bucket", "bucket_object"])
+def test_bucket_modules_take_their_endpoint_from_s3(name):
+    module_tree = tree(MODULES / (name + ".py"))
+    assert "client_and_endpoint" in called_names(module_tree)
+    assert not {"resolve_endpoint", "client_from_module"} & called_names(module_tree)
+
+
+def test_fixture_drive_file_ddl_written_once():
+    text = source(ROOT / "tests" / "fixtures" / "misskey_drive.py")
+    assert text.count("CREATE TABLE drive_file") == 1
+    assert text.count('"webpublicAccessKey" character varying') <= 1
+
+
+def test_no_plugin_file_over_500_lines():
+    # a guard: every file is within the limit already
+    long_files = dict((str(p.relative_to(ROOT)), n) for p in PLUGINS.rglob("*.py")
+                      if (n := len(source(p).splitlines())) > 500)
+    assert long_files == {}
