@@ -18,10 +18,11 @@ ansible-lint --profile production --offline -q
 step "ansible-test sanity"
 scripts/sanity.sh
 step "pytest: unit and integration tests against real services"
+# --durations=25: every run lists its slowest tests (the suite must stay under an hour on CI).
 # The harness stops every service it started at session end; the second run checks that
 # nothing is left behind (it starts nothing itself).
 status=0
-python -m pytest -p no:cacheprovider tests/unit tests/integration "$@" || status=$?
+python -m pytest -p no:cacheprovider --durations=25 tests/unit tests/integration "$@" || status=$?
 step "pytest: no leftover services ($(( $(date +%s) - start ))s in all)"
 python -m pytest -p no:cacheprovider -q tests/after || status=$((status ? status : $?))
 exit "$status"

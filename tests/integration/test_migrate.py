@@ -73,17 +73,9 @@ def nginx_files(host):
     return found
 
 
-@pytest.mark.parametrize("mode", ["system", "directory", "subdomain"])
-def test_migrate_then_rollback(host_factory, s3, bucket_name, mode):
-    host = host_factory(mode)
+def check_migrated(host, res, s3, bucket_name, mode, before):
+    """After migrate.yml: the bucket, the app's configuration, the retired cache, the proxy."""
     inst = host.instance
-    env_before = Path(host.env_file).read_bytes()
-    local_before = checksums(host.system_root, skip_prefix="cache")
-    cache_before = checksums(os.path.join(host.system_root, "cache"))
-    nginx_before = nginx_files(host)
-
-    res = migrate(host)
-    assert res.rc == 0, res
     # Every DB-referenced object is in the bucket: remote (cache) and local media (copied by default).
     assert keys_in(s3, bucket_name) == set(inst.expected) | set(inst.expected_local)
     env = env_values(host.env_file)
@@ -93,8 +85,8 @@ def test_migrate_then_rollback(host_factory, s3, bucket_name, mode):
     assert os.path.exists(host.marker), "the app was not restarted"
     # The cache is retired, never deleted; local media untouched.
     assert not os.path.exists(os.path.join(host.system_root, "cache"))
-    assert checksums(os.path.join(host.system_root, "cache.old")) == cache_before
-    assert checksums(host.system_root, skip_prefix="cache") == local_before
+    assert checksums(os.path.join(host.system_root, "cache.old")) == before["cache"]
+    assert checksums(host.system_root, skip_prefix="cache") == before["local"]
     # The verify phase fetched media through the proxy.
     assert res.task("Fetch the media through the proxy")["results"], res
     # A retired cached object is now served from the bucket through the proxy: MISS, then HIT.
@@ -111,18 +103,19 @@ def test_migrate_then_rollback(host_factory, s3, bucket_name, mode):
         assert os.path.exists(os.path.join(host.system_root, old_layout))
         served = host.get_media(old_layout)
         assert served.status == 200 and served.header("X-Cache") in ("MISS", "HIT"), served
+    return key
 
-    again = migrate(host)
-    assert again.rc == 0 and again.changed == 0, [t["name"] for t in again.tasks if t["result"].get("changed")]
 
+def check_rolled_back(host, key, before):
+    """rollback.yml: the app's configuration and the cache back, the proxy kept; removed only when asked."""
     back = migrate(host, playbook=ROLLBACK)
     assert back.rc == 0, back
-    assert Path(host.env_file).read_bytes() == env_before
-    assert checksums(os.path.join(host.system_root, "cache")) == cache_before
+    assert Path(host.env_file).read_bytes() == before["env"]
+    assert checksums(os.path.join(host.system_root, "cache")) == before["cache"]
     assert not os.path.exists(os.path.join(host.system_root, "cache.old"))
-    assert checksums(host.system_root, skip_prefix="cache") == local_before
+    assert checksums(host.system_root, skip_prefix="cache") == before["local"]
     # The proxy stays by default (media-domain URLs handed out meanwhile keep working) ...
-    assert nginx_files(host) != nginx_before
+    assert nginx_files(host) != before["nginx"]
     kept = host.get_media(key)
     assert kept.status == 200, kept
     # What the app writes after the rollback exists only on disk: the proxy serves local files first
@@ -137,7 +130,31 @@ def test_migrate_then_rollback(host_factory, s3, bucket_name, mode):
     removed = migrate(host, playbook=ROLLBACK, extra={"migrate_rollback_remove_proxy": True})
     assert removed.rc == 0, removed
     assert "WARNING: removing the nginx proxy" in removed.task("Warn that removing the proxy")["msg"]
-    assert nginx_files(host) == nginx_before
+    assert nginx_files(host) == before["nginx"]
+
+
+@pytest.mark.parametrize("mode", ["system", "directory", "subdomain"])
+def test_migrate_production_shaped_host_then_rollback(host_factory, s3, bucket_name, mode):
+    """One migrate.yml per proxy mode (each is a full run), checked in turn: the migrated state, a second
+    run changes nothing, the production-shaped host (the app's site, moderation through the proxy), then
+    rollback.yml (last: it undoes the migration)."""
+    host = host_factory(mode)
+    # A short validity of the proxy's cache entries, for the moderation checks (48h by default); every run
+    # below gets it, so the second migrate.yml is a true re-run.
+    host.extra_vars["nginx_proxy_cache_valid"] = "%ds" % VALIDITY
+    before = {"env": Path(host.env_file).read_bytes(), "local": checksums(host.system_root, skip_prefix="cache"),
+              "cache": checksums(os.path.join(host.system_root, "cache")), "nginx": nginx_files(host)}
+
+    res = migrate(host)
+    assert res.rc == 0, res
+    key = check_migrated(host, res, s3, bucket_name, mode, before)
+
+    # Before the moderation checks below change the bucket (a re-run would copy a deleted local key again).
+    again = migrate(host)
+    assert again.rc == 0 and again.changed == 0, [t["name"] for t in again.tasks if t["result"].get("changed")]
+
+    check_production_shaped(host, res, s3, bucket_name, mode)
+    check_rolled_back(host, key, before)
 
 
 def test_check_mode_changes_nothing(host_factory, s3, bucket_name):
@@ -237,15 +254,12 @@ def wait_validity(since):
     time.sleep(max(0.0, since + VALIDITY + 1.5 - time.monotonic()))
 
 
-@pytest.mark.parametrize("mode", ["subdomain", "directory", "system"])
-def test_production_shaped_host_keeps_the_site_and_lets_moderation_through(host_factory, s3, bucket_name, mode):
+def check_production_shaped(host, res, s3, bucket_name, mode):
+    """The production-shaped host keeps the app's site and lets moderation through (within the validity)."""
     from tests.nginx_proxy_support import APP_BACKEND_BODY, nginx_dump
 
-    host = host_factory(mode)
     inst = host.instance
     # The bucket's default model for Mastodon (object-acl, issue 11): anonymous reads follow each object's ACL.
-    res = migrate(host, extra={"nginx_proxy_cache_valid": "%ds" % VALIDITY})
-    assert res.rc == 0, res
     assert not any("NOT enforced" in str(t["result"].get("msg", "")) for t in res.tasks)
 
     # The app's own site still answers from the app backend, with SNI and Host DOMAIN.
@@ -320,34 +334,6 @@ def test_without_local_scope_local_first_stays_and_the_run_says_so(host_factory,
     assert "NOT enforced" in said, said[-2000:]
     snippet = Path(host.layout["snippets"], "fediverse_media-system.conf").read_text()
     assert "try_files $uri @fediverse_media_bucket;" in snippet
-
-
-def test_warm_media_cache_survives_a_restart_and_the_app_zone_adopts_none(host_factory, s3, bucket_name):
-    """Mastodon's CACHE zone (dist/nginx.conf: /var/cache/nginx) with a short inactive: after a restart,
-    the cache loader (60 s after start) must not adopt the media entries (no unlink() ... failed)."""
-    host = host_factory("subdomain", app_inactive="5s")
-    res = migrate(host)
-    assert res.rc == 0, res
-    keys = public_keys(host.instance.expected, "cache/")[:4]
-    for key in keys:
-        host.get_media(key)
-        assert host.get_media(key).header("X-Cache") == "HIT"
-    media_files = {os.path.join(d, f) for d, _, files in os.walk(host.layout["cache"]) for f in files}
-    assert len(media_files) >= len(keys)
-    host.nginx.restart()
-    for key in keys:
-        assert host.get_media(key).header("X-Cache") == "HIT"
-    time.sleep(60 + 5 + 10)  # the loader starts 60 s after nginx; the app zone's inactive is 5 s
-    for key in keys:
-        r = host.get_media(key)
-        assert (r.status, r.header("X-Cache")) == (200, "HIT"), r
-    with open(host.nginx.error_log) as fh:
-        log = fh.read()
-    assert "unlink()" not in log and "[crit]" not in log, log[-3000:]
-    assert media_files <= {os.path.join(d, f) for d, _, files in os.walk(host.layout["cache"]) for f in files}
-    # The app's zone holds only its own entries (the backend's pages), none of the media.
-    app_files = [os.path.join(d, f) for d, _, files in os.walk(host.layout["app_cache"]) for f in files]
-    assert not set(app_files) & media_files
 
 
 def test_mastodon_4_1_2_directory_mode_fails_in_preflight(host_factory, s3, bucket_name):
@@ -429,13 +415,41 @@ def anonymous_status(rgw, method, path, data=None):
         return exc.code
 
 
-def test_rollback_copies_back_media_written_after_the_switch_and_keeps_urls(host_factory, s3, bucket_name, rgw):
-    """Migrate; the app writes new media (DB rows + objects only in the bucket); rollback: on disk, byte for
-    byte, with Mastodon's owner and modes, served at their local URL; the media-domain URL handed out during
-    the migration still answers. Then edit, migrate, rollback: the edit is kept."""
-    host = host_factory("subdomain")
+def check_warm_media_cache_survives_a_restart_and_the_app_zone_adopts_none(host):
+    """Mastodon's CACHE zone (dist/nginx.conf: /var/cache/nginx) with a short inactive: after a restart,
+    the cache loader (60 s after start) must not adopt the media entries (no unlink() ... failed)."""
+    keys = public_keys(host.instance.expected, "cache/")[:4]
+    for key in keys:
+        host.get_media(key)
+        assert host.get_media(key).header("X-Cache") == "HIT"
+    media_files = {os.path.join(d, f) for d, _, files in os.walk(host.layout["cache"]) for f in files}
+    assert len(media_files) >= len(keys)
+    host.nginx.restart()
+    for key in keys:
+        assert host.get_media(key).header("X-Cache") == "HIT"
+    time.sleep(60 + 5 + 10)  # the loader starts 60 s after nginx; the app zone's inactive is 5 s
+    for key in keys:
+        r = host.get_media(key)
+        assert (r.status, r.header("X-Cache")) == (200, "HIT"), r
+    with open(host.nginx.error_log) as fh:
+        log = fh.read()
+    assert "unlink()" not in log and "[crit]" not in log, log[-3000:]
+    assert media_files <= {os.path.join(d, f) for d, _, files in os.walk(host.layout["cache"]) for f in files}
+    # The app's zone holds only its own entries (the backend's pages), none of the media.
+    app_files = [os.path.join(d, f) for d, _, files in os.walk(host.layout["app_cache"]) for f in files]
+    assert not set(app_files) & media_files
+
+
+def test_warm_cache_survives_a_restart_then_rollback_copies_back_media_written_after_the_switch(
+        host_factory, s3, bucket_name, rgw):
+    """Migrate (one run for both checks); the warm media cache survives an nginx restart (the app's CACHE zone
+    with a short inactive); then the app writes new media (DB rows + objects only in the bucket); rollback: on
+    disk, byte for byte, with Mastodon's owner and modes, served at their local URL; the media-domain URL
+    handed out during the migration still answers. Then edit, migrate, rollback: the edit is kept."""
+    host = host_factory("subdomain", app_inactive="5s")
     res = migrate(host)
     assert res.rc == 0, res
+    check_warm_media_cache_survives_a_restart_and_the_app_zone_adopts_none(host)
     # The bucket model after a full migrate.yml: the suspended remote account's media attachment is private,
     # its avatar public; a public object 200; anonymous LIST and PUT 403 - at the endpoint and through the proxy.
     suspended_media = "cache/media_attachments/files/000/000/008/original/m7.mp3"
