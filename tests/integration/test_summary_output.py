@@ -33,9 +33,18 @@ MEDIA_COPY_VARS = {
 }
 
 
+def _tasks(tasks):
+    """Every task of a task list, those inside blocks included (the roles wrap their tasks in a block that
+    carries their module_defaults)."""
+    for task in tasks:
+        yield task
+        for section in ("block", "rescue", "always"):
+            yield from _tasks(task.get(section) or [])
+
+
 def role_task(role, tasks_file, name_start):
     tasks = yaml.safe_load((REPO / "roles" / role / "tasks" / tasks_file).read_text())
-    (task,) = [t for t in tasks if t["name"].startswith(name_start)]
+    (task,) = [t for t in _tasks(tasks) if "block" not in t and t.get("name", "").startswith(name_start)]
     return dict(task, tags=[])
 
 
