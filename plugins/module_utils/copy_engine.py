@@ -178,7 +178,7 @@ class CopyEngine(object):
             self._multipart(obj.key, dest_key, size, extra)
         else:
             with self.source.open(obj.key, self.limiter) as body:
-                self._request("put_object", Bucket=self.bucket, Key=dest_key, Body=body, **extra)
+                self._request("put_object", Bucket=self.bucket, Key=dest_key, Body=body, ContentLength=size, **extra)
 
     def _multipart(self, key, dest_key, size, extra):
         part_size = part_size_for(size, self.part_size)

@@ -139,7 +139,8 @@ def handle_source(p, client):
         try:
             source_client = s3_client(endpoint, access_key=access_key, secret_key=secret_key,
                                       addressing_style=p["addressing_style"], ca_bundle=p["ca_bundle"],
-                                      validate_certs=p["validate_certs"], max_pool_connections=p["concurrency"] + 2)
+                                      validate_certs=p["validate_certs"], max_pool_connections=p["concurrency"] + 2,
+                                      lean=True)
         except S3ConfigError as exc:
             raise MediaCopyError("source: %s" % exc) from None
     check_bucket(source_client, p["source_bucket"], endpoint, "source bucket")

@@ -26,14 +26,21 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import importlib.util
 import os
 import re
+import threading
 
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_lean import LeanS3
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_listing import use_fast_timestamps
+
+# boto3 itself is imported when a boto3 client is first made (~0.3 s with the client): a copy run
+# whose requests all take the lean path (s3_lean.py) never pays it. botocore's exceptions are cheap.
 try:
-    import boto3
-    import botocore
-    from botocore.config import Config
+    import botocore.exceptions
     from botocore.exceptions import BotoCoreError, ClientError
+    if importlib.util.find_spec("boto3") is None:
+        raise ImportError("No module named 'boto3'")
     HAS_BOTO3 = True
     BOTO3_IMPORT_ERROR = None
 except ImportError as exc:  # pragma: no cover - exercised by ansible-test's import sanity test
@@ -117,6 +124,8 @@ def client_config(addressing_style="path", max_attempts=10, retry_mode="adaptive
     """
     if not HAS_BOTO3:
         raise S3ConfigError("boto3 is required: %s" % BOTO3_IMPORT_ERROR)
+    from botocore.config import Config
+
     if addressing_style not in ADDRESSING_STYLES:
         raise S3ConfigError("addressing_style must be one of %s, not %r" % (", ".join(ADDRESSING_STYLES), addressing_style))
     kwargs = dict(
@@ -142,30 +151,74 @@ def client_config(addressing_style="path", max_attempts=10, retry_mode="adaptive
 def s3_client(endpoint, access_key=None, secret_key=None, region=None, addressing_style="path",
               ca_bundle=None, validate_certs=True, max_attempts=10, retry_mode="adaptive",
               max_pool_connections=10, connect_timeout=10, read_timeout=120,
-              checksum_when_required=True):
+              checksum_when_required=True, lean=False):
     """Build a boto3 S3 client.
 
     ``access_key``/``secret_key`` fall back to ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``.
     ``ca_bundle`` wins over ``validate_certs``; ``validate_certs=False`` disables TLS checks.
+    ``lean``: a LeanClient (same calls and results): PutObject, HeadObject, HeadBucket and
+    ListObjectsV2 go through s3_lean.LeanS3 and boto3 is imported only for anything else; with
+    ``addressing_style: auto`` or without explicit keys, a plain boto3 client.
     """
     url = resolve_endpoint(endpoint)
+    access_key = access_key or os.environ.get("AWS_ACCESS_KEY_ID")
+    secret_key = secret_key or os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if ca_bundle and not os.path.isfile(ca_bundle):
+        raise S3ConfigError("ca_bundle %s does not exist" % ca_bundle)
+    if lean and access_key and secret_key and addressing_style in ("path", "virtual"):
+        if not HAS_BOTO3:
+            raise S3ConfigError("boto3 is required: %s" % BOTO3_IMPORT_ERROR)
+        fast = LeanS3(url, access_key, secret_key, region_for(endpoint, region), addressing_style=addressing_style,
+                      ca_bundle=ca_bundle, validate_certs=validate_certs, timeout=read_timeout)
+        return LeanClient(fast, lambda: s3_client(
+            endpoint, access_key=access_key, secret_key=secret_key, region=region, addressing_style=addressing_style,
+            ca_bundle=ca_bundle, validate_certs=validate_certs, max_attempts=max_attempts, retry_mode=retry_mode,
+            max_pool_connections=max_pool_connections, connect_timeout=connect_timeout, read_timeout=read_timeout,
+            checksum_when_required=checksum_when_required))
     config = client_config(addressing_style=addressing_style, max_attempts=max_attempts,
                            retry_mode=retry_mode, max_pool_connections=max_pool_connections,
                            connect_timeout=connect_timeout, read_timeout=read_timeout,
                            checksum_when_required=checksum_when_required,
                            unsigned_payload=url.startswith("https://"))
-    if ca_bundle:
-        if not os.path.isfile(ca_bundle):
-            raise S3ConfigError("ca_bundle %s does not exist" % ca_bundle)
-        verify = ca_bundle
-    else:
-        verify = bool(validate_certs)
-    session = boto3.session.Session(
-        aws_access_key_id=access_key or os.environ.get("AWS_ACCESS_KEY_ID"),
-        aws_secret_access_key=secret_key or os.environ.get("AWS_SECRET_ACCESS_KEY"),
-        region_name=region_for(endpoint, region),
-    )
+    verify = ca_bundle if ca_bundle else bool(validate_certs)
+    import boto3
+
+    session = boto3.session.Session(aws_access_key_id=access_key, aws_secret_access_key=secret_key,
+                                    region_name=region_for(endpoint, region))
     return session.client("s3", endpoint_url=url, config=config, verify=verify)
+
+
+class LeanClient(object):
+    """Answers like a boto3 S3 client. ``put_object``, ``head_object``, ``head_bucket`` and
+    ``list_objects_v2`` are s3_lean.LeanS3's; any other attribute (operations, ``exceptions``,
+    ``meta``...) is the boto3 client's, made on first use by ``make_boto`` (boto3 imported then).
+    """
+
+    def __init__(self, lean, make_boto):
+        self.lean = lean
+        self._make_boto = make_boto
+        self._boto = None
+        self._boto_lock = threading.Lock()
+        for name in lean.operations:
+            setattr(self, name, getattr(lean, name))
+
+    @property
+    def boto(self):
+        """The boto3 client behind the lean path (built once, thread-safe)."""
+        with self._boto_lock:
+            if self._boto is None:
+                self._boto = self._make_boto()
+                use_fast_timestamps(self._boto)
+            return self._boto
+
+    @property
+    def boto_loaded(self):
+        return self._boto is not None
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.boto, name)
 
 
 def error_code(exc):
@@ -246,8 +299,9 @@ def s3_argument_spec():
     )
 
 
-def client_from_module(module, max_pool_connections=10, prefix=""):
+def client_from_module(module, max_pool_connections=10, prefix="", lean=False):
     """Build the client from a module's params; fail_json with a clear message on bad settings.
+    ``lean``: see s3_client.
 
     ``prefix`` selects a second set of options (``source_`` for the source of a bucket-to-bucket copy).
     """
@@ -266,6 +320,7 @@ def client_from_module(module, max_pool_connections=10, prefix=""):
             ca_bundle=params.get(prefix + "ca_bundle"),
             validate_certs=params.get(prefix + "validate_certs", True),
             max_pool_connections=max_pool_connections,
+            lean=lean,
         )
     except S3ConfigError as exc:
         module.fail_json(msg=str(exc))

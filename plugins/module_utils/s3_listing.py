@@ -26,10 +26,13 @@ from xml.etree import ElementTree
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils.rate_limit import acquire
 
-try:
-    from botocore.utils import parse_timestamp as _botocore_parse_timestamp
-except ImportError:  # pragma: no cover - the module reports the missing library
-    _botocore_parse_timestamp = None
+
+
+def _botocore_parse_timestamp(value):
+    """botocore's own parser, imported on first use only (botocore.utils costs ~0.1 s to import)."""
+    from botocore.utils import parse_timestamp
+
+    return parse_timestamp(value)
 
 
 def join_key(prefix, key):
@@ -147,7 +150,7 @@ def use_fast_timestamps(client):
     """
     endpoint = getattr(client, "_endpoint", None)
     factory = getattr(endpoint, "_response_parser_factory", None)
-    if factory is None or not hasattr(factory, "create_parser") or _botocore_parse_timestamp is None:
+    if factory is None or not hasattr(factory, "create_parser"):
         return
     if hasattr(factory, "set_parser_defaults"):
         factory.set_parser_defaults(timestamp_parser=fast_timestamp)

@@ -431,7 +431,7 @@ def main():
         steps.check_params(p, module.check_mode)
         # Pre-flight, before anything is copied: database, destination bucket and keys, source.
         conn, counts = steps.handle_database(p)
-        client = client_from_module(module, max_pool_connections=p["concurrency"] + 2)
+        client = client_from_module(module, max_pool_connections=p["concurrency"] + 2, lean=True)
         steps.check_bucket(client, p["bucket"], p["endpoint"], "destination bucket")
         source = steps.handle_source(p, client)
         if p["mode"] == "copy_back":
