@@ -273,7 +273,7 @@ class Bench:
                 quiet = timed(incr_cmd, env)
                 row.update(noop_incr_s=quiet[0], noop_incr_cpu=quiet[4])
                 ok = ok and quiet[2] == 0
-            if incremental:
+            if incremental and ok:
                 row.update(self.incremental_rounds(incr_cmd, env, bucket, copied, record_dir if is_module else None,
                                                    rounds))
             return row

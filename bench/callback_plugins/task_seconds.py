@@ -20,7 +20,8 @@ DOCUMENTATION = """
 name: task_seconds
 type: aggregate
 short_description: each task's wall seconds to a JSON file (benchmark helper)
-description: Writes {task name: seconds} to the file named by the BENCH_TASK_SECONDS environment variable.
+description:
+  - Writes a mapping of task name to seconds to the file named by the BENCH_TASK_SECONDS environment variable.
 """
 
 

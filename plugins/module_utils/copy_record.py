@@ -306,12 +306,17 @@ class HeadIndex(object):
     before the engine sees them. ``size_of`` answers from that batch (None: not there, or not known
     -- then the object is copied)."""
 
-    def __init__(self, client, bucket, key_prefix="", limiter=None, workers=16):
+    def __init__(self, client, bucket, key_prefix="", limiter=None, workers=16, high_ids=None):
         self.client = client
         self.bucket = bucket
         self.key_prefix = key_prefix or ""
         self.limiter = limiter
         self.workers = max(1, int(workers))
+        # {kind: the record's high id}: a row above it was never seen by a recorded run, so its objects
+        # are copied without a HeadObject first (nothing to skip; a re-run finds them by HEAD).
+        self.high_ids = high_ids or {}
+        self.unseen_rows = 0
+        self.looked_up = 0
         self._sizes = {}
 
     def _head(self, key):
@@ -334,9 +339,19 @@ class HeadIndex(object):
                     pending = []
             yield from self._resolve(pool, pending)
 
+    def unseen(self, row):
+        high = self.high_ids.get(row.kind)
+        return high is not None and row.row_id > high
+
     def _resolve(self, pool, rows):
-        keys = [join_key(self.key_prefix, obj.key) for row in rows for obj in row.objects]
-        self._sizes = dict(pool.map(self._head, keys))
+        keys = []
+        for row in rows:
+            if self.unseen(row):
+                self.unseen_rows += 1
+            else:
+                keys.extend(join_key(self.key_prefix, obj.key) for obj in row.objects)
+        self.looked_up += len(keys)
+        self._sizes = dict(pool.map(self._head, keys)) if keys else {}
         return rows
 
     def size_of(self, key):
@@ -389,7 +404,9 @@ class RunRecord(object):
         rows = self.tracker.rows(rows)
         if self.incremental and skip_existing:
             if rows_selected <= HEAD_LIMIT_ROWS:
-                self.head_index = HeadIndex(client, bucket, key_prefix, engine.limiter, workers=engine.concurrency)
+                high_ids = dict((kind, entry["high_id"]) for kind, entry in self.old.get("kinds", {}).items())
+                self.head_index = HeadIndex(client, bucket, key_prefix, engine.limiter, workers=engine.concurrency,
+                                            high_ids=high_ids)
                 engine.index = self.head_index
                 self.listed = False
                 rows = self.head_index.prefetch(rows)
@@ -417,6 +434,9 @@ class RunRecord(object):
             "record_written": self.written is not None,
             "record": self.written or record_path(self.record_dir, self.bound),
         }
+        if self.head_index is not None:
+            out["looked_up"] = self.head_index.looked_up
+            out["new_rows_not_looked_up"] = self.head_index.unseen_rows
         if self.reason:
             out["reason"] = self.reason
         if self.error:

@@ -171,3 +171,27 @@ def test_tracker_refuses_incomplete_or_overflowing_runs():
     list(tracker.rows([]))
     engine.stats.record("k", "failed", "x")  # an outcome outside triage/copy_one: row unknown
     assert tracker.kinds_record(["k"], SINCE) is None
+
+
+def test_head_index_looks_up_only_rows_the_record_has_seen():
+    """An incremental run does not HEAD the objects of rows above the record's high id (no recorded run saw
+    them: they are copied, never skipped); rows at or below it are looked up, per kind."""
+    asked = []
+
+    class Recording:
+        def head_object(self, Bucket, Key):  # noqa: N803
+            asked.append(Key)
+            if Key.endswith("there.png"):
+                return {"ContentLength": 7}
+            raise KeyError(Key)
+
+    def row(kind, row_id, name):
+        return RowObjects(kind, row_id, (MediaObject(kind, "k/%d/%s" % (row_id, name), "image/png", None, row_id),))
+
+    index = rec.HeadIndex(Recording(), "b", "pre", workers=2, high_ids={"a": 10, "b": 100})
+    rows = [row("a", 9, "there.png"), row("a", 11, "new.png"), row("b", 50, "gone.png"), row("c", 1, "x.png")]
+    out = list(index.prefetch(iter(rows), batch=2))
+    assert out == rows
+    assert sorted(asked) == ["pre/k/1/x.png", "pre/k/50/gone.png", "pre/k/9/there.png"]
+    assert index.unseen_rows == 1 and index.looked_up == 3
+    assert index.size_of("pre/k/11/new.png") is None  # -> copied
