@@ -39,7 +39,7 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_task_start(self, task, is_conditional):
         self.started[task._uuid] = (task.get_name(), time.monotonic())
 
-    def _done(self, result):
+    def _done(self, result, **kwargs):
         name, start = self.started.get(result._task._uuid, (result._task.get_name(), None))
         if start is not None:
             self.seconds[name] = round(time.monotonic() - start, 3)

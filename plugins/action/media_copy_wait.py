@@ -3,17 +3,17 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Wait for an async media_copy job and print its progress lines while it runs.
 
-Runs on the controller: polls ``async_status`` on the app host and reads the job's
-``progress_file`` there (slurp), printing one line per change (done/total, MB/s, ETA).
-Returns the finished job's result, as ``async_status`` would.
+Runs on the controller and calls the media_copy_wait module on the app host, which watches the
+job's status file there (module_utils/async_wait.py) and returns as soon as the job has finished, or
+after at most ``interval`` seconds with the job's ``progress_file``: one progress line is printed per
+change (done/total, MB/s, ETA), and the module is called again. Returns the finished job's result,
+as ``async_status`` would.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import base64
-import json
 import time
 
 from ansible.plugins.action import ActionBase
@@ -52,20 +52,11 @@ class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _VALID_ARGS = frozenset(("jid", "progress_file", "interval", "timeout", "label"))
 
-    def _status(self, jid, task_vars):
-        async_dir = self._remote_expand_user(self.get_shell_option("async_dir", default="~/.ansible_async"))
-        return self._execute_module(module_name="ansible.legacy.async_status", task_vars=task_vars,
-                                    module_args={"jid": jid, "mode": "status", "_async_dir": async_dir})
-
-    def _progress(self, path, task_vars):
-        answer = self._execute_module(module_name="ansible.legacy.slurp", task_vars=task_vars,
-                                      module_args={"src": path})
-        if answer.get("failed") or "content" not in answer:
-            return None
-        try:
-            return json.loads(base64.b64decode(answer["content"]).decode("utf-8"))
-        except ValueError:
-            return None
+    def _wait(self, args, async_dir, wait, task_vars):
+        """One call of the module on the host: back when the job finished, or after ``wait`` seconds."""
+        return self._execute_module(module_name="fediverse.object_storage.media_copy_wait", task_vars=task_vars,
+                                    module_args={"jid": args["jid"], "progress_file": args["progress_file"],
+                                                 "interval": wait, "async_dir": async_dir})
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
@@ -77,28 +68,37 @@ class ActionModule(ActionBase):
             label=dict(type="str", default="media copy"),
         ))
         deadline = time.time() + args["timeout"]
+        async_dir = self._remote_expand_user(self.get_shell_option("async_dir", default="~/.ansible_async"))
         last_line = None
-        # A short or no-op copy ends in a second or two: poll at 0.25 s, 0.5 s, 1 s ... up to
-        # ``interval``, instead of sleeping a whole interval first (issue 15: a fixed cost per pass).
-        pause = 0.25
+        # The first progress line after 1 s, then 2 s, 4 s ... up to ``interval``; each call returns at once
+        # when the job finishes (issue 15: a short pass is seen finished within ~50 ms, in one module run).
+        pause = 1.0
+        polls = 0
         while True:
-            status = self._status(args["jid"], task_vars)
-            if status.get("finished") or (status.get("failed") and not status.get("started")):
-                break
-            if args["progress_file"]:
-                progress = self._progress(args["progress_file"], task_vars)
-                if progress:
-                    line = progress_line(args["label"], progress)
-                    if line != last_line:
-                        display.display(line)
-                        last_line = line
-            if time.time() > deadline:
-                result.update(failed=True, msg="the copy did not finish within %s seconds (job %s is still running)"
-                              % (args["timeout"], args["jid"]))
+            wait = max(0.0, min(pause, args["interval"], deadline - time.time()))
+            answer = self._wait(args, async_dir, wait, task_vars)
+            polls += 1
+            if answer.get("failed"):
+                answer.pop("finished", None)
+                answer.pop("invocation", None)
+                result.update(answer, polls=polls)
                 return result
-            time.sleep(max(min(pause, args["interval"]), 0.2))
+            progress = answer.get("progress")
+            if progress and args["progress_file"] and not answer.get("finished"):
+                line = progress_line(args["label"], progress)
+                if line != last_line:
+                    display.display(line)
+                    last_line = line
+            if answer.get("finished"):
+                break
+            if time.time() >= deadline:
+                result.update(failed=True, polls=polls, msg="the copy did not finish within %s seconds (job %s is "
+                              "still running)" % (args["timeout"], args["jid"]))
+                return result
             pause *= 2
+        status = answer.get("job") or {}
         for key in ("started", "finished", "results_file", "ansible_job_id", "_ansible_suppress_tmpdir_delete"):
             status.pop(key, None)
         result.update(status)
+        result["polls"] = polls
         return result

@@ -6,6 +6,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+
 DOCUMENTATION = r"""
 module: media_copy_wait
 short_description: Wait for an async media_copy job, printing its progress
@@ -36,6 +38,16 @@ options:
     description: The text in front of each progress line.
     type: str
     default: media copy
+  async_dir:
+    description:
+      - Where the async wrapper keeps its job files on the app host. The action plugin sets it from the
+        connection's C(async_dir) shell option; leave it unset.
+    type: path
+notes:
+  - The action plugin runs on the controller and calls this module on the app host, which watches the job's
+    status file every 50 ms and returns as soon as the job has finished, or after at most O(interval) seconds
+    with the latest progress (the controller prints a progress line and calls again). A short copy is seen
+    finished within a fraction of a second, with one module run on the host.
 author:
   - fediverse.object_storage contributors (@fediverse-object-storage)
 """
@@ -59,8 +71,42 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+polls:
+  description: How many times the action plugin called the module on the app host while waiting.
+  returned: always
+  type: int
+  sample: 1
 totals:
   description: The finished media_copy job's result keys are returned as they are (see M(fediverse.object_storage.media_copy)).
   returned: when the job finished
   type: dict
 """
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+
+from ansible_collections.fediverse.object_storage.plugins.module_utils.async_wait import (  # noqa: E402
+    WaitError,
+    wait_for_job,
+)
+
+
+def main():
+    module = AnsibleModule(argument_spec=dict(
+        jid=dict(type="str", required=True),
+        progress_file=dict(type="str"),
+        interval=dict(type="float", default=10.0),
+        timeout=dict(type="int", default=86400),
+        label=dict(type="str", default="media copy"),
+        async_dir=dict(type="path"),
+    ), supports_check_mode=True)
+    p = module.params
+    async_dir = p["async_dir"] or os.path.expanduser("~/.ansible_async")
+    try:
+        answer = wait_for_job(async_dir, p["jid"], p["progress_file"], wait=min(max(p["interval"], 0.0), 3600.0))
+    except WaitError as exc:
+        module.fail_json(msg=str(exc), finished=1, ansible_job_id=p["jid"])
+    module.exit_json(changed=False, **answer)
+
+
+if __name__ == "__main__":
+    main()

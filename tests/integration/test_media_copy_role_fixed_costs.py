@@ -39,3 +39,40 @@ def test_dependency_step_runs_once_per_play():
     chosen = [t for t in res.tasks if "Choose the interpreter" in t["name"]]
     assert [bool(t["result"].get("skipped")) for t in chosen] == [False, True, False], chosen
     assert res.task("Show the interpreter")["media_copy_interpreter"] == "/usr/bin/python3"
+
+
+WAIT_PLAY = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Start a job that lasts 2.5 s
+      ansible.builtin.command: python3 -c "import time, datetime; time.sleep(2.5); print(datetime.datetime.now().timestamp())"
+      async: 60
+      poll: 0
+      register: job
+      changed_when: false
+    - name: Wait for it
+      fediverse.object_storage.media_copy_wait:
+        jid: "{{ job.ansible_job_id }}"
+        interval: 10
+      register: waited
+    - name: The moment the wait returned
+      ansible.builtin.command: python3 -c "import datetime; print(datetime.datetime.now().timestamp())"
+      changed_when: false
+"""
+
+
+def test_the_wait_sees_a_short_job_finish_at_once_in_few_module_runs():
+    """media_copy_wait (issue 15: a fixed cost of every pass): the module on the host watches the job and
+    returns when it ends, instead of the controller polling async_status and slurp at 0.25 s, 0.5 s, 1 s,
+    2 s ... (two module runs a poll, and up to a doubling's delay after the job's end)."""
+    res = run_playbook(WAIT_PLAY)
+    assert res.rc == 0, res
+    waited = res.task("Wait for it")
+    ended = float(waited["stdout"])  # the job's own result, as async_status would give it
+    returned = float(res.task("The moment the wait returned")["stdout"])
+    # first call waits 1 s (a progress line would be printed), the second returns when the job ends
+    assert waited["polls"] == 2, waited
+    # the job's end to the next task's start: one module return and one task start (~0.3 s here), far
+    # below the old polling's up to 1.5 s after a 2.5 s job
+    assert 0 < returned - ended < 1.2, returned - ended
