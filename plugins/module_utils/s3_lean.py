@@ -150,8 +150,8 @@ def sign(method, path, query, headers, payload_hash, access_key, secret_key, reg
             key_cache.clear()
             key_cache[cache_key] = key
     signature = hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
-    return "%s Credential=%s/%s, SignedHeaders=%s, Signature=%s" % (ALGORITHM, access_key, scope, signed_headers,
-                                                                     signature)
+    return "%s Credential=%s/%s, SignedHeaders=%s, Signature=%s" % (
+        ALGORITHM, access_key, scope, signed_headers, signature)
 
 
 # --- the client -----------------------------------------------------------------------------------

@@ -27,7 +27,6 @@ from xml.etree import ElementTree
 from ansible_collections.fediverse.object_storage.plugins.module_utils.rate_limit import acquire
 
 
-
 def _botocore_parse_timestamp(value):
     """botocore's own parser, imported on first use only (botocore.utils costs ~0.1 s to import)."""
     from botocore.utils import parse_timestamp

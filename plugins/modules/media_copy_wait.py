@@ -6,8 +6,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import os
-
 DOCUMENTATION = r"""
 module: media_copy_wait
 short_description: Wait for an async media_copy job, printing its progress
@@ -43,6 +41,7 @@ options:
       - Where the async wrapper keeps its job files on the app host. The action plugin sets it from the
         connection's C(async_dir) shell option; leave it unset.
     type: path
+    default: ~/.ansible_async
 notes:
   - The action plugin runs on the controller and calls this module on the app host, which watches the job's
     status file every 50 ms and returns as soon as the job has finished, or after at most O(interval) seconds
@@ -97,12 +96,11 @@ def main():
         interval=dict(type="float", default=10.0),
         timeout=dict(type="int", default=86400),
         label=dict(type="str", default="media copy"),
-        async_dir=dict(type="path"),
+        async_dir=dict(type="path", default="~/.ansible_async"),
     ), supports_check_mode=True)
     p = module.params
-    async_dir = p["async_dir"] or os.path.expanduser("~/.ansible_async")
     try:
-        answer = wait_for_job(async_dir, p["jid"], p["progress_file"], wait=min(max(p["interval"], 0.0), 3600.0))
+        answer = wait_for_job(p["async_dir"], p["jid"], p["progress_file"], wait=min(max(p["interval"], 0.0), 3600.0))
     except WaitError as exc:
         module.fail_json(msg=str(exc), finished=1, ansible_job_id=p["jid"])
     module.exit_json(changed=False, **answer)
