@@ -220,8 +220,13 @@ attributes:
 notes:
   - The module is in the C(fediverse.object_storage.s3) action group, so C(module_defaults) can set
     the endpoint and keys once.
-  - Object-level retries with exponential backoff are added on top of botocore's adaptive retries
+  - Object-level retries with exponential backoff are added on top of the client's own retries
     for 5xx, C(SlowDown) and connection errors; one failed object never stops the run.
+  - The requests a run repeats per object or per listing page (PutObject, HeadObject, HeadBucket,
+    ListObjectsV2) are sent by the collection's lean client (C(http.client), one keep-alive connection
+    per thread, Signature V4 as botocore signs it, C(UNSIGNED-PAYLOAD) over HTTPS, botocore's retry
+    rules); multipart uploads, server-side copies, ACLs and the rest go through boto3, imported only
+    when first needed. With O(addressing_style=auto) every request goes through boto3.
   - Missing source files (C(ENOENT)) are counted and listed (RV(missing_source_sample)) but are not a
     failure. Any other error reading a source (permission denied, I/O error) is a failure.
 requirements:

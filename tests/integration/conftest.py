@@ -55,3 +55,18 @@ def bucket_name(s3):
         empty_and_delete_bucket(s3, name)
     except Exception:  # noqa: BLE001 - the test may not have created it
         pass
+
+
+@pytest.fixture
+def resolve_s3_localhost(monkeypatch):
+    """Resolve s3.localhost and *.s3.localhost to 127.0.0.1 in this process (the names do not resolve here)."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def fake(host, *args, **kwargs):
+        if isinstance(host, str) and (host == "s3.localhost" or host.endswith(".s3.localhost")):
+            host = "127.0.0.1"
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)

@@ -97,3 +97,14 @@ def test_tls_needs_the_ca(rgw, bucket):
     insecure = s3_client(rgw.https_endpoint, access_key=rgw.access_key, secret_key=rgw.secret_key,
                          validate_certs=False, lean=True)
     insecure.head_bucket(Bucket=bucket)
+
+
+def test_virtual_host_style_over_https(rgw, s3, bucket, resolve_s3_localhost):
+    client = s3_client("https://%s:%d" % (rgw.dns_name, rgw.https_port), access_key=rgw.access_key,
+                       secret_key=rgw.secret_key, addressing_style="virtual", ca_bundle=rgw.ca_bundle, lean=True)
+    assert isinstance(client, LeanClient)
+    client.put_object(Bucket=bucket, Key="v host/k+1.txt", Body=b"virtual", ContentType="text/plain")
+    assert client.head_object(Bucket=bucket, Key="v host/k+1.txt")["ContentLength"] == 7
+    assert [c["Key"] for c in client.list_objects_v2(Bucket=bucket, Prefix="v host/")["Contents"]] == ["v host/k+1.txt"]
+    assert s3.get_object(Bucket=bucket, Key="v host/k+1.txt")["Body"].read() == b"virtual"
+    assert not client.boto_loaded

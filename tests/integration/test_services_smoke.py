@@ -7,7 +7,6 @@ nginx: `nginx -t` on configs rendered from templates/nginx/, and a started insta
 """
 
 import os
-import socket
 import urllib.error
 import urllib.request
 
@@ -91,19 +90,6 @@ def test_boto3_default_checksums_work_over_http(default_boto3, rgw, s3, bucket):
     client = default_boto3(rgw.http_endpoint)
     client.put_object(Bucket=bucket, Key="trap.bin", Body=BODY)
     assert s3.get_object(Bucket=bucket, Key="trap.bin")["Body"].read() == BODY
-
-
-@pytest.fixture
-def resolve_s3_localhost(monkeypatch):
-    """Resolve s3.localhost and *.s3.localhost to 127.0.0.1 in this process (the names do not resolve here)."""
-    real = socket.getaddrinfo
-
-    def fake(host, *args, **kwargs):
-        if isinstance(host, str) and (host == "s3.localhost" or host.endswith(".s3.localhost")):
-            host = "127.0.0.1"
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", fake)
 
 
 def test_virtual_host_style_over_https(rgw, s3, bucket, resolve_s3_localhost):
