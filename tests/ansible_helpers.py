@@ -85,11 +85,39 @@ class PlaybookResult:
                     messages.append("%s: %s %s" % (t["name"], item.get("item"), item.get("msg") or item.get("status")))
         return messages
 
+    def failure_report(self, limit: int = 4000) -> str:
+        """Each failed task: its name and its result (msg, the stdout/stderr of a command or module, the
+        exception), at most ``limit`` characters of each (its start and its end)."""
+        parts = []
+        for t in self.tasks:
+            result = t["result"]
+            if not (result.get("failed") or result.get("unreachable")):
+                continue
+            parts.append("--- FAILED TASK %r on %s" % (t["name"], t["host"]))
+            for key in ("msg", "rc", "cmd", "stdout", "stderr", "module_stdout", "module_stderr", "exception"):
+                if result.get(key) not in (None, "", []):
+                    parts.append("%s: %s" % (key, _tail(result[key], limit)))
+            for item in result.get("results", []):
+                if isinstance(item, dict) and item.get("failed"):
+                    parts.append("item %s: %s" % (_tail(item.get("item"), 600),
+                                                  _tail({k: v for k, v in item.items() if k != "invocation"}, limit)))
+        return "\n".join(parts)
+
     def __str__(self) -> str:  # shown by pytest on assertion failures
-        return "rc=%s stats=%s\nfailures=%s\nstderr=%s" % (
-            self.rc, self.stats, [m[:600] for m in self.failure_messages()], self.stderr[-3000:])
+        report = self.failure_report()
+        if not report and self.rc != 0:  # no parsable result: what the run printed
+            report = "stdout (tail): %s" % self.stdout[-4000:]
+        return "rc=%s stats=%s\n%s\nstderr (tail): %s" % (self.rc, self.stats, report, self.stderr[-4000:])
 
     __repr__ = __str__  # pytest shows repr() of an assertion's message
+
+
+def _tail(value, limit: int) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if len(text) <= limit:
+        return text
+    half = limit // 2  # a message's start says what failed, a command's end how
+    return "%s ...(%d characters cut)... %s" % (text[:half], len(text) - 2 * half, text[-half:])
 
 
 def _parse_json_output(stdout: str):
