@@ -4,7 +4,8 @@
 this virtualenv's Python as the module interpreter) with the collection on
 ANSIBLE_COLLECTIONS_PATH. With the default `callback="json"` the ansible.posix.json callback is
 used and the result is parsed into `.stats` and `.tasks`; with `callback="default"` the human
-output is kept as text in `.stdout` (for "no secret in the output" checks).
+output is kept as text in `.stdout` (for "no secret in the output" checks). With
+FOS_TEST_PLAYBOOK_LOG_DIR set, each run's full output is also written to that directory.
 """
 
 from __future__ import annotations
@@ -166,5 +167,18 @@ def run_playbook(playbook, extra_vars=None, check=False, diff=False, tags=None, 
             cmd.append("-" + "v" * verbosity)
         proc = subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(env, callback),
                               timeout=timeout, cwd=str(REPO))
+    _keep_output(path.name, proc)
     stats, tasks = _parse_json_output(proc.stdout) if callback == "json" else ({}, [])
     return PlaybookResult(proc.returncode, proc.stdout, proc.stderr, stats, tasks)
+
+
+def _keep_output(name, proc):
+    """With FOS_TEST_PLAYBOOK_LOG_DIR set, every run's full stdout and stderr are kept there (numbered,
+    with the playbook's name and rc), e.g. to compare a flaky run's failing output with passing ones."""
+    log_dir = os.environ.get("FOS_TEST_PLAYBOOK_LOG_DIR")
+    if not log_dir:
+        return
+    os.makedirs(log_dir, exist_ok=True)
+    base = os.path.join(log_dir, "%03d-%s-rc%s" % (len(os.listdir(log_dir)) // 2 + 1, name, proc.returncode))
+    Path(base + ".stdout").write_text(proc.stdout)
+    Path(base + ".stderr").write_text(proc.stderr)
