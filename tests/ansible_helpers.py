@@ -96,7 +96,7 @@ class PlaybookResult:
                 continue
             parts.append("--- FAILED TASK %r on %s" % (t["name"], t["host"]))
             for key in ("msg", "rc", "cmd", "stdout", "stderr", "module_stdout", "module_stderr", "exception"):
-                if result.get(key) not in (None, "", []):
+                if result.get(key) not in (None, "", [], "(traceback unavailable)"):
                     parts.append("%s: %s" % (key, _tail(result[key], limit)))
             for item in result.get("results", []):
                 if isinstance(item, dict) and item.get("failed"):
@@ -108,7 +108,12 @@ class PlaybookResult:
         report = self.failure_report()
         if not report and self.rc != 0:  # no parsable result: what the run printed
             report = "stdout (tail): %s" % self.stdout[-4000:]
-        return "rc=%s stats=%s\n%s\nstderr (tail): %s" % (self.rc, self.stats, report, self.stderr[-4000:])
+        # First the failed task and the start of its message: pytest cuts a non-str assertion message
+        # (``assert res.rc == 0, res``) after ~240 characters; the whole report is printed by run_playbook.
+        first = ["%r: %s" % (t["name"].split(" : ")[-1], str(t["result"].get("msg", ""))[:160])
+                 for t in self.tasks if t["result"].get("failed")][:1]
+        return "rc=%s failed=%s stats=%s\n%s\nstderr (tail): %s" % (
+            self.rc, first, self.stats, report, self.stderr[-4000:])
 
     __repr__ = __str__  # pytest shows repr() of an assertion's message
 
@@ -169,7 +174,12 @@ def run_playbook(playbook, extra_vars=None, check=False, diff=False, tags=None, 
                               timeout=timeout, cwd=str(REPO))
     _keep_output(path.name, proc)
     stats, tasks = _parse_json_output(proc.stdout) if callback == "json" else ({}, [])
-    return PlaybookResult(proc.returncode, proc.stdout, proc.stderr, stats, tasks)
+    result = PlaybookResult(proc.returncode, proc.stdout, proc.stderr, stats, tasks)
+    if result.rc != 0:
+        # Captured by pytest and shown in full under "Captured stdout call" when the test fails (the
+        # assertion message itself is cut); nothing shown for a test that expected the failure.
+        print("ansible-playbook %s ended rc=%s\n%s" % (path.name, result.rc, result))
+    return result
 
 
 def _keep_output(name, proc):
