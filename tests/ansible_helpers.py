@@ -4,7 +4,8 @@
 this virtualenv's Python as the module interpreter) with the collection on
 ANSIBLE_COLLECTIONS_PATH. With the default `callback="json"` the ansible.posix.json callback is
 used and the result is parsed into `.stats` and `.tasks`; with `callback="default"` the human
-output is kept as text in `.stdout` (for "no secret in the output" checks).
+output is kept as text in `.stdout` (for "no secret in the output" checks). With
+FOS_TEST_PLAYBOOK_LOG_DIR set, each run's full output is also written to that directory.
 """
 
 from __future__ import annotations
@@ -85,11 +86,44 @@ class PlaybookResult:
                     messages.append("%s: %s %s" % (t["name"], item.get("item"), item.get("msg") or item.get("status")))
         return messages
 
+    def failure_report(self, limit: int = 4000) -> str:
+        """Each failed task: its name and its result (msg, the stdout/stderr of a command or module, the
+        exception), at most ``limit`` characters of each (its start and its end)."""
+        parts = []
+        for t in self.tasks:
+            result = t["result"]
+            if not (result.get("failed") or result.get("unreachable")):
+                continue
+            parts.append("--- FAILED TASK %r on %s" % (t["name"], t["host"]))
+            for key in ("msg", "rc", "cmd", "stdout", "stderr", "module_stdout", "module_stderr", "exception"):
+                if result.get(key) not in (None, "", [], "(traceback unavailable)"):
+                    parts.append("%s: %s" % (key, _tail(result[key], limit)))
+            for item in result.get("results", []):
+                if isinstance(item, dict) and item.get("failed"):
+                    parts.append("item %s: %s" % (_tail(item.get("item"), 600),
+                                                  _tail({k: v for k, v in item.items() if k != "invocation"}, limit)))
+        return "\n".join(parts)
+
     def __str__(self) -> str:  # shown by pytest on assertion failures
-        return "rc=%s stats=%s\nfailures=%s\nstderr=%s" % (
-            self.rc, self.stats, [m[:600] for m in self.failure_messages()], self.stderr[-3000:])
+        report = self.failure_report()
+        if not report and self.rc != 0:  # no parsable result: what the run printed
+            report = "stdout (tail): %s" % self.stdout[-4000:]
+        # First the failed task and the start of its message: pytest cuts a non-str assertion message
+        # (``assert res.rc == 0, res``) after ~240 characters; the whole report is printed by run_playbook.
+        first = ["%r: %s" % (t["name"].split(" : ")[-1], str(t["result"].get("msg", ""))[:160])
+                 for t in self.tasks if t["result"].get("failed")][:1]
+        return "rc=%s failed=%s stats=%s\n%s\nstderr (tail): %s" % (
+            self.rc, first, self.stats, report, self.stderr[-4000:])
 
     __repr__ = __str__  # pytest shows repr() of an assertion's message
+
+
+def _tail(value, limit: int) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if len(text) <= limit:
+        return text
+    half = limit // 2  # a message's start says what failed, a command's end how
+    return "%s ...(%d characters cut)... %s" % (text[:half], len(text) - 2 * half, text[-half:])
 
 
 def _parse_json_output(stdout: str):
@@ -138,5 +172,23 @@ def run_playbook(playbook, extra_vars=None, check=False, diff=False, tags=None, 
             cmd.append("-" + "v" * verbosity)
         proc = subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(env, callback),
                               timeout=timeout, cwd=str(REPO))
+    _keep_output(path.name, proc)
     stats, tasks = _parse_json_output(proc.stdout) if callback == "json" else ({}, [])
-    return PlaybookResult(proc.returncode, proc.stdout, proc.stderr, stats, tasks)
+    result = PlaybookResult(proc.returncode, proc.stdout, proc.stderr, stats, tasks)
+    if result.rc != 0:
+        # Captured by pytest and shown in full under "Captured stdout call" when the test fails (the
+        # assertion message itself is cut); nothing shown for a test that expected the failure.
+        print("ansible-playbook %s ended rc=%s\n%s" % (path.name, result.rc, result))
+    return result
+
+
+def _keep_output(name, proc):
+    """With FOS_TEST_PLAYBOOK_LOG_DIR set, every run's full stdout and stderr are kept there (numbered,
+    with the playbook's name and rc), e.g. to compare a flaky run's failing output with passing ones."""
+    log_dir = os.environ.get("FOS_TEST_PLAYBOOK_LOG_DIR")
+    if not log_dir:
+        return
+    os.makedirs(log_dir, exist_ok=True)
+    base = os.path.join(log_dir, "%03d-%s-rc%s" % (len(os.listdir(log_dir)) // 2 + 1, name, proc.returncode))
+    Path(base + ".stdout").write_text(proc.stdout)
+    Path(base + ".stderr").write_text(proc.stderr)

@@ -5,7 +5,8 @@
 written to ``public/system/<key>`` before the app is switched back to local storage.
 
 Plain Python (no Ansible import), used by ``media_copy`` with ``mode=copy_back``; tested against
-Ceph RGW and PostgreSQL in tests/integration/test_migrate.py and tests/integration/test_rollback_copy_back.py.
+Ceph RGW and PostgreSQL in tests/integration/test_migrate.py, its workers sharing new directories in
+tests/unit/test_copy_back.py.
 
 Files get what Mastodon's filesystem storage gives them: the owner and group of ``public/system``,
 mode 0644, and 0600 for the media attachments of a suspended account (Mastodon's
@@ -59,10 +60,20 @@ def _open_parent(root_fd, parts, uid, gid, check_mode):
                 if check_mode:
                     os.close(fd)
                     return None
-                os.mkdir(name, DIR_MODE, dir_fd=fd)
-                nfd = os.open(name, os.O_RDONLY | _DIRECTORY | _NOFOLLOW, dir_fd=fd)
-                os.fchown(nfd, uid, gid)
-                os.fchmod(nfd, DIR_MODE)
+                # The workers write several objects of one new directory (original/ and small/ of a new
+                # upload, its siblings) at once: another may create it between the open above and here.
+                try:
+                    os.mkdir(name, DIR_MODE, dir_fd=fd)
+                    created = True
+                except FileExistsError:
+                    created = False
+                try:
+                    nfd = os.open(name, os.O_RDONLY | _DIRECTORY | _NOFOLLOW, dir_fd=fd)
+                except OSError as exc:  # a link planted in the meantime
+                    raise CopyBackError("cannot enter %s: %s (a link or not a directory?)" % (name, exc.strerror)) from None
+                if created:
+                    os.fchown(nfd, uid, gid)
+                    os.fchmod(nfd, DIR_MODE)
             os.close(fd)
             fd = nfd
         return fd
