@@ -75,7 +75,7 @@ class ActionModule(ActionBase):
         pause = 1.0
         polls = 0
         while True:
-            wait = max(0.0, min(pause, args["interval"], deadline - time.time()))
+            wait = min(max(min(pause, args["interval"]), 0.2), max(0.0, deadline - time.time()))
             answer = self._wait(args, async_dir, wait, task_vars)
             polls += 1
             if answer.get("failed"):

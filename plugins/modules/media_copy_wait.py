@@ -25,7 +25,9 @@ options:
     description: The media_copy task's O(fediverse.object_storage.media_copy#module:progress_file), on the app host.
     type: str
   interval:
-    description: Seconds between two polls.
+    description:
+      - At most this many seconds between two progress lines (the first after 1 s, then 2 s, 4 s ... up to this).
+        The wait ends as soon as the job does, whatever the interval.
     type: float
     default: 10
   timeout:
