@@ -66,6 +66,7 @@ class FilesystemSource(object):
     def __init__(self, system_root):
         self.system_root = os.path.abspath(system_root)
         self.real_root = os.path.realpath(self.system_root)
+        self._root_slash = self.real_root.rstrip("/") + "/"
 
     def _parts(self, key):
         parts = key.strip("/").split("/")
@@ -102,7 +103,7 @@ class FilesystemSource(object):
     def open_fd(self, key):
         """A read-only descriptor of the source file; ``UnsafeSource`` for links, ``OSError`` else."""
         parts = self._parts(key)
-        expected = os.path.join(self.real_root, *parts)
+        expected = self._root_slash + "/".join(parts)  # os.path.join(real_root, *parts), without its cost per call
         try:
             fd = os.open(expected, os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC)
         except OSError as exc:

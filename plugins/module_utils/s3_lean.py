@@ -171,6 +171,11 @@ def _error_from(status, body, operation_name, headers):
                                  "RequestId": headers.get("x-amz-request-id", "")}}
 
 
+def _url_decode(value):
+    """botocore's decoding of ``encoding-type=url`` values (unquote_plus); most keys have nothing to decode."""
+    return unquote_plus(value) if "%" in value or "+" in value else value
+
+
 def is_retryable_response(status, code):
     return status in TRANSIENT_STATUS or status == 429 or code in THROTTLING_CODES or code in TRANSIENT_CODES
 
@@ -404,9 +409,9 @@ class LeanS3(object):
         if page.get("EncodingType") == "url":
             for name in ("Prefix", "Delimiter", "StartAfter"):
                 if name in page:
-                    page[name] = unquote_plus(page[name])
+                    page[name] = _url_decode(page[name])
             for entry in page.get("Contents", ()):
-                entry["Key"] = unquote_plus(entry["Key"])
+                entry["Key"] = _url_decode(entry["Key"])
             for entry in page.get("CommonPrefixes", ()):
-                entry["Prefix"] = unquote_plus(entry["Prefix"])
+                entry["Prefix"] = _url_decode(entry["Prefix"])
         return page

@@ -248,14 +248,20 @@ class Listing(object):
 
     def split(self, prefix):
         """Objects directly below ``prefix`` go in the index; its sub-prefixes are returned."""
-        subs = []
+        contents, subs = self.level(prefix)
+        self.add(contents)
+        return subs
+
+    def level(self, prefix):
+        """``(objects directly below prefix, its sub-prefixes)``: one Delimiter listing, nothing indexed."""
+        contents, subs = [], []
         kwargs = {"Delimiter": "/"}
         if prefix:
             kwargs["Prefix"] = prefix
         for page in self.pages(**kwargs):
-            self.add(page.get("Contents", ()))
+            contents.extend(page.get("Contents", ()))
             subs.extend(cp["Prefix"] for cp in page.get("CommonPrefixes", ()))
-        return subs
+        return contents, subs
 
     def list_range(self, task):
         """Every key of ``(prefix, start_after, stop)``: below prefix, after start_after, before stop."""
@@ -281,15 +287,30 @@ class Listing(object):
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(max_workers=parallel) as pool:
-                tasks = self.plan(pool, prefix, parallel, max_depth)
+                # The walk below goes down one level per round trip while the tree has a single branch
+                # (cache/ -> media_attachments/ -> files/ -> 000/ ...). The levels the first key passes
+                # through are asked for all at once instead; the walk uses those answers where it goes.
+                chain = first_key_levels(prefix, (first.get("Contents") or [{}])[0].get("Key"), max_depth)
+                known = dict(zip(chain, pool.map(self.level, chain)))
+                tasks = self.plan(pool, prefix, parallel, max_depth, known)
                 list(pool.map(self.list_range, tasks))
 
-    def plan(self, pool, prefix, parallel, max_depth):
-        """Walk down from ``prefix`` until the key space splits into enough ranges to list in parallel."""
+    def plan(self, pool, prefix, parallel, max_depth, known=None):
+        """Walk down from ``prefix`` until the key space splits into enough ranges to list in parallel.
+        ``known``: ``{prefix: (contents, subs)}`` already listed (``level``); used instead of asking again."""
+        known = dict(known or {})
+
+        def split(sub):
+            if sub in known:
+                contents, subs = known.pop(sub)
+                self.add(contents)
+                return subs
+            return self.split(sub)
+
         pending = [prefix]
         tasks = []
         for _depth in range(max_depth):
-            found = list(pool.map(self.split, pending))
+            found = list(pool.map(split, pending))
             next_pending = []
             for parent, subs in zip(pending, found):
                 if len(subs) >= parallel:
@@ -302,6 +323,18 @@ class Listing(object):
             if not pending:
                 return tasks
         return tasks + [(p, None, None) for p in pending]
+
+
+def first_key_levels(prefix, key, max_depth):
+    """The prefixes a walk from ``prefix`` passes through on its way to ``key``: ``prefix``, then each
+    directory of ``key`` below it (at most ``max_depth``). ``[prefix]`` when there is no key."""
+    levels = [prefix]
+    if not key or not key.startswith(prefix):
+        return levels
+    parts = key[len(prefix):].split("/")[:-1]
+    for part in parts[:max(0, max_depth - 1)]:
+        levels.append(levels[-1] + part + "/")
+    return levels
 
 
 def key_ranges(parent, subs, count):
