@@ -28,6 +28,8 @@ import os
 import re
 import time
 
+from ansible_collections.fediverse.object_storage.plugins.module_utils.atomic import AtomicWriteError, read_bytes
+
 POLL = 0.05
 MAX_FILE_BYTES = 64 * 1024 * 1024
 # What the async wrapper makes: "j" + digits "." digits (ansible-core), or any plain name without a path.
@@ -39,29 +41,15 @@ class WaitError(Exception):
 
 
 def _read_nofollow(path, limit=MAX_FILE_BYTES):
-    """The bytes of ``path``; None when it does not exist. Never through a link (ELOOP -> WaitError)."""
+    """The bytes of ``path``; None when it does not exist. Never through a link (atomic.read_bytes)."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-                     | getattr(os, "O_NONBLOCK", 0))
+        return read_bytes(path, limit)
+    except AtomicWriteError as exc:  # a link, not a regular file, too large
+        raise WaitError("cannot read %s: %s" % (path, exc.strerror or exc)) from None
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             return None
-        if exc.errno == errno.ELOOP:
-            raise WaitError("%s is a symbolic link: not read" % path) from None
         raise WaitError("cannot read %s: %s" % (path, exc.strerror or exc)) from None
-    try:
-        chunks = []
-        size = 0
-        while True:
-            chunk = os.read(fd, 1024 * 1024)
-            if not chunk:
-                return b"".join(chunks)
-            size += len(chunk)
-            if size > limit:
-                raise WaitError("%s is larger than %d bytes" % (path, limit))
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
 
 
 def job_status(async_dir, jid):

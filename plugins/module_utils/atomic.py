@@ -49,11 +49,11 @@ def _open_dir(directory):
     return os.open(directory, flags)
 
 
-def read_bytes(path):
+def read_bytes(path, limit=None):
     """The content of the regular file ``path``, opened without following a link.
 
-    Raises ``AtomicWriteError`` when ``path`` is a symbolic link or not a regular file, and
-    ``OSError`` (``ENOENT`` ...) when it cannot be read.
+    Raises ``AtomicWriteError`` when ``path`` is a symbolic link or not a regular file (or holds more
+    than ``limit`` bytes), and ``OSError`` (``ENOENT`` ...) when it cannot be read.
     """
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
@@ -65,7 +65,12 @@ def read_bytes(path):
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             raise AtomicWriteError(errno.EINVAL, "%s is not a regular file" % path)
-        return handle.read()
+        if limit is None:
+            return handle.read()
+        data = handle.read(limit + 1)
+        if len(data) > limit:
+            raise AtomicWriteError(errno.EFBIG, "%s is larger than %d bytes" % (path, limit))
+        return data
 
 
 def write_atomic(path, data, mode=None, new_mode=0o644, owner=None):

@@ -128,3 +128,11 @@ def test_progress_file_never_written_through_links(tmp_path, victim):
     with pytest.raises(atomic.AtomicWriteError):
         copy_progress.write_json_atomic(str(progress), {"done": 2})
     assert state(victim) == before
+
+
+def test_read_bytes_refuses_more_than_its_limit(tmp_path):
+    path = tmp_path / "job"
+    path.write_bytes(b"x" * 10)
+    assert atomic.read_bytes(str(path), limit=10) == b"x" * 10
+    with pytest.raises(atomic.AtomicWriteError, match="larger than 9 bytes"):
+        atomic.read_bytes(str(path), limit=9)
