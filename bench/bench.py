@@ -104,6 +104,10 @@ class Bench:
             f.write("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
                     "    - name: Copy media\n      fediverse.object_storage.media_copy: %s\n"
                     % json.dumps(self.module_args(bucket, **extra)))
+        return self.cmd_playbook(play)
+
+    def cmd_playbook(self, play):
+        """ansible-playbook of ``play`` on localhost, with the module's interpreter and the timing callback."""
         inv = os.path.join(self.workdir, "inv.ini")
         with open(inv, "w") as f:
             f.write("localhost ansible_connection=local ansible_python_interpreter=%s\n"
@@ -131,8 +135,7 @@ class Bench:
             f.write("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
                     "    - name: Copy pass 2\n      ansible.builtin.include_role:\n"
                     "        name: fediverse.object_storage.media_copy\n      vars: %s\n" % json.dumps(role_vars))
-        cmd, env = self.cmd_module(bucket)
-        return [cmd[0], cmd[1], cmd[2], play], env
+        return self.cmd_playbook(play)
 
     @property
     def task_seconds_file(self):
