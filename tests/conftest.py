@@ -106,6 +106,14 @@ def nginx_factory():
 
 
 @pytest.fixture(scope="session")
+def appuser():
+    """The app's own unprivileged user (``fos-app``, made with useradd): tests/app_user.py."""
+    from tests.app_user import app_user
+
+    return app_user()
+
+
+@pytest.fixture(scope="session")
 def podman_image():
     """localhost/fos-bookworm-systemd:latest (built once with debootstrap, then cached); at session end
     the fos-test containers of this session (and of crashed earlier sessions) are removed."""
