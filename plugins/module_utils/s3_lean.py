@@ -14,6 +14,13 @@ same requests botocore sends for these four operations:
   the two signatures, and AWS's documented example), ``UNSIGNED-PAYLOAD`` over HTTPS (the body is
   protected by TLS), the body's SHA-256 over plain HTTP;
 * path-style (``/bucket/key``) or virtual-host (``bucket.host/key``) addressing;
+* ``Expect: 100-continue`` (unsigned, as botocore's ``add_expect_header``) on a body sent apart from the
+  headers (streamed over HTTPS, or larger than SMALL_BODY): the body follows the server's 100 Continue
+  (or ``expect_wait`` seconds of silence, as botocore's AWSConnection); a final answer given instead
+  (AccessDenied, a wrong key...) is read and reported, the body never sent and the connection not
+  reused. A smaller body goes with the headers in one write (no round trip); an answer the server
+  gave before closing on it is read after the failed send. Either way a refusal is botocore's
+  ClientError with the server's code, never a connection error;
 * one keep-alive connection per thread (``threading.local``), TLS with the CA bundle or the
   ``validate_certs`` choice of the botocore client;
 * botocore's retry rules ("standard" mode): throttling codes, 500/502/503/504 and connection
