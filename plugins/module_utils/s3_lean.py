@@ -14,6 +14,13 @@ same requests botocore sends for these four operations:
   the two signatures, and AWS's documented example), ``UNSIGNED-PAYLOAD`` over HTTPS (the body is
   protected by TLS), the body's SHA-256 over plain HTTP;
 * path-style (``/bucket/key``) or virtual-host (``bucket.host/key``) addressing;
+* ``Expect: 100-continue`` (unsigned, as botocore's ``add_expect_header``) on a body sent apart from the
+  headers (streamed over HTTPS, or larger than SMALL_BODY): the body follows the server's 100 Continue
+  (or ``expect_wait`` seconds of silence, as botocore's AWSConnection); a final answer given instead
+  (AccessDenied, a wrong key...) is read and reported, the body never sent and the connection not
+  reused. A smaller body goes with the headers in one write (no round trip); an answer the server
+  gave before closing on it is read after the failed send. Either way a refusal is botocore's
+  ClientError with the server's code, never a connection error;
 * one keep-alive connection per thread (``threading.local``), TLS with the CA bundle or the
   ``validate_certs`` choice of the botocore client;
 * botocore's retry rules ("standard" mode): throttling codes, 500/502/503/504 and connection
@@ -37,7 +44,9 @@ __metaclass__ = type  # noqa: UP001 - required by ansible-test sanity
 import hashlib
 import hmac
 import http.client
+import io
 import random
+import select
 import ssl
 import threading
 import time
@@ -59,6 +68,9 @@ ALGORITHM = "AWS4-HMAC-SHA256"
 SMALL_BODY = 1024 * 1024
 CHUNK = 256 * 1024
 MAX_BACKOFF = 20.0
+# How long a request with "Expect: 100-continue" waits for the interim answer before it sends the
+# body anyway (botocore's AWSConnection waits 1 s).
+EXPECT_WAIT = 1.0
 # botocore's retryable error codes ("standard" retry mode, botocore/retries/standard.py).
 THROTTLING_CODES = frozenset((
     "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
@@ -71,11 +83,20 @@ TRANSIENT_STATUS = frozenset((500, 502, 503, 504))
 
 
 class _BodyError(Exception):
-    """The request body (the source file) could not be read: not the connection's fault, never retried."""
+    """The request body (the source file) could not be read: not the connection's fault, never retried.
+    Never leaves this module: callers get ``source_error()``, an OSError."""
 
     def __init__(self, original):
         super(_BodyError, self).__init__(str(original))
         self.original = original
+
+    def source_error(self):
+        """The source's own error when it is an OSError, else an OSError that says what it was."""
+        if isinstance(self.original, OSError):
+            return self.original
+        error = OSError("cannot read the source: %s: %s" % (type(self.original).__name__, self.original))
+        error.__cause__ = self.original
+        return error
 
 
 def _read(body, size):
@@ -83,6 +104,53 @@ def _read(body, size):
         return body.read(size)
     except Exception as exc:  # noqa: BLE001 - re-raised as the source's own error by request()
         raise _BodyError(exc) from exc
+
+
+class _Replay(io.RawIOBase):
+    """A raw stream that gives ``head`` (bytes already read off the socket) and then the socket's."""
+
+    def __init__(self, head, raw):
+        super(_Replay, self).__init__()
+        self._head = head
+        self._raw = raw
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        if self._head:
+            size = min(len(buffer), len(self._head))
+            buffer[:size] = self._head[:size]
+            self._head = self._head[size:]
+            return size
+        return self._raw.readinto(buffer)
+
+
+class _Source(object):
+    """What http.client.HTTPResponse needs of a socket: ``makefile``."""
+
+    def __init__(self, raw):
+        self._raw = raw
+
+    def makefile(self, mode="rb", *args, **kwargs):
+        return io.BufferedReader(self._raw)
+
+
+def _wait_readable(sock, timeout):
+    """True when ``sock`` has something to read within ``timeout`` seconds (poll: no FD_SETSIZE limit)."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(timeout * 1000))
+    return bool(select.select([sock], [], [], timeout)[0])  # pragma: no cover - platforms without poll
+
+
+def _read_response(raw, method):
+    """(status, lowercased headers, body, True) of the whole answer readable from ``raw``."""
+    response = http.client.HTTPResponse(_Source(raw), method=method)
+    response.begin()
+    data = response.read()
+    return response.status, dict((k.lower(), v) for k, v in response.getheaders()), data, True
 
 
 class LeanError(Exception):
@@ -187,7 +255,7 @@ class LeanS3(object):
     operations = ("put_object", "head_object", "head_bucket", "list_objects_v2")
 
     def __init__(self, endpoint_url, access_key, secret_key, region, addressing_style="path", ca_bundle=None,
-                 validate_certs=True, max_attempts=5, timeout=60, sleep=time.sleep):
+                 validate_certs=True, max_attempts=5, timeout=60, sleep=time.sleep, expect_wait=EXPECT_WAIT):
         if addressing_style not in ("path", "virtual"):
             raise ValueError("the lean path knows path and virtual addressing, not %r" % addressing_style)
         parts = urlsplit(endpoint_url)
@@ -202,6 +270,7 @@ class LeanS3(object):
         self.addressing_style = addressing_style
         self.max_attempts = max(1, int(max_attempts))
         self.timeout = timeout
+        self.expect_wait = expect_wait
         self.unsigned_payload = self.scheme == "https"
         self._sleep = sleep
         self._local = threading.local()
@@ -254,25 +323,83 @@ class LeanS3(object):
 
     # -- one request --
     def _send_once(self, conn, method, url, headers, body, length):
-        """Send one request on ``conn``; (status, lowercased headers, body bytes)."""
+        """Send one request on ``conn``; (status, lowercased headers, body bytes, early) where ``early``
+        is True when the server gave its final answer before the body was sent (the connection is then
+        out of step with the server and must not be reused)."""
         conn.putrequest(method, url, skip_host=True, skip_accept_encoding=True)
         for name, value in headers.items():
             conn.putheader(name, value)
-        if body is None or isinstance(body, bytes):
-            conn.endheaders(body if body else None)
+        if headers.get("Expect") == "100-continue":
+            conn.endheaders()
+            early = self._await_continue(conn, method)
+            if early is not None:
+                return early
+            self._send_body(conn, body, length)
+        elif body is None or isinstance(body, bytes):
+            try:
+                conn.endheaders(body if body else None)
+            except (BrokenPipeError, ConnectionResetError):
+                # The server answered (403, 400...) and closed before it read the whole body: its
+                # answer is in the receive buffer; without one, the connection error stands.
+                early = self._early_answer(conn, method)
+                if early is None:
+                    raise
+                return early
         else:
             conn.endheaders()
-            remaining = length
-            while remaining > 0:
-                chunk = _read(body, min(CHUNK, remaining))
-                if not chunk:
-                    raise _BodyError(OSError("the source is shorter than the %d bytes announced (changed while copied?)"
-                                             % length))
-                conn.send(chunk)
-                remaining -= len(chunk)
+            self._send_body(conn, body, length)
         response = conn.getresponse()
         data = response.read()
-        return response.status, dict((k.lower(), v) for k, v in response.getheaders()), data
+        return response.status, dict((k.lower(), v) for k, v in response.getheaders()), data, False
+
+    @staticmethod
+    def _send_body(conn, body, length):
+        if body is None or isinstance(body, bytes):
+            if body:
+                conn.send(body)
+            return
+        remaining = length
+        while remaining > 0:
+            chunk = _read(body, min(CHUNK, remaining))
+            if not chunk:
+                raise _BodyError(OSError("the source is shorter than the %d bytes announced (changed while copied?)"
+                                         % length))
+            conn.send(chunk)
+            remaining -= len(chunk)
+
+    def _await_continue(self, conn, method):
+        """After headers with ``Expect: 100-continue`` (botocore's AWSConnection): wait up to
+        ``expect_wait`` seconds for the server's interim answer. None when the body is to be sent (100
+        Continue, or no answer in time: RFC 9110 lets a client go on); else the final answer (status,
+        headers, body, True), given before the body was read (403 AccessDenied, 400...)."""
+        sock = conn.sock
+        pending = getattr(sock, "pending", None)  # TLS: bytes already decrypted are not seen by poll
+        if not (pending is not None and pending()) and not _wait_readable(sock, self.expect_wait):
+            return None
+        raw = sock.makefile("rb", buffering=0)  # unbuffered: nothing past the status line is consumed here
+        try:
+            line = raw.readline(65537)
+            parts = line.split(None, 2)
+            if len(parts) >= 2 and parts[0].startswith(b"HTTP/") and parts[1] == b"100":
+                while raw.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass  # an interim answer's headers (none from S3, some proxies add one)
+                return None
+            return _read_response(_Replay(line, raw), method)
+        finally:
+            raw.close()
+
+    @staticmethod
+    def _early_answer(conn, method):
+        """The answer a server sent before a failed send, or None."""
+        if conn.sock is None:
+            return None
+        raw = conn.sock.makefile("rb", buffering=0)
+        try:
+            return _read_response(raw, method)
+        except (http.client.HTTPException, OSError):
+            return None
+        finally:
+            raw.close()
 
     def request(self, operation_name, method, bucket, key=None, query=None, headers=None, body=None, length=0,
                 payload_hash=None):
@@ -283,7 +410,20 @@ class LeanS3(object):
         url = path + ("?" + query_string if query_string else "")
         if payload_hash is None:
             payload_hash = UNSIGNED_PAYLOAD if self.unsigned_payload else EMPTY_SHA256
-        start = body.tell() if hasattr(body, "tell") and not isinstance(body, bytes) else None
+        start = None
+        if hasattr(body, "tell") and not isinstance(body, bytes):
+            try:
+                start = body.tell()
+            except (OSError, ValueError):  # not seekable (a pipe...): sent once, never re-sent
+                start = None
+        # botocore sends "Expect: 100-continue" with every file body (handlers.add_expect_header): a
+        # server that refuses the request (AccessDenied, a wrong key...) answers before the body is
+        # sent, instead of closing on a half-sent body (a broken pipe, not its answer). Here: every
+        # body sent apart from the headers (streamed, or larger than SMALL_BODY); a smaller one goes
+        # with the headers in one write (no round trip for the 100), its early answer read after a
+        # failed send.
+        expect = method in ("PUT", "POST") and length > 0 and (
+            not isinstance(body, bytes) or length > SMALL_BODY)
         attempt = 0
         while True:
             attempt += 1
@@ -299,14 +439,16 @@ class LeanS3(object):
             sent["Authorization"] = authorization
             if method in ("PUT", "POST") or length:
                 sent["Content-Length"] = str(length)
+            if expect:
+                sent["Expect"] = "100-continue"
             sent["Host"] = sent.pop("host")
             conn = self._connection(connect_host)
             reused = conn.sock is not None
             try:
-                status, rheaders, data = self._send_once(conn, method, url, sent, body, length)
+                status, rheaders, data, early = self._send_once(conn, method, url, sent, body, length)
             except _BodyError as exc:
                 self._drop(connect_host)
-                raise exc.original from None
+                raise exc.source_error() from None
             except ssl.SSLCertVerificationError as exc:
                 self._drop(connect_host)
                 raise ConnectionError("TLS error talking to %s: %s (set ca_bundle, or validate_certs: false for a test "
@@ -319,7 +461,7 @@ class LeanS3(object):
                 if not (reused and attempt == 1):  # a kept-alive connection the server closed: at once
                     self._backoff(attempt)
                 continue
-            if rheaders.get("connection", "").lower() == "close":
+            if early or rheaders.get("connection", "").lower() == "close":
                 self._drop(connect_host)
             if 200 <= status < 300:
                 return status, rheaders, data
@@ -371,7 +513,10 @@ class LeanS3(object):
             length = int(ContentLength)
             if length <= SMALL_BODY or not self.unsigned_payload:
                 # One read, one write: and over plain HTTP the payload's SHA-256 is signed.
-                data = _read(body, length)
+                try:
+                    data = _read(body, length)
+                except _BodyError as exc:
+                    raise exc.source_error() from None
                 if len(data) != length:
                     raise OSError("the source is shorter than the %d bytes announced (changed while copied?)" % length)
                 body = data

@@ -7,6 +7,7 @@ import os
 import urllib.request
 
 import pytest
+from botocore.exceptions import ClientError
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import LeanClient, describe_error, s3_client
 
@@ -108,3 +109,112 @@ def test_virtual_host_style_over_https(rgw, s3, bucket, resolve_s3_localhost):
     assert [c["Key"] for c in client.list_objects_v2(Bucket=bucket, Prefix="v host/")["Contents"]] == ["v host/k+1.txt"]
     assert s3.get_object(Bucket=bucket, Key="v host/k+1.txt")["Body"].read() == b"virtual"
     assert not client.boto_loaded
+
+
+@pytest.fixture(scope="module")
+def outsider(rgw):
+    """A second RGW user: valid keys that may not write into the first user's buckets."""
+    import uuid
+
+    uid = "fos-outsider-" + uuid.uuid4().hex[:8]
+    access_key, secret_key = "FOSOUT" + uuid.uuid4().hex[:14].upper(), uuid.uuid4().hex + uuid.uuid4().hex[:8]
+    rgw.admin("user", "create", "--uid", uid, "--display-name", "fos outsider", "--access-key", access_key,
+              "--secret-key", secret_key)
+    yield access_key, secret_key
+    rgw.admin("user", "rm", "--uid", uid)
+
+
+class _Counted(object):
+    """Counts the requests a LeanS3 puts on the wire (one per _send_once call)."""
+
+    def __init__(self, lean):
+        self.sent = 0
+        original = lean._send_once
+
+        def counting(*args, **kwargs):
+            self.sent += 1
+            return original(*args, **kwargs)
+
+        lean._send_once = counting
+
+
+@pytest.mark.parametrize("size", [40 * 1024, 3 * 1024 * 1024 + 17], ids=["40KiB", "3MiB-streamed"])
+def test_a_refused_put_is_access_denied_not_an_unreachable_endpoint(rgw, s3, bucket, outsider, size, tmp_path,
+                                                                    monkeypatch):
+    """Issue 20, finding 7: RGW answers 403 AccessDenied before it reads the body of a PUT from a user
+    who may not write the bucket. The lean path sends a streamed body with ``Expect: 100-continue`` as
+    botocore does, so the refusal comes before the body is sent (a server that closes there gave a
+    broken pipe, retried five times and reported as "cannot reach the S3 endpoint"): one request,
+    botocore's ClientError AccessDenied (boto3 says the same on the same call), the body not sent, and
+    the copy engine counts the object failed with AccessDenied. A permitted streamed PUT gets RGW's 100
+    Continue at once (no wait for the timeout)."""
+    import http.client
+    import time
+
+    wire = []
+    send = http.client.HTTPConnection.send
+
+    def counting_send(self, data):
+        wire.append(len(data))
+        return send(self, data)
+
+    monkeypatch.setattr(http.client.HTTPConnection, "send", counting_send)
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_engine import CopyEngine
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_sources import FilesystemSource
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon_layout import (
+        MediaObject,
+        RowObjects,
+    )
+
+    access_key, secret_key = outsider
+    data = os.urandom(size)
+    lean = s3_client(rgw.https_endpoint, access_key=access_key, secret_key=secret_key, ca_bundle=rgw.ca_bundle,
+                     lean=True, max_attempts=5)
+    assert isinstance(lean, LeanClient)
+    counter = _Counted(lean.lean)
+    with pytest.raises(Exception) as info:
+        lean.put_object(Bucket=bucket, Key="denied.bin", Body=io.BytesIO(data), ContentLength=size)
+    assert type(info.value) is ClientError, info.value
+    assert info.value.response["Error"]["Code"] == "AccessDenied"
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert counter.sent == 1
+    if size > 1024 * 1024:  # streamed: the refused body never went out
+        assert sum(wire) < 16 * 1024, wire
+    # The connection is still usable (or replaced) for the next request.
+    with pytest.raises(Exception) as info:
+        lean.put_object(Bucket=bucket, Key="denied2.bin", Body=io.BytesIO(data), ContentLength=size)
+    assert info.value.response["Error"]["Code"] == "AccessDenied" and counter.sent == 2
+
+    # boto3 on the same call says the same.
+    boto = s3_client(rgw.https_endpoint, access_key=access_key, secret_key=secret_key, ca_bundle=rgw.ca_bundle)
+    with pytest.raises(Exception) as info:
+        boto.put_object(Bucket=bucket, Key="denied.bin", Body=io.BytesIO(data), ContentLength=size)
+    assert isinstance(info.value, ClientError)
+    assert info.value.response["Error"]["Code"] == "AccessDenied"
+
+    # The copy engine: failed with AccessDenied, one request per object (no retries on top).
+    root = tmp_path / "system"
+    (root / "cache" / "a").mkdir(parents=True)
+    (root / "cache" / "a" / "x.bin").write_bytes(data)
+    engine_client = s3_client(rgw.https_endpoint, access_key=access_key, secret_key=secret_key,
+                              ca_bundle=rgw.ca_bundle, lean=True)
+    counter = _Counted(engine_client.lean)
+    engine = CopyEngine(engine_client, bucket, FilesystemSource(str(root)), concurrency=1, skip_existing=False,
+                        sleep=lambda s: None)
+    row = RowObjects("media_attachments.file", 1,
+                     [MediaObject("media_attachments.file", "cache/a/x.bin", "application/octet-stream", None, 1)])
+    result = engine.run(iter([row]), rows_total=1)
+    assert result["totals"]["failed"] == 1, result
+    reason = result["failed_sample"][0]["reason"]
+    assert "AccessDenied" in reason and "cannot reach" not in reason, reason
+    assert counter.sent == 1
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+
+    # The bucket's owner: RGW answers 100 Continue, the body follows at once and arrives whole.
+    owner = s3_client(rgw.https_endpoint, access_key=rgw.access_key, secret_key=rgw.secret_key,
+                      ca_bundle=rgw.ca_bundle, lean=True)
+    owner.lean.expect_wait = 30
+    started = time.monotonic()
+    owner.put_object(Bucket=bucket, Key="allowed.bin", Body=io.BytesIO(data), ContentLength=size)
+    assert time.monotonic() - started < 10
+    assert s3.get_object(Bucket=bucket, Key="allowed.bin")["Body"].read() == data

@@ -284,3 +284,188 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in ("boto3", "s3transfer"
     assert [(s[0], s[1].split("?")[0]) for s in Recorder.seen] == [("HEAD", "/b"), ("GET", "/b"),
                                                                      ("PUT", "/b/cache/a/x.png")]
     assert Recorder.seen[2][3] == b"12345"
+
+
+class EarlyRefuser(object):
+    """A loopback S3 stand-in that answers 403 AccessDenied as soon as it has a request's headers,
+    without reading its body, then closes (AWS S3 and proxies do so; the unread body makes the kernel
+    reset the connection). With ``continue_ok`` it answers 100 Continue to ``Expect: 100-continue``
+    instead, reads the body and answers 200; ``silent`` ignores the Expect header (an older server)."""
+
+    DENIED = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+
+    def __init__(self, continue_ok=False, silent=False):
+        import socket
+
+        self.continue_ok = continue_ok
+        self.silent = silent
+        self.requests = []  # (headers dict, body bytes received before the answer)
+        self.sock = socket.socket()
+        # A small receive buffer: a body that does not fit is still being sent when the answer comes.
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _addr = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                self.handle(conn)
+
+    def handle(self, conn):
+        buffer = b""
+        while b"\r\n\r\n" not in buffer:
+            data = conn.recv(65536)
+            if not data:
+                return
+            buffer += data
+        head, rest = buffer.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        headers = dict(line.split(": ", 1) for line in lines[1:])
+        self.requests.append((headers, rest))
+        if self.continue_ok:
+            length = int(headers["Content-Length"])
+            if headers.get("Expect") == "100-continue" and not self.silent:
+                conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            while len(rest) < length:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                rest += data
+            self.requests[-1] = (headers, rest)
+            conn.sendall(b'HTTP/1.1 200 OK\r\nETag: "ok"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n')
+            return
+        conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: %d\r\n"
+                     b"Connection: close\r\n\r\n%s" % (len(self.DENIED), self.DENIED))
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def refuser():
+    made = []
+
+    def factory(**kw):
+        server = EarlyRefuser(**kw)
+        made.append(server)
+        return server
+
+    yield factory
+    for server in made:
+        server.close()
+
+
+def lean_on(server, streamed=False, **kw):
+    kw.setdefault("sleep", lambda s: None)
+    lean = s3_lean.LeanS3("http://127.0.0.1:%d" % server.port, AWS_KEY, AWS_SECRET, "ewr1", **kw)
+    if streamed:
+        lean.unsigned_payload = True  # the HTTPS path (UNSIGNED-PAYLOAD, body streamed), on loopback HTTP
+    return lean
+
+
+SIZES = [(40 * 1024, False), (900 * 1024, False), (3 * 1024 * 1024, False), (3 * 1024 * 1024 + 5, True)]
+
+
+@pytest.mark.parametrize("size,streamed", SIZES, ids=["40KiB", "900KiB", "3MiB-one-body", "3MiB-streamed"])
+def test_an_early_refusal_is_access_denied_after_one_request(refuser, size, streamed):
+    """Issue 20, finding 7: the server answers 403 before it reads the body, then closes. The lean path
+    reports botocore's ClientError AccessDenied after one request (no retry: AccessDenied is not
+    retryable), not "cannot reach the S3 endpoint" after five; a body sent apart from the headers waits
+    for 100 Continue (Expect: 100-continue, as botocore sends it) and is never sent here."""
+    from botocore.exceptions import ClientError
+
+    server = refuser()
+    lean = lean_on(server, streamed=streamed)
+    data = os.urandom(size)
+    with pytest.raises(ClientError) as info:
+        lean.put_object(Bucket="b", Key="k", Body=io.BytesIO(data), ContentLength=size)
+    assert info.value.response["Error"]["Code"] == "AccessDenied"
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert "access denied" in describe_error(info.value)
+    assert len(server.requests) == 1
+    headers, received = server.requests[0]
+    if size > s3_lean.SMALL_BODY:
+        assert headers.get("Expect") == "100-continue" and received == b""
+    else:
+        assert "Expect" not in headers  # one write, no round trip: the early answer is read after the send
+    # The next request goes out on a new connection and gets its own answer.
+    with pytest.raises(ClientError):
+        lean.put_object(Bucket="b", Key="k2", Body=io.BytesIO(data), ContentLength=size)
+    assert len(server.requests) == 2
+
+
+@pytest.mark.parametrize("silent", [False, True], ids=["100-continue", "server-ignores-expect"])
+def test_expect_continue_sends_the_body_after_100_or_after_the_wait(refuser, silent):
+    server = refuser(continue_ok=True, silent=silent)
+    lean = lean_on(server, streamed=True, expect_wait=0.2 if silent else 30)
+    data = os.urandom(2 * s3_lean.SMALL_BODY + 3)
+    import time
+
+    started = time.monotonic()
+    assert lean.put_object(Bucket="b", Key="k", Body=io.BytesIO(data), ContentLength=len(data))["ETag"] == '"ok"'
+    assert time.monotonic() - started < 10  # with 100 Continue, no wait for expect_wait (30 s)
+    headers, received = server.requests[0]
+    assert headers["Expect"] == "100-continue" and received == data and len(server.requests) == 1
+    assert "expect" not in headers["Authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
+
+
+def test_the_engine_counts_an_early_refusal_failed_with_access_denied(refuser, tmp_path):
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_engine import CopyEngine
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_sources import FilesystemSource
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon_layout import (
+        MediaObject,
+        RowObjects,
+    )
+
+    server = refuser()
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "big.mp4").write_bytes(os.urandom(3 * s3_lean.SMALL_BODY))
+    client = LeanClient(lean_on(server, streamed=True), lambda: None)
+    engine = CopyEngine(client, "b", FilesystemSource(str(tmp_path)), concurrency=1, skip_existing=False,
+                        sleep=lambda s: None)
+    row = RowObjects("media_attachments.file", 1, [MediaObject("media_attachments.file", "cache/big.mp4", "video/mp4",
+                                                               None, 1)])
+    result = engine.run(iter([row]), rows_total=1)
+    assert result["totals"]["failed"] == 1
+    reason = result["failed_sample"][0]["reason"]
+    assert "AccessDenied" in reason and "cannot reach" not in reason, reason
+    assert len(server.requests) == 1
+
+
+class BrokenSource(io.RawIOBase):
+    def __init__(self, error):
+        super(BrokenSource, self).__init__()
+        self.error = error
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        raise self.error
+
+
+@pytest.mark.parametrize("size,streamed", [(1000, False), (3 * 1024 * 1024, True)], ids=["small", "streamed"])
+def test_a_source_read_error_is_the_sources_oserror_not_retried(refuser, size, streamed):
+    """Issue 20, finding 7: a body whose read fails (EIO...) raises that OSError, whatever the size
+    (below 1 MiB the private _BodyError escaped), and is not retried as a network error."""
+    import errno
+
+    server = refuser(continue_ok=True)
+    lean = lean_on(server, streamed=streamed)
+    error = OSError(errno.EIO, "Input/output error")
+    with pytest.raises(OSError) as info:
+        lean.put_object(Bucket="b", Key="k", Body=BrokenSource(error), ContentLength=size)
+    assert info.value is error
+    assert len(server.requests) == (1 if streamed else 0)
+    # A read error that is no OSError (a closed file...) comes out as an OSError too.
+    closed = io.BytesIO(b"x" * size)
+    closed.close()
+    with pytest.raises(OSError, match="cannot read the source: ValueError"):
+        lean.put_object(Bucket="b", Key="k", Body=closed, ContentLength=size)
