@@ -115,10 +115,7 @@ def copy_back(client, bucket, system_root, rows, key_prefix="", stats=None, conc
         root = safe_fs.Dir.anchor(system_root)
     except OSError as exc:
         raise CopyBackError("%s: %s" % (system_root, exc)) from None
-    here = root.stat()
-    if not stat.S_ISDIR(here.st_mode):  # pragma: no cover - anchor opens directories only
-        root.close()
-        raise CopyBackError("%s is not a directory" % system_root)
+    here = root.stat()  # a directory: anchor opens nothing else
     owner = (here.st_uid, here.st_gid)
     written = []
 
