@@ -5,33 +5,45 @@
 written to ``public/system/<key>`` before the app is switched back to local storage.
 
 Plain Python (no Ansible import), used by ``media_copy`` with ``mode=copy_back``; tested against
-Ceph RGW and PostgreSQL in tests/integration/test_migrate.py, its workers sharing new directories in
-tests/unit/test_copy_back.py.
+Ceph RGW in tests/unit/test_copy_back.py (also killed with SIGKILL mid-file, then run again) and
+end to end in tests/integration/test_migrate.py.
+
+Every file-system operation goes through the safe room (``safe_fs``): ``public/system`` is anchored
+once, directories are entered without following links (missing ones are made 0755 with the owner of
+``public/system``, several workers may make the same one at once), and a file is written under a
+temporary name, its size checked against the object's ``ContentLength`` and its MD5 against the ETag
+(when the ETag is a single-part MD5), its owner and mode set, and only then linked into place without
+overwriting anything. A run killed mid-file leaves at most a temporary file
+(``.<name>.fos-<hex>.tmp``, owned by root), never a partial file under the final name; the next run
+removes the temporaries of the files it writes (only regular files owned by root with one link, under
+exactly that naming, see ``safe_fs.Dir.remove_stale_temporaries``).
 
 Files get what Mastodon's filesystem storage gives them: the owner and group of ``public/system``,
 mode 0644, and 0600 for the media attachments of a suspended account (Mastodon's
-``SuspendAccountService`` ``chmod 0600`` on filesystem storage). New directories are 0755 with the same
-owner. The path is walked with directory file descriptors and ``O_NOFOLLOW``: a link planted by the app
-user is never followed, and an existing file is never overwritten (``O_EXCL``).
+``SuspendAccountService`` ``chmod 0600`` on filesystem storage).
+
+A file already on disk is never overwritten. When it is a regular file of the object's size (as listed
+in the bucket) it is counted as ``skipped``; of another size (e.g. truncated by an older version of
+this copy back killed mid-file) or not a regular file (a link, a directory), it is counted as
+``failed`` and reported (``different_on_disk`` with both sizes), so that the rollback stops and says
+which files to look at instead of switching the app back to a broken file.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # noqa: UP001 - required by ansible-test sanity
 
-import errno
-import os
-import threading
+import re
+import stat
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils import mastodon_layout as layout
+from ansible_collections.fediverse.object_storage.plugins.module_utils import safe_fs
 
-CHUNK = 1024 * 1024
 FILE_MODE = 0o644
 PRIVATE_FILE_MODE = 0o600
 DIR_MODE = 0o755
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_MD5_ETAG = re.compile(r"\A[0-9a-f]{32}\Z")
 
 
 class CopyBackError(Exception):
@@ -45,94 +57,47 @@ def file_mode(kind, acl):
     return FILE_MODE
 
 
-def _open_parent(root_fd, parts, uid, gid, check_mode):
-    """A fd of the directory holding ``parts[-1]``, creating missing directories; never through a link."""
-    fd = os.dup(root_fd)
+def etag_md5(etag):
+    """The MD5 (hex) an ETag stands for, or None when it is not a single-part MD5 (multipart: ``-N``)."""
+    if not etag:
+        return None
+    value = etag.strip().strip('"').lower()
+    return value if _MD5_ETAG.match(value) else None
+
+
+def body_check(expected_size, etag):
+    """A ``safe_fs.write_file`` check: what was received has the object's size and (single-part ETag) MD5."""
+    md5 = etag_md5(etag)
+
+    def check(size, digest):
+        if expected_size is not None and size != int(expected_size):
+            raise CopyBackError("received %d bytes, the object has %d: nothing written" % (size, int(expected_size)))
+        if md5 is not None and digest != md5:
+            raise CopyBackError("the MD5 of the %d bytes received (%s) is not the object's ETag (%s): nothing written"
+                                % (size, digest, md5))
+    return check
+
+
+def local_entry(root, parts):
+    """The ``lstat`` of ``parts`` below ``root`` (a safe_fs.Dir), or None when it is not there.
+    Never follows a link: a link or a non-directory on the way raises ``safe_fs.UnsafePath``."""
     try:
-        for name in parts[:-1]:
-            if name in ("", ".", ".."):
-                raise CopyBackError("unsafe path component %r" % name)
-            try:
-                nfd = os.open(name, os.O_RDONLY | _DIRECTORY | _NOFOLLOW, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno != errno.ENOENT:
-                    raise CopyBackError("cannot enter %s: %s (a link or not a directory?)" % (name, exc.strerror)) from None
-                if check_mode:
-                    os.close(fd)
-                    return None
-                # The workers write several objects of one new directory (original/ and small/ of a new
-                # upload, its siblings) at once: another may create it between the open above and here.
-                try:
-                    os.mkdir(name, DIR_MODE, dir_fd=fd)
-                    created = True
-                except FileExistsError:
-                    created = False
-                try:
-                    nfd = os.open(name, os.O_RDONLY | _DIRECTORY | _NOFOLLOW, dir_fd=fd)
-                except OSError as exc:  # a link planted in the meantime
-                    raise CopyBackError("cannot enter %s: %s (a link or not a directory?)" % (name, exc.strerror)) from None
-                if created:
-                    os.fchown(nfd, uid, gid)
-                    os.fchmod(nfd, DIR_MODE)
-            os.close(fd)
-            fd = nfd
-        return fd
-    except BaseException:
-        os.close(fd)
-        raise
+        parent = root.open_dir(parts[:-1])
+    except FileNotFoundError:
+        return None
+    with parent:
+        return parent.lstat(parts[-1])
 
 
-def exists_locally(root_fd, parts):
-    """True when the file is there (any kind of entry counts: never overwritten)."""
-    fd = os.dup(root_fd)
-    try:
-        for name in parts[:-1]:
-            try:
-                nfd = os.open(name, os.O_RDONLY | _DIRECTORY | _NOFOLLOW, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno == errno.ENOENT:
-                    return False
-                raise CopyBackError("cannot enter %s: %s" % (name, exc.strerror)) from None
-            os.close(fd)
-            fd = nfd
-        try:
-            os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
-            return True
-        except OSError as exc:
-            if exc.errno == errno.ENOENT:
-                return False
-            raise
-    finally:
-        os.close(fd)
-
-
-def write_file(root_fd, parts, body, uid, gid, mode):
-    """Create the file (O_EXCL|O_NOFOLLOW), stream ``body`` into it, set owner and mode. Returns bytes written."""
-    parent = _open_parent(root_fd, parts, uid, gid, False)
-    name = parts[-1]
-    try:
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600, dir_fd=parent)
-        written = 0
-        try:
-            with os.fdopen(fd, "wb", closefd=False) as fh:
-                while True:
-                    chunk = body.read(CHUNK)
-                    if not chunk:
-                        break
-                    fh.write(chunk)
-                    written += len(chunk)
-                fh.flush()
-                os.fsync(fd)
-            os.fchown(fd, uid, gid)
-            os.fchmod(fd, mode)
-        except BaseException:
-            os.close(fd)
-            os.unlink(name, dir_fd=parent)
-            raise
-        os.close(fd)
-        return written
-    finally:
-        os.close(parent)
+def write_file(root, parts, body, owner, mode, size=None, etag=None):
+    """Write ``body`` to ``parts`` below ``root`` (a safe_fs.Dir): missing directories made (``DIR_MODE``,
+    ``owner``), the temporaries a killed run left for this name removed, then ``safe_fs.write_file``
+    (temporary name, size and MD5 checked, ``owner`` and ``mode`` set, linked without overwriting).
+    Returns the bytes written."""
+    parent = root.open_dir(parts[:-1], create=True, mode=DIR_MODE, owner=owner)
+    with parent:
+        parent.remove_stale_temporaries(parts[-1])
+        return parent.write_file(parts[-1], body, owner=owner, mode=mode, check=body_check(size, etag))
 
 
 def copy_back(client, bucket, system_root, rows, key_prefix="", stats=None, concurrency=8, check_mode=False,
@@ -140,30 +105,38 @@ def copy_back(client, bucket, system_root, rows, key_prefix="", stats=None, conc
     """Copy every object of ``rows`` (RowObjects) that is in the bucket and missing on disk to ``system_root``.
 
     ``index``: a BucketIndex of the bucket (size_of). ``stats``: copy_progress.Stats (copied =
-    written back, skipped = already on disk, missing_source = in neither place, failed).
+    written back, skipped = already on disk with the object's size, missing_source = in neither
+    place, failed; a file on disk of another size is failed and ``different_on_disk`` too).
+    Returns the keys written.
     """
     from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_listing import join_key
 
-    st = os.lstat(system_root)
-    if not os.path.isdir(system_root) or os.path.islink(system_root):
-        raise CopyBackError("%s is not a directory" % system_root)
-    uid, gid = st.st_uid, st.st_gid
-    root_fd = os.open(system_root, os.O_RDONLY | _DIRECTORY | _NOFOLLOW)
-    lock = threading.Lock()
+    try:
+        root = safe_fs.Dir.anchor(system_root)
+    except OSError as exc:
+        raise CopyBackError("%s: %s" % (system_root, exc)) from None
+    here = root.stat()  # a directory: anchor opens nothing else
+    owner = (here.st_uid, here.st_gid)
     written = []
 
-    def one(kind, obj):
+    def one(kind, obj, parts):
         key = join_key(key_prefix, obj.key)
         try:
             if limiter is not None:
                 limiter.acquire()
-            body = client.get_object(Bucket=bucket, Key=key)["Body"]
-            size = write_file(root_fd, obj.key.split("/"), body, uid, gid, file_mode(kind, obj.acl))
+            response = client.get_object(Bucket=bucket, Key=key)
+            body = response["Body"]
+            try:
+                size = write_file(root, parts, body, owner, file_mode(kind, obj.acl),
+                                  size=response.get("ContentLength"), etag=response.get("ETag"))
+            finally:
+                close = getattr(body, "close", None)
+                if close is not None:
+                    close()
         except Exception as exc:  # noqa: BLE001 - one failure never stops the others
             stats.record(kind, "failed", obj.key, reason="%s: %s" % (type(exc).__name__, exc))
             return
-        with lock:
-            written.append(obj.key)
+        written.append(obj.key)  # list.append is atomic
         stats.record(kind, "copied", obj.key, size)
 
     try:
@@ -174,25 +147,33 @@ def copy_back(client, bucket, system_root, rows, key_prefix="", stats=None, conc
                 stats.add_row(row.kind, len(objects))
                 for obj in objects:
                     kind = getattr(obj, "kind", None) or row.kind
-                    parts = obj.key.split("/")
+                    bucket_size = index.size_of(join_key(key_prefix, obj.key))
                     try:
-                        if exists_locally(root_fd, parts):
-                            stats.record(kind, "skipped", obj.key)
-                            continue
-                    except (OSError, CopyBackError) as exc:
+                        parts = safe_fs.split_relative(obj.key)
+                        present = local_entry(root, parts)
+                    except OSError as exc:
                         stats.record(kind, "failed", obj.key, reason=str(exc))
                         continue
-                    size = index.size_of(join_key(key_prefix, obj.key))
-                    if size is None:
+                    if present is not None:
+                        if not stat.S_ISREG(present.st_mode):
+                            stats.record(kind, "failed", obj.key, reason=(
+                                "on disk but not a regular file (a link, a directory...): not replaced; "
+                                "look at it, move it away and run again"))
+                        elif bucket_size is not None and present.st_size != bucket_size:
+                            stats.record_different_on_disk(kind, obj.key, present.st_size, bucket_size)
+                        else:
+                            stats.record(kind, "skipped", obj.key)
+                        continue
+                    if bucket_size is None:
                         stats.record(kind, "missing_source", obj.key, reason="neither on disk nor in the bucket")
                         continue
                     if check_mode:
-                        stats.record(kind, "copied", obj.key, size)
+                        stats.record(kind, "copied", obj.key, bucket_size)
                         continue
-                    futures.append(pool.submit(one, kind, obj))
+                    futures.append(pool.submit(one, kind, obj, parts))
                     if len(futures) > concurrency * 8:
                         futures = [f for f in futures if not f.done()]
             stats.enumeration_done = True
     finally:
-        os.close(root_fd)
+        root.close()
     return written

@@ -46,6 +46,8 @@ class Stats(object):
         self.unsafe_sample = []
         self.privatised = 0
         self.privatised_sample = []
+        self.different_on_disk = 0
+        self.different_on_disk_sample = []
         self.phase = "starting"
         self.enumeration_done = False
         self._clock = clock
@@ -85,6 +87,16 @@ class Stats(object):
             self.unsafe_source += 1
             if len(self.unsafe_sample) < self.sample_size:
                 self.unsafe_sample.append({"kind": kind, "key": key, "reason": reason})
+
+    def record_different_on_disk(self, kind, key, size, bucket_size):
+        """copy_back: a file on disk whose size is not its object's (truncated?). Never overwritten,
+        counted as failed (the rollback stops) and listed in ``different_on_disk_sample``."""
+        self.record(kind, "failed", key, reason=(
+            "on disk with %d bytes, the object in the bucket has %d: not overwritten" % (size, bucket_size)))
+        with self._lock:
+            self.different_on_disk += 1
+            if len(self.different_on_disk_sample) < self.sample_size:
+                self.different_on_disk_sample.append({"kind": kind, "key": key, "size": size, "bucket_size": bucket_size})
 
     def record_privatised(self, kind, key):
         """An object that must be private was readable by anyone in the bucket: made private

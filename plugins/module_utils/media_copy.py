@@ -236,6 +236,8 @@ def handle_copy_back(p, client, conn, counts, check_mode=False):
         conn.close()
     result = engine.result()
     result["mode"] = "copy_back"
+    result["different_on_disk"] = stats.different_on_disk
+    result["different_on_disk_sample"] = list(stats.different_on_disk_sample)
     result["rows_total"] = counts
     result["full"] = p["shard_count"] == 1 and p["limit"] is None
     return result
@@ -249,6 +251,16 @@ def check_result(p, result):
             "verify failed: %d source file(s) could not be read (e.g. %s): an object whose source cannot be read "
             "is not verified. Fix the permissions or the disk, then retry."
             % (failed, "; ".join("%s: %s" % (f["key"], f["reason"]) for f in result["failed_sample"][:3])), result)
+    different = result.get("different_on_disk") or 0
+    if p["mode"] == "copy_back" and different and not p["ignore_failures"]:
+        raise MediaCopyError(
+            "copy back: %d file(s) on disk differ in size from their object in the bucket (%s): they were not "
+            "overwritten, and the app would serve them once switched back (a copy back of an earlier version "
+            "killed mid-file left such truncated files). Check each one: when the bucket's object is the right "
+            "content, move the file on disk away (or delete it) and run the rollback again; it writes the object "
+            "back. (%d object(s) failed in all, see failed_sample.)"
+            % (different, "; ".join("%s: %d bytes on disk, %d in the bucket" % (d["key"], d["size"], d["bucket_size"])
+                                    for d in result.get("different_on_disk_sample", [])[:5]), failed), result)
     if failed and not p["ignore_failures"]:
         raise MediaCopyError("%d object(s) could not be copied (see failed_sample); the others were copied. "
                              "Run again to retry, or set ignore_failures." % failed, result)

@@ -143,9 +143,13 @@ options:
         the bucket and not below O(system_root) is written there (objects uploaded after the switch
         exist only in the bucket). Files get the owner and group of O(system_root), mode 0644, 0600
         for the media attachments of a suspended account, as Mastodon's filesystem storage does;
-        new directories 0755. Links are never followed and existing files never overwritten. In the
-        counters, C(copied) is written back, C(skipped) already on disk, C(missing_source) in
-        neither place. Only O(source=filesystem).
+        new directories 0755. Links are never followed and existing files never overwritten. Each
+        file is written under a temporary name, its size (and MD5, when the ETag is one) checked
+        against the object, then linked into place, so a run killed mid-file never leaves a partial
+        file under a media name; the next run removes the temporary files it left. In the
+        counters, C(copied) is written back, C(skipped) already on disk with the object's size,
+        C(missing_source) in neither place; a file on disk of another size (RV(different_on_disk))
+        or that is not a regular file is counted in C(failed) and fails the task. Only O(source=filesystem).
     type: str
     choices: [copy, verify, copy_back]
     default: copy
@@ -279,7 +283,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 mode:
-  description: The mode the module ran in (V(copy) or V(verify)).
+  description: The mode the module ran in (V(copy), V(verify) or V(copy_back)).
   returned: always
   type: str
   sample: copy
@@ -388,6 +392,22 @@ different_size_sample:
   elements: dict
   sample: [{"kind": "accounts/avatars", "key": "cache/accounts/avatars/000/000/001/original/a.png",
             "size": 1200, "bucket_size": 1000}]
+different_on_disk:
+  description:
+    - With O(mode=copy_back), the number of files already on disk whose size differs from their object
+      in the bucket (for example truncated by an earlier copy back killed mid-file). They are not
+      overwritten, are counted in C(failed), and fail the task unless O(ignore_failures) - move each
+      one away once checked, then run again to write the object back.
+  returned: when mode is copy_back
+  type: int
+  sample: 0
+different_on_disk_sample:
+  description: With O(mode=copy_back), up to 20 of those files, with the size on disk and in the bucket.
+  returned: when mode is copy_back
+  type: list
+  elements: dict
+  sample: [{"kind": "media_attachments/files", "key": "media_attachments/files/000/000/001/original/a.png",
+            "size": 1048576, "bucket_size": 2411520}]
 copy_record:
   description:
     - With O(record_dir), how the record was used - C(incremental) (rows selected since the last run),

@@ -32,6 +32,22 @@ MEDIA_COPY_VARS = {
     },
 }
 
+COPY_BACK_VARS = {
+    "media_copy_label": "cache", "media_copy_mode": "copy_back",
+    "media_copy_result": {
+        "mode": "copy_back", "bytes": 0, "seconds": 1.0, "objects_per_second": 1.0,
+        "kinds": {"media_attachments/files": {"rows": 1, "objects": 1, "copied": 0, "skipped": 0, "missing_source": 0,
+                                              "failed": 1}},
+        "totals": {"rows": 1, "objects": 1, "copied": 0, "skipped": 0, "missing_source": 0, "failed": 1},
+        "failed_sample": [{"key": "media_attachments/files/000/000/001/original/a.png",
+                           "reason": "on disk with 4096 bytes, the object in the bucket has 10000: not overwritten"}],
+        "different_on_disk": 1,
+        "different_on_disk_sample": [{"kind": "media_attachments/files",
+                                      "key": "media_attachments/files/000/000/001/original/a.png",
+                                      "size": 4096, "bucket_size": 10000}],
+    },
+}
+
 
 def _tasks(tasks):
     """Every task of a task list, those inside blocks included (the roles wrap their tasks in a block that
@@ -61,6 +77,11 @@ def role_task(role, tasks_file, name_start):
       "2.5 MB in 1.5 s, 8.0 objects/s",
       "verify: every object is in the bucket",
       'failed: cache/x/y.png (said "no")']),
+    ("media_copy", "copy.yml", "Summary (", COPY_BACK_VARS,
+     ["cache - mode copy_back",
+      "copy back: 1 file(s) on disk of another size than their object, not overwritten (counted in failed)",
+      "failed: media_attachments/files/000/000/001/original/a.png (on disk with 4096 bytes, the object in the "
+      "bucket has 10000: not overwritten)"]),
 ])
 def test_summary_prints_lines(role, tasks_file, name_start, extra, expected):
     play = [{"hosts": "localhost", "gather_facts": False,
@@ -76,5 +97,5 @@ def test_summary_prints_lines(role, tasks_file, name_start, extra, expected):
     for line in expected:
         assert line in msg, msg
     # ...and each line stands on a line of its own in what the admin reads.
-    assert re.search(r'^\s+"mastodon on social\.example\.net",?$' if role == "migrate" else r'^\s+"cache - mode copy",?$',
+    assert re.search(r'^\s+"mastodon on social\.example\.net",?$' if role == "migrate" else r'^\s+"cache - mode copy(_back)?",?$',
                      block, re.M), block

@@ -1,5 +1,6 @@
-"""plugins/module_utils/copy_back.py write_file on real files in a temp directory: the rollback's copy back
-writes several objects of one new directory at once (its workers share the directories they create)."""
+"""plugins/module_utils/copy_back.py on real files in a temp directory: the rollback's copy back
+writes several objects of one new directory at once (its workers share the directories they create),
+through the safe room (safe_fs). Against Ceph RGW, killed mid-file too: tests/integration/test_copy_back_rgw.py."""
 
 import io
 import os
@@ -8,12 +9,9 @@ import threading
 import pytest
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_back as cb
+from ansible_collections.fediverse.object_storage.plugins.module_utils.safe_fs import Dir, UnsafePath
 
-UID, GID = os.getuid(), os.getgid()
-
-
-def root_fd(path):
-    return os.open(str(path), os.O_RDONLY | cb._DIRECTORY | cb._NOFOLLOW)
+OWNER = (os.getuid(), os.getgid())
 
 
 def test_workers_writing_into_one_new_directory_all_succeed(tmp_path):
@@ -22,15 +20,15 @@ def test_workers_writing_into_one_new_directory_all_succeed(tmp_path):
     for attempt in range(30):
         root = tmp_path / str(attempt)
         root.mkdir()
-        fd = root_fd(root)
+        anchor = Dir.anchor(str(root))
         start = threading.Barrier(8)
         errors = []
 
-        def write(i, fd=fd, start=start, errors=errors):
+        def write(i, anchor=anchor, start=start, errors=errors):
             start.wait()
             try:
-                cb.write_file(fd, ["media_attachments", "files", "000", "900", "%03d" % (i % 2), "f%d.png" % i],
-                              io.BytesIO(b"x%d" % i), UID, GID, cb.FILE_MODE)
+                cb.write_file(anchor, ["media_attachments", "files", "000", "900", "%03d" % (i % 2), "f%d.png" % i],
+                              io.BytesIO(b"x%d" % i), OWNER, cb.FILE_MODE)
             except Exception as exc:  # noqa: BLE001 - collected and asserted below
                 errors.append(repr(exc))
 
@@ -39,7 +37,7 @@ def test_workers_writing_into_one_new_directory_all_succeed(tmp_path):
             w.start()
         for w in workers:
             w.join()
-        os.close(fd)
+        anchor.close()
         assert errors == [], "attempt %d" % attempt
         for i in range(8):
             path = root / "media_attachments" / "files" / "000" / "900" / ("%03d" % (i % 2)) / ("f%d.png" % i)
@@ -58,7 +56,6 @@ def _mkdir_after(make_first):
 
 
 def test_a_directory_made_by_another_worker_between_lookup_and_mkdir_is_used(tmp_path, monkeypatch):
-    fd = root_fd(tmp_path)
     made = []
 
     def other_worker(name, dir_fd):
@@ -66,11 +63,9 @@ def test_a_directory_made_by_another_worker_between_lookup_and_mkdir_is_used(tmp
             made.append(name)
             os.mkdir(name, 0o755, dir_fd=dir_fd)
 
-    monkeypatch.setattr(cb.os, "mkdir", _mkdir_after(other_worker))
-    try:
-        cb.write_file(fd, ["a", "b", "f.png"], io.BytesIO(b"body"), UID, GID, cb.FILE_MODE)
-    finally:
-        os.close(fd)
+    with Dir.anchor(str(tmp_path)) as anchor:
+        monkeypatch.setattr(os, "mkdir", _mkdir_after(other_worker))
+        cb.write_file(anchor, ["a", "b", "f.png"], io.BytesIO(b"body"), OWNER, cb.FILE_MODE)
     assert made == ["a", "b"]
     assert (tmp_path / "a" / "b" / "f.png").read_bytes() == b"body"
 
@@ -79,16 +74,22 @@ def test_a_link_planted_between_lookup_and_mkdir_is_not_followed(tmp_path, monke
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (tmp_path / "root").mkdir()
-    fd = root_fd(tmp_path / "root")
 
     def attacker(name, dir_fd):
         if name == "a":
             os.symlink(str(elsewhere), name, dir_fd=dir_fd)
 
-    monkeypatch.setattr(cb.os, "mkdir", _mkdir_after(attacker))
-    try:
-        with pytest.raises(cb.CopyBackError, match="cannot enter a"):
-            cb.write_file(fd, ["a", "f.png"], io.BytesIO(b"body"), UID, GID, cb.FILE_MODE)
-    finally:
-        os.close(fd)
+    with Dir.anchor(str(tmp_path / "root")) as anchor:
+        monkeypatch.setattr(os, "mkdir", _mkdir_after(attacker))
+        with pytest.raises(UnsafePath, match="root/a"):
+            cb.write_file(anchor, ["a", "f.png"], io.BytesIO(b"body"), OWNER, cb.FILE_MODE)
     assert os.listdir(str(elsewhere)) == []
+
+
+@pytest.mark.parametrize("etag, md5", [
+    ('"5d41402abc4b2a76b9719d911017c592"', "5d41402abc4b2a76b9719d911017c592"),
+    ('"5D41402ABC4B2A76B9719D911017C592"', "5d41402abc4b2a76b9719d911017c592"),
+    ('"5d41402abc4b2a76b9719d911017c592-2"', None),  # multipart: not an MD5 of the body
+    (None, None), ("", None), ('"abc"', None)])
+def test_etag_md5(etag, md5):
+    assert cb.etag_md5(etag) == md5

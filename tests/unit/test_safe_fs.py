@@ -233,3 +233,44 @@ def test_error_numbers(root):
         with pytest.raises(OSError) as info:
             d.open_dir("nope")
         assert info.value.errno == errno.ENOENT
+
+
+def test_remove_stale_temporaries_removes_only_our_own_leftovers(root, tmp_path, appuser):
+    """A killed write_file("a.png") leaves ``.a.png.fos-<16 hex>.tmp`` owned by root: removed. What the app
+    user made (its own file, a link, a hard link to a root file, a directory) under such a name, and the
+    temporaries of other names, are left alone."""
+    ours = ".a.png.fos-0123456789abcdef.tmp"
+    (root / ours).write_bytes(b"partial")
+    (root / ".a.png.fos-fedcba9876543210.tmp").write_bytes(b"partial too")
+    (root / ".b.png.fos-0123456789abcdef.tmp").write_bytes(b"another name's")
+    (root / ".a.png.fos-0123456789ABCDEF.tmp").write_bytes(b"not our naming")
+    (root / ".a.png.fos-0123456789abcdef.tmp.x").write_bytes(b"not our naming")
+    (root / "a.png").write_bytes(b"the final name")
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"root only")
+    os.chmod(str(secret), 0o600)
+    appuser.own(str(root))
+    os.chown(str(root / ours), 0, 0)
+    os.chown(str(root / ".a.png.fos-fedcba9876543210.tmp"), 0, 0)
+
+    here = os.open(str(root), os.O_RDONLY | os.O_DIRECTORY)  # the user's own directory (pytest's parents are 0700)
+
+    def plant():
+        fd = os.open(".a.png.fos-1111111111111111.tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=here)
+        os.write(fd, b"the app user's")
+        os.close(fd)
+        os.symlink(str(secret), ".a.png.fos-2222222222222222.tmp", dir_fd=here)
+        os.mkdir(".a.png.fos-3333333333333333.tmp", dir_fd=here)
+
+    try:
+        appuser.call(plant)
+    finally:
+        os.close(here)
+    assert os.stat(str(root / ".a.png.fos-1111111111111111.tmp")).st_uid == appuser.uid
+    os.link(str(secret), str(root / ".a.png.fos-4444444444444444.tmp"))  # as a hard link the user could make
+    before = set(os.listdir(str(root)))
+    with Dir.anchor(str(root)) as d:
+        removed = d.remove_stale_temporaries("a.png")
+    assert sorted(removed) == sorted([ours, ".a.png.fos-fedcba9876543210.tmp"])
+    assert set(os.listdir(str(root))) == before - set(removed)
+    assert secret.read_bytes() == b"root only"
