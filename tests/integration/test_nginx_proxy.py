@@ -431,10 +431,13 @@ def test_no_client_request_changes_what_the_next_client_gets(stack, mode):
     answer, so one anonymous GET with ``x-amz-server-side-encryption: AES256`` (RGW: 400) took the
     medium offline for every client. For each hostile request, first on a cold cache, the next plain
     GET by another client gets the object; odd URIs and query strings do not make another key; a
-    Range GET still gets 206 with the right bytes, from the bucket and from the cache."""
+    Range GET still gets 206 with the right bytes, from the bucket and from the cache; once the
+    validity is over nginx still revalidates (its own If-None-Match reaches the bucket) and an
+    object deleted meanwhile (moderation) is no longer served."""
     st = stack
     get = Client(st, mode)
-    result, before = run_role(st, mode=mode)
+    validity = 6  # nginx_proxy_cache_valid here, seconds (48h by default)
+    result, before = run_role(st, mode=mode, nginx_proxy_cache_valid="%ds" % validity)
     assert result.rc == 0, failure_text(result) + result.stderr[-2000:]
     wait_reloaded(st.nginx, before)
 
@@ -451,8 +454,10 @@ def test_no_client_request_changes_what_the_next_client_gets(stack, mode):
         assert (r.status, r.header("Content-Type"), r.body == body) == (200, "image/png", True), (why, r)
 
     failures = []
+    hostile_keys = []
     for name, headers, req_body, method in HOSTILE_REQUESTS:
         key, body = new_object(name)
+        hostile_keys.append(key)
         first = get(key, method=method, headers=headers, body=req_body)
         assert first.status < 500, (name, first)
         r = get(key)
@@ -480,6 +485,7 @@ def test_no_client_request_changes_what_the_next_client_gets(stack, mode):
     # Video playback: a Range GET gets 206 with exactly those bytes, on a cold cache (the bucket
     # sends the whole object, nginx caches it and cuts the range) and from the cache.
     key, body = new_object("video")
+    video_cached = time.monotonic()
     for expected_cache in ("MISS", "HIT"):
         r = get(key, headers={"Range": "bytes=100-1099"})
         assert (r.status, r.body, r.header("Content-Range")) == (206, body[100:1100], "bytes 100-1099/%d" % len(body)), r
@@ -494,6 +500,16 @@ def test_no_client_request_changes_what_the_next_client_gets(stack, mode):
     # Nothing but the objects (200) and the missing key's 403/404 is ever in the cache.
     statuses = {e["key"]: e["status"] for e in cache_entries(st.layout["cache"])}
     assert statuses and all(s.startswith(("HTTP/1.1 200", "HTTP/1.1 403", "HTTP/1.1 404")) for s in statuses.values()), statuses
+
+    # Once the validity is over: the bucket is asked again with the cached ETag (a 304 keeps the
+    # copy: REVALIDATED), and an object deleted meanwhile (moderation) answers 404.
+    deleted = hostile_keys[0]
+    st.s3.delete_object(Bucket=st.bucket, Key=deleted)
+    time.sleep(max(0.0, video_cached + validity + 1.2 - time.monotonic()))
+    r = get(key)
+    assert (r.status, r.body, r.header("X-Cache")) == (200, body, "REVALIDATED"), r
+    r = get(deleted)
+    assert (r.status, r.header("X-Cache")) == (404, "EXPIRED"), r
 
 
 # --------------------------------------------------------------------------- Misskey
