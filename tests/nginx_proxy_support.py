@@ -155,9 +155,11 @@ class Response:
         return "<Response %s %s %r>" % (self.status, self.headers, self.body[:200])
 
 
-def request(port, path, host, method="GET", tls=False, ca_file=None, body=None, timeout=10, insecure=False):
+def request(port, path, host, method="GET", tls=False, ca_file=None, body=None, timeout=10, insecure=False,
+            headers=None):
     """``method path`` to 127.0.0.1:port with Host ``host`` (and, over TLS, SNI ``host`` verified with
-    ``ca_file``; ``insecure``: not verified, for a name no certificate has)."""
+    ``ca_file``; ``insecure``: not verified, for a name no certificate has). ``headers``: more request
+    headers, sent as given (``Transfer-Encoding: chunked`` sends ``body`` chunked)."""
     if tls:
         context = ssl.create_default_context(cafile=ca_file)
         if insecure:
@@ -170,8 +172,10 @@ def request(port, path, host, method="GET", tls=False, ca_file=None, body=None, 
     else:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        headers = {"Host": host if port in (80, 443) else "%s:%d" % (host, port)}
-        conn.request(method, path, body=body, headers=headers)
+        sent = {"Host": host if port in (80, 443) else "%s:%d" % (host, port)}
+        sent.update(headers or {})
+        chunked = sent.get("Transfer-Encoding", "").lower() == "chunked"
+        conn.request(method, path, body=[body] if chunked else body, headers=sent, encode_chunked=chunked)
         resp = conn.getresponse()
         return Response(resp.status, resp.getheaders(), resp.read())
     finally:

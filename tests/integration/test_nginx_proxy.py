@@ -173,13 +173,20 @@ class Client:
     def __init__(self, st, mode):
         self.st, self.mode = st, mode
 
-    def __call__(self, key, method="GET"):
+    def __call__(self, key, method="GET", headers=None, body=None, path=None):
+        """``path``: the request target as sent, instead of the mode's prefix + ``key``."""
         st = self.st
+        if path is None:
+            path = self.prefix + key
         if self.mode == "subdomain":
-            return request(st.https_port, "/" + key, PROXY_DOMAIN, method=method, tls=True,
-                           ca_file=st.certs[PROXY_DOMAIN][0])
-        prefix = {"directory": "/storage/", "system": "/system/"}[self.mode]
-        return request(st.https_port, prefix + key, APP_HOST, method=method, tls=True, ca_file=st.certs[APP_HOST][0])
+            return request(st.https_port, path, PROXY_DOMAIN, method=method, tls=True,
+                           ca_file=st.certs[PROXY_DOMAIN][0], headers=headers, body=body)
+        return request(st.https_port, path, APP_HOST, method=method, tls=True, ca_file=st.certs[APP_HOST][0],
+                       headers=headers, body=body)
+
+    @property
+    def prefix(self):
+        return {"subdomain": "/", "directory": "/storage/", "system": "/system/"}[self.mode]
 
 
 def app_get(st, path, host=APP_HOST):
@@ -389,6 +396,120 @@ def test_mode(stack, mode):
     result, _ = run_role(st, mode=mode)
     assert result.rc == 0 and result.changed == 0, result
     print("mode %s: first role run + reload %.1fs, whole test %.1fs" % (mode, first_run, time.monotonic() - started))
+
+
+# --------------------------------------------------------------------------- hostile clients
+
+# Request headers a client may send that S3 reads on a GET (or that change what it answers): each
+# one goes first, on a cold cache, for its own object. (name, headers, body, method)
+HOSTILE_REQUESTS = [
+    ("sse", {"x-amz-server-side-encryption": "AES256"}, None, "GET"),
+    ("sse-kms", {"x-amz-server-side-encryption": "aws:kms",
+                 "x-amz-server-side-encryption-aws-kms-key-id": "nope"}, None, "GET"),
+    ("sse-c", {"x-amz-server-side-encryption-customer-algorithm": "AES256",
+               "x-amz-server-side-encryption-customer-key": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+               "x-amz-server-side-encryption-customer-key-MD5": "bm9wZQ=="}, None, "GET"),
+    ("request-payer", {"x-amz-request-payer": "requester"}, None, "GET"),
+    ("checksum-mode", {"x-amz-checksum-mode": "ENABLED"}, None, "GET"),
+    ("expect", {"Expect": "100-continue", "Content-Length": "5"}, b"hello", "GET"),
+    ("content-md5", {"Content-MD5": "bm9wZQ=="}, None, "GET"),
+    ("if-match", {"If-Match": '"nope"'}, None, "GET"),
+    ("if-unmodified-since", {"If-Unmodified-Since": "Tue, 01 Jan 1980 00:00:00 GMT"}, None, "GET"),
+    ("if-modified-since", {"If-Modified-Since": "Fri, 01 Jan 2100 00:00:00 GMT"}, None, "GET"),
+    ("range-past-end", {"Range": "bytes=999999999-"}, None, "GET"),
+    ("accept-encoding", {"Accept-Encoding": "gzip, br"}, None, "GET"),
+    ("signed", {"Authorization": "AWS4-HMAC-SHA256 Credential=nope", "x-amz-date": "bogus",
+                "x-amz-content-sha256": "nope", "x-amz-security-token": "nope", "Cookie": "a=b"}, None, "GET"),
+    ("chunked-body", {"Transfer-Encoding": "chunked"}, b"hello", "GET"),
+    ("head", {"x-amz-server-side-encryption": "AES256"}, None, "HEAD"),
+]
+
+
+@pytest.mark.parametrize("mode", ["subdomain", "directory", "system"])
+def test_no_client_request_changes_what_the_next_client_gets(stack, mode):
+    """Finding 13 of issue 20: the proxy forwarded the client's headers to the bucket and cached any
+    answer, so one anonymous GET with ``x-amz-server-side-encryption: AES256`` (RGW: 400) took the
+    medium offline for every client. For each hostile request, first on a cold cache, the next plain
+    GET by another client gets the object; odd URIs and query strings do not make another key; a
+    Range GET still gets 206 with the right bytes, from the bucket and from the cache; once the
+    validity is over nginx still revalidates (its own If-None-Match reaches the bucket) and an
+    object deleted meanwhile (moderation) is no longer served."""
+    st = stack
+    get = Client(st, mode)
+    validity = 6  # nginx_proxy_cache_valid here, seconds (48h by default)
+    result, before = run_role(st, mode=mode, nginx_proxy_cache_valid="%ds" % validity)
+    assert result.rc == 0, failure_text(result) + result.stderr[-2000:]
+    wait_reloaded(st.nginx, before)
+
+    def new_object(name):
+        key = "media_attachments/files/000/001/%03d/original/%s.png" % (len(st.objects), name)
+        body = os.urandom(4096) + name.encode()
+        st.s3.put_object(Bucket=st.bucket, Key=key, Body=body, ContentType="image/png",
+                         CacheControl="public, max-age=315576000, immutable")
+        st.objects[key] = (body, "image/png")
+        return key, body
+
+    def assert_served(key, body, why):
+        r = get(key)
+        assert (r.status, r.header("Content-Type"), r.body == body) == (200, "image/png", True), (why, r)
+
+    failures = []
+    hostile_keys = []
+    for name, headers, req_body, method in HOSTILE_REQUESTS:
+        key, body = new_object(name)
+        hostile_keys.append(key)
+        first = get(key, method=method, headers=headers, body=req_body)
+        assert first.status < 500, (name, first)
+        r = get(key)
+        if (r.status, r.header("Content-Type"), r.body) != (200, "image/png", body):
+            failures.append((name, first.status, r.status, r.body[:200]))
+    assert not failures, "a hostile first request changed what the next client got: %s" % failures
+
+    # Odd request targets: a query string (S3 would read response-content-type, partNumber...), an
+    # encoded slash, dot segments. Each names the same key as the plain URL, or another key that
+    # does not exist; none may leave another answer under the plain URL's key.
+    key, body = new_object("odd-uri")
+    encoded = key.replace("/", "%2F")
+    for target in (get.prefix + key + "?response-content-type=text/html&partNumber=1&x-id=GetObject",
+                   get.prefix + key + "?versionId=nope",
+                   get.prefix + encoded,
+                   get.prefix + "media_attachments/x/../" + key.split("/", 1)[1],
+                   get.prefix + key.replace("original/", "original/./")):
+        r = get(None, path=target)
+        assert (r.status, r.header("Content-Type")) in ((200, "image/png"), (404, "text/html")), (target, r)
+        assert r.status != 200 or r.body == body, (target, r)
+        assert_served(key, body, target)
+    entry = cache_entry(st, key)  # one entry, under the plain key
+    assert entry["status"].startswith("HTTP/1.1 200"), entry
+
+    # Video playback: a Range GET gets 206 with exactly those bytes, on a cold cache (the bucket
+    # sends the whole object, nginx caches it and cuts the range) and from the cache.
+    key, body = new_object("video")
+    video_cached = time.monotonic()
+    for expected_cache in ("MISS", "HIT"):
+        r = get(key, headers={"Range": "bytes=100-1099"})
+        assert (r.status, r.body, r.header("Content-Range")) == (206, body[100:1100], "bytes 100-1099/%d" % len(body)), r
+        assert r.header("X-Cache") == expected_cache, r
+    r = get(key, headers={"Range": "bytes=-10"})
+    assert (r.status, r.body) == (206, body[-10:]), r
+    # A browser's conditional GET is answered from the cache.
+    etag = get(key).header("ETag")
+    r = get(key, headers={"If-None-Match": etag})
+    assert (r.status, r.body) == (304, b""), r
+
+    # Nothing but the objects (200) and the missing key's 403/404 is ever in the cache.
+    statuses = {e["key"]: e["status"] for e in cache_entries(st.layout["cache"])}
+    assert statuses and all(s.startswith(("HTTP/1.1 200", "HTTP/1.1 403", "HTTP/1.1 404")) for s in statuses.values()), statuses
+
+    # Once the validity is over: the bucket is asked again with the cached ETag (a 304 keeps the
+    # copy: REVALIDATED), and an object deleted meanwhile (moderation) answers 404.
+    deleted = hostile_keys[0]
+    st.s3.delete_object(Bucket=st.bucket, Key=deleted)
+    time.sleep(max(0.0, video_cached + validity + 1.2 - time.monotonic()))
+    r = get(key)
+    assert (r.status, r.body, r.header("X-Cache")) == (200, body, "REVALIDATED"), r
+    r = get(deleted)
+    assert (r.status, r.header("X-Cache")) == (404, "EXPIRED"), r
 
 
 # --------------------------------------------------------------------------- Misskey

@@ -98,16 +98,22 @@ def test_location_body_has_the_cache_and_header_rules(prefix):
     text = render("nginx/directory.conf.j2", values(prefix, nginx_proxy_mode="directory"))
     for line in [
         "proxy_cache fediverse_media;",
-        "proxy_cache_valid 200 302 48h;",  # Mastodon's documented object-storage proxy
-        "proxy_cache_valid any 1m;",
+        "proxy_cache_valid 200 48h;",  # Mastodon's documented object-storage proxy
+        "proxy_cache_valid 403 404 1m;",  # a missing or private key (served as 404)
         "proxy_cache_revalidate on;",
         "proxy_cache_lock on;",
         "proxy_cache_use_stale error timeout updating http_500 http_502 http_503 http_504;",
         "proxy_hide_header Set-Cookie;",
         "proxy_hide_header x-amz-request-id;",
         "proxy_hide_header x-amz-id-2;",
-        'proxy_set_header Cookie "";',
-        'proxy_set_header Authorization "";',
+        # None of the client's headers nor its body reach the bucket (issue 20, finding 13).
+        "proxy_pass_request_headers off;",
+        "proxy_pass_request_body off;",
+        'proxy_set_header Content-Length "";',
+        'proxy_set_header Transfer-Encoding "";',
+        "proxy_ignore_headers Set-Cookie Cache-Control Expires X-Accel-Expires X-Accel-Redirect "
+        "X-Accel-Limit-Rate X-Accel-Buffering X-Accel-Charset Vary;",
+        'proxy_cache_key "media-bucket.ewr1.vultrobjects.com$uri";',
         "add_header X-Cache $upstream_cache_status always;",
         "expires max;",
         'add_header Access-Control-Allow-Origin "*";',
@@ -126,6 +132,11 @@ def test_location_body_has_the_cache_and_header_rules(prefix):
     assert text.count("limit_except GET {") == 2  # the local location and the bucket's named location
     # The ETag stays: nginx revalidates with it, and clients may too.
     assert "proxy_hide_header ETag" not in text
+    # Only the object and a missing/private key's answer are cached: never a 400, a 5xx, a redirect.
+    assert re.findall(r"proxy_cache_valid ([^;]*);", text) == ["200 48h", "403 404 1m"]
+    # The bucket is asked with fixed headers only.
+    assert re.findall(r"proxy_set_header (\S+)", text) == ["Host", "Connection", "Content-Length", "Transfer-Encoding"]
+    assert "proxy_pass_request_headers on" not in text and "$http_" not in text
 
 
 def test_without_local_root_the_bucket_alone_decides(prefix):
