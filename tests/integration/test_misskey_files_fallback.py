@@ -67,8 +67,8 @@ def nginx_reloads(s):
     ok, out = s.nginx.test()
     assert ok, out
     s.nginx.reload()
-    served = request(s.nginx.port, "/files/" + s.drive.photo["accessKey"], HOST)
-    assert served.status == 200 and served.body == PNG + b"photo", served
+    served = request(s.nginx.port, "/files/" + s.drive.cached["accessKey"], HOST)  # a file no move touches
+    assert served.status == 200 and served.body == PNG + b"remote", served
 
 
 @pytest.mark.parametrize("column, tail", [("objectStorageBaseUrl", "\n"), ("objectStoragePrefix", "\n"),
@@ -111,7 +111,7 @@ def test_nginx_refusing_the_fallback_puts_the_previous_files_back(pg, site):
 
 def test_fallback_removal_through_the_same_transaction(pg, site):
     """files_fallback_remove takes the include line and the snippet away (nginx -t, reload), and a second run
-    changes nothing; a removal nginx refuses is put back."""
+    changes nothing; a removal nginx refuses is put back (snippet and include line as they were)."""
     s = site
     site_before = s.file.read_text()
     assert run_playbook(NGINX_ROLE, extra_vars=s.extra).rc == 0
@@ -120,10 +120,9 @@ def test_fallback_removal_through_the_same_transaction(pg, site):
 
     remove = NGINX_ROLE.replace("Move Misskey's files with the role", "Remove the fallback").replace(
         "tasks_from: drive_move", "tasks_from: files_fallback_remove")
-    # A site that needs the snippet (a named location only it defines): removing it fails nginx -t, and
-    # both files come back as they were.
-    s.file.write_text(installed[1].replace("    location / {", "    error_page 418 = @fediverse_misskey_files_moved;\n"
-                                           "    location / {"))
+    # A configuration nginx refuses at the removal (here a typo an admin left in the site meanwhile): the
+    # removal is not left half done, both files come back as they were.
+    s.file.write_text(installed[1].replace("    location / {", "    retrun 204;\n    location / {"))
     needing = s.file.read_text()
     failed = run_playbook(remove, extra_vars=s.extra)
     assert failed.rc != 0 and "previous files were put back" in failure_text(failed), failure_text(failed)
