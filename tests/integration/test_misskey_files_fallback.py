@@ -71,8 +71,9 @@ def nginx_reloads(s):
     assert served.status == 200 and served.body == PNG + b"remote", served
 
 
-@pytest.mark.parametrize("column, tail", [("objectStorageBaseUrl", "\n"), ("objectStoragePrefix", "\n"),
-                                          ("objectStorageBaseUrl", "\r"), ("objectStoragePrefix", " ")])
+# Only a final newline: every other character was refused before too (tests/unit/test_misskey_files_fallback.py
+# checks them all); "\n" + a directive fails a pattern ending in $ as well.
+@pytest.mark.parametrize("column, tail", [("objectStorageBaseUrl", "\n"), ("objectStoragePrefix", "\n")])
 def test_a_stored_value_nginx_would_read_as_syntax_is_refused_before_anything_is_written(pg, site, column, tail):
     s, d = site, site.drive
     pg.execute('UPDATE meta SET "%s" = "%s" || %s' % (column, column, "E'%s'" % tail.encode("unicode_escape").decode()),
@@ -84,9 +85,9 @@ def test_a_stored_value_nginx_would_read_as_syntax_is_refused_before_anything_is
     result = run_playbook(NGINX_ROLE, extra_vars=s.extra)
     assert result.rc != 0
     message = failure_text(result)
+    assert os.listdir(s.snippets) == [] and s.file.read_text() == site_before, message
     assert "The meta row's %s must be" % column in message and repr(stored) in message, message
     assert "nothing was changed" in message, message
-    assert os.listdir(s.snippets) == [] and s.file.read_text() == site_before
     assert dump(pg, d.db) == db_before and tree(d.files_dir) == disk_before  # no row moved
     nginx_reloads(s)
 
