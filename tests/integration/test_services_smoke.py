@@ -223,9 +223,14 @@ def sample_vars(workdir, port, https_port):
         nginx_proxy_directory_path="/storage/", _prefix="/media/",
     )
     variables.setdefault("nginx_proxy_cors_origin", "*")
-    # misskey-files.conf.j2 (the misskey role's drive_move entry point): Misskey upstream, bucket URL, prefix.
-    variables.update(misskey_files_upstream="http://127.0.0.1:3000", misskey__moved_base_url="https://media.localhost/",
-                     misskey__moved_prefix="storage")
+    # misskey-files.conf.j2 (the misskey role's drive_move entry point): the checked values of Misskey's upstream,
+    # bucket URL and prefix, as the role computes them (module_utils/misskey_files_fallback.py).
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_files_fallback import (
+        fallback_values,
+    )
+
+    variables.update(misskey__fallback=fallback_values("https://media.localhost/", "storage", "http://127.0.0.1:3000",
+                                                       "/etc/nginx/snippets/fediverse-misskey-files.conf"))
     return variables
 
 
