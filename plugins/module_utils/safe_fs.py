@@ -458,6 +458,22 @@ class Dir(object):
             else:
                 yield _prefix + (entry,), st
 
+    def entries(self, limit=None):
+        """Yield ``(name, lstat)`` of the entries directly in this directory (links not followed, nothing
+        entered), at most ``limit`` of them, in the order the directory gives (not sorted: a large
+        directory is not read whole for a few entries)."""
+        count = 0
+        with os.scandir(self.fd) as scan:
+            for entry in scan:
+                if limit is not None and count >= limit:
+                    break
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:  # removed since it was listed
+                    continue
+                count += 1
+                yield entry.name, st
+
 
 def _refusal(exc, path):
     if exc.errno in (errno.ELOOP, errno.EMLINK):
