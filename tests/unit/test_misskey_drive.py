@@ -109,15 +109,15 @@ def test_open_entry_regular_file_and_absent(tmp_path):
         open_entry,
     )
 
-    files, dir_fd = _files(tmp_path)
+    files, drive_dir = _files(tmp_path)
     (files / U).write_bytes(b"hello")
     try:
-        fd, info = open_entry(dir_fd, U)
+        fd, info = open_entry(drive_dir, U)
         assert info.st_size == 5 and md5_of_fd(fd) == ("5d41402abc4b2a76b9719d911017c592", 5)
         os.close(fd)
-        assert open_entry(dir_fd, "thumbnail-" + U) is None
+        assert open_entry(drive_dir, "thumbnail-" + U) is None
     finally:
-        os.close(dir_fd)
+        drive_dir.close()
 
 
 @pytest.mark.parametrize("kind", ["link", "fifo", "directory", "bad name"])
@@ -126,7 +126,7 @@ def test_open_entry_keeps_what_is_not_a_regular_file(tmp_path, kind):
 
     from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_purge import Kept, open_entry
 
-    files, dir_fd = _files(tmp_path)
+    files, drive_dir = _files(tmp_path)
     target = tmp_path / "target"
     target.write_bytes(b"outside")
     name = U
@@ -140,11 +140,11 @@ def test_open_entry_keeps_what_is_not_a_regular_file(tmp_path, kind):
         name = "../target"
     try:
         with pytest.raises(Kept) as kept:
-            open_entry(dir_fd, name)  # returns at once (a FIFO does not block)
+            open_entry(drive_dir, name)  # returns at once (a FIFO does not block)
         assert {"link": "symbolic link", "fifo": "not a regular file", "directory": "not a regular file",
                 "bad name": "not a local file name"}[kind] in str(kept.value)
     finally:
-        os.close(dir_fd)
+        drive_dir.close()
     assert target.read_bytes() == b"outside"
 
 
@@ -157,30 +157,31 @@ def test_unlink_checked_refuses_a_replaced_name(tmp_path):
         unlink_checked,
     )
 
-    files, dir_fd = _files(tmp_path)
+    files, drive_dir = _files(tmp_path)
     (files / U).write_bytes(b"first")
     try:
-        fd, info = open_entry(dir_fd, U)
+        fd, info = open_entry(drive_dir, U)
         os.close(fd)
         os.rename(str(files / U), str(tmp_path / "moved-away"))
         (files / U).write_bytes(b"second")  # another inode under the same name
         with pytest.raises(Kept, match="replaced meanwhile"):
-            unlink_checked(dir_fd, U, info)
+            unlink_checked(drive_dir, U, info)
         assert (files / U).read_bytes() == b"second"
-        fd, info = open_entry(dir_fd, U)
+        fd, info = open_entry(drive_dir, U)
         os.close(fd)
-        assert unlink_checked(dir_fd, U, info) is True and not (files / U).exists()
+        assert unlink_checked(drive_dir, U, info) is True and not (files / U).exists()
     finally:
-        os.close(dir_fd)
+        drive_dir.close()
 
 
-def test_open_dir_refuses_a_link(tmp_path):
+def test_open_dir_refuses_a_link(tmp_path, appuser):
     import os
 
     from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_purge import open_dir
 
     (tmp_path / "real").mkdir()
     os.symlink(str(tmp_path / "real"), str(tmp_path / "files"))
+    os.lchown(str(tmp_path / "files"), appuser.uid, appuser.gid)  # a link the app's user made (safe_fs: refused)
     with pytest.raises(DriveMoveError, match="symbolic link"):
         open_dir(str(tmp_path / "files"))
 
