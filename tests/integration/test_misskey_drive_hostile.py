@@ -320,9 +320,9 @@ def test_restore_killed_mid_file_then_rerun_ends_byte_identical(tmp_path, pg, s3
 
     again = run_playbook(MOVE, extra_vars=play(d, "rolled_back"))
     assert again.rc == 0, again
+    assert _temporaries(d.files_dir) == {}  # nothing half-written is left behind, under any name
     task = again.task("Move the drive")
     assert task["temporaries_removed"] >= 1 and task["written_back"] >= 1, task
-    assert _temporaries(d.files_dir) == {}  # nothing half-written is left behind, under any name
     for r in big + [d.photo, d.plain, d.svg, d.archive, d.avatar]:
         assert row(pg, d, r["id"])["accessKey"] == r["accessKey"], r["name"]
         names = [r["accessKey"]] + [r[k + "AccessKey"] for k in ("thumbnail", "webpublic") if r[k + "Url"]]
