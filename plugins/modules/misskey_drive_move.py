@@ -40,7 +40,7 @@ description:
     purge deleted are first written back from their objects, each under a temporary name, checked (size,
     and MD5 for a single-part upload), given the owner and group of O(files_dir) and the permission bits
     of its siblings (never setuid, setgid, sticky or executable), then linked into place, never over an
-    existing name: a run killed mid-file leaves no partial file under a drive file's name, and the next run
+    existing name; a run killed mid-file leaves no partial file under a drive file's name, and the next run
     removes the temporary files it left. A missing object makes it fail before anything changes, unless
     O(skip_unrestorable).
   - Old C(/files/KEY) URLs answer 404 from Misskey after the flip; the nginx location of the
