@@ -21,6 +21,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # noqa: UP001 (ansible-test sanity requires it)
 
 import collections
+import os
 import re
 import stat
 
@@ -120,11 +121,16 @@ def sibling_mode(files, limit=200):
 
 
 def remove_temporaries(files):
-    """Remove what a killed write-back left: regular files of root's named like our temporaries (never
-    a drive name, never anything of the app's user). Returns how many."""
+    """Remove what a killed write-back left: regular files of ours (this process's user, root; one link)
+    named like our temporaries next to a drive name - never a drive name, never anything of the app's
+    user, never a hard link it planted. One pass over ``files/`` for every name (safe_fs's
+    ``remove_stale_temporaries`` lists the directory once per name: too slow for a large drive), the
+    same checks. Returns how many."""
     removed = 0
+    euid = os.geteuid()
     for name, info in list(files.entries()):
-        if not TEMPORARY.match(name) or info.st_uid != 0 or not stat.S_ISREG(info.st_mode):
+        if (not TEMPORARY.match(name) or info.st_uid != euid or not stat.S_ISREG(info.st_mode)
+                or info.st_nlink != 1):
             continue
         try:
             files.remove_file(name, (info.st_dev, info.st_ino))

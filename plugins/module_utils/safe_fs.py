@@ -458,21 +458,12 @@ class Dir(object):
             else:
                 yield _prefix + (entry,), st
 
-    def entries(self, limit=None):
-        """Yield ``(name, lstat)`` of the entries directly in this directory (links not followed, nothing
-        entered), at most ``limit`` of them, in the order the directory gives (not sorted: a large
-        directory is not read whole for a few entries)."""
-        count = 0
+    def entries(self):
+        """``(name, lstat)`` of each entry directly here (links not followed, nothing entered), as read."""
         with os.scandir(self.fd) as scan:
-            for entry in scan:
-                if limit is not None and count >= limit:
-                    break
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:  # removed since it was listed
-                    continue
-                count += 1
-                yield entry.name, st
+            for name, st in ((entry.name, self.lstat(entry.name)) for entry in scan):
+                if st is not None:  # removed since it was listed
+                    yield name, st
 
 
 def _refusal(exc, path):

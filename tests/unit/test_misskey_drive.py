@@ -257,8 +257,10 @@ def test_remove_temporaries_removes_only_what_a_killed_write_back_left(tmp_path,
     (files / ".other.fos-0123456789abcdef.tmp").write_bytes(b"not next to a drive name")
     os.symlink(str(tmp_path / "target"), str(files / (".%s.fos-aaaaaaaaaaaaaaaa.tmp" % U)))
     (tmp_path / "target").write_bytes(b"outside")
+    hard = ".%s.fos-bbbbbbbbbbbbbbbb.tmp" % U  # a hard link to a root file, as the app user could plant
+    os.link(str(tmp_path / "target"), str(files / hard))
     with open_dir(str(files)) as drive_dir:
         assert remove_temporaries(drive_dir) == 3
     assert sorted(os.listdir(str(files))) == sorted([app_owned, U, ".other.fos-0123456789abcdef.tmp",
-                                                     ".%s.fos-aaaaaaaaaaaaaaaa.tmp" % U])
+                                                     ".%s.fos-aaaaaaaaaaaaaaaa.tmp" % U, hard])
     assert (tmp_path / "target").read_bytes() == b"outside"

@@ -286,5 +286,4 @@ def test_entries_lists_one_level_without_following(root, tmp_path):
     os.mkfifo(str(root / "p"))
     with Dir.anchor(str(root)) as d:
         found = {name: stat.S_IFMT(st.st_mode) for name, st in d.entries()}
-        assert len(list(d.entries(limit=2))) == 2
     assert found == {"f": stat.S_IFREG, "sub": stat.S_IFDIR, "l": stat.S_IFLNK, "p": stat.S_IFIFO}
