@@ -224,6 +224,8 @@ def move_diff(result, check_mode=False):
     counts = ("%d local files of local users: %d %s, %d missing on disk, %d refused, %d changed meanwhile"
               % (stats["candidates"], stats["moved"], "to move" if check_mode else "moved", stats["missing"],
                  stats["refused"], stats["changed_meanwhile"]))
+    if stats.get("unsafe"):
+        counts += ", %d unsafe" % stats["unsafe"]
     if not check_mode:
         counts += "; %d objects uploaded, %d copied URLs rewritten" % (stats["objects_uploaded"],
                                                                        stats["dependents_rewritten"])

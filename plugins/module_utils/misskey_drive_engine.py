@@ -7,16 +7,20 @@ Per row, in id order: every object (original, and each variant whose URL is set)
 ``files/`` with Misskey's headers unless already there with the same bytes, then checked (size and
 MD5 from the ETag of a single-part upload; the original also against ``drive_file.md5``); only then
 is the row flipped (misskey_drive_db.flip). A run killed at any point leaves every row either
-untouched or flipped with verified objects; the next run continues. Local files are only read.
+untouched or flipped with verified objects; the next run continues. Local files are only read,
+through ``files/`` anchored once with safe_fs: each file of a row is opened once (never through a
+link, never blocking on a FIFO) and uploaded from that descriptor. A row with a file that is a
+symbolic link, a FIFO or anything but a regular file is refused as unsafe (listed with the reason,
+journal state ``unsafe``) and the others are moved.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # noqa: UP001 (ansible-test sanity requires it)
 
+import errno
 import hashlib
 import os
-import stat
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils import misskey_drive_db as ddb
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive import (
@@ -24,6 +28,7 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_d
     headers_for,
     plan_row,
 )
+from ansible_collections.fediverse.object_storage.plugins.module_utils.safe_fs import Dir, UnsafePath
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (
     BotoCoreError,
     ClientError,
@@ -34,20 +39,36 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import
 CHUNK = 1024 * 1024
 
 
-def open_local(files_dir, local_key):
-    """The local file, opened without following links; None when it does not exist."""
-    path = os.path.join(files_dir, local_key)
+class Unsafe(Exception):
+    """A local file refused for safety (the message is the reason)."""
+
+
+def open_files_dir(files_dir):
+    """``files/`` as a safe_fs.Dir, or None when it does not exist (every file is then missing)."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        return Dir.anchor(files_dir)
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise DriveMoveError("cannot read %s: %s" % (path, exc.strerror or exc)) from None
-    handle = os.fdopen(fd, "rb")
-    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-        handle.close()
-        raise DriveMoveError("%s is not a regular file" % path)
-    return handle
+        raise DriveMoveError("cannot open the directory %s: %s" % (files_dir, exc.strerror or exc)) from None
+
+
+def open_local(files, local_key):
+    """The local file ``files/<local_key>`` opened once for reading (safe_fs: never through a link,
+    never blocking); None when it does not exist; Unsafe for a link or anything but a regular file."""
+    if files is None:
+        return None
+    try:
+        fd, _info = files.open_file(local_key)
+    except FileNotFoundError:
+        return None
+    except UnsafePath as exc:
+        if exc.errno == errno.ELOOP:
+            raise Unsafe("files/%s is a symbolic link (not followed)" % local_key) from None
+        raise Unsafe("files/%s is not a regular file (a FIFO, a device, a socket or a directory)" % local_key) from None
+    except OSError as exc:
+        raise DriveMoveError("cannot read files/%s: %s" % (local_key, exc.strerror or exc)) from None
+    return os.fdopen(fd, "rb")
 
 
 def _md5_and_size(handle):
@@ -76,9 +97,10 @@ class DriveMover(object):
         self.limit = None if limit is None else int(limit)
         self.sample_size = int(sample_size)
         self.stats = dict(candidates=0, moved=0, objects_uploaded=0, objects_present=0, dependents_rewritten=0,
-                          missing=0, changed_meanwhile=0, refused=0)
+                          missing=0, changed_meanwhile=0, refused=0, unsafe=0)
         self.missing = []
         self.refused = []
+        self.unsafe = []
         self.sample = []
 
     # --- S3 ---------------------------------------------------------------------------------
@@ -95,32 +117,37 @@ class DriveMover(object):
     def _same(head, md5, size):
         return head is not None and head.get("ContentLength") == size and head.get("ETag", "").strip('"') == md5
 
-    def _put(self, variant, row, local_key, key):
-        handle = open_local(self.files_dir, local_key)
-        if handle is None:
-            raise DriveMoveError("%s disappeared from %s" % (local_key, self.files_dir))
-        with handle:
-            md5, size = _md5_and_size(handle)
-            if variant == "original" and row.get("md5") and md5 != row["md5"]:
-                raise DriveMoveError("drive_file %s: files/%s has MD5 %s, the row says %s"
-                                     % (row["id"], local_key, md5, row["md5"]))
-            if self._same(self._head(key), md5, size):
-                self.stats["objects_present"] += 1
-                return
-            head_bytes = handle.read(16)
-            handle.seek(0)
-            args = headers_for(variant, row, head_bytes, self.public_read)
-            try:
-                self.client.put_object(Bucket=self.bucket, Key=key, Body=handle, ContentLength=size, **args)
-            except (BotoCoreError, ClientError) as exc:
-                raise DriveMoveError("cannot upload %s: %s" % (key, describe_error(exc, bucket=self.bucket))) from None
-            self.stats["objects_uploaded"] += 1
+    def _put(self, variant, row, local_key, key, handle):
+        """Upload one object from ``handle`` (the local file, opened once by _one)."""
+        md5, size = _md5_and_size(handle)
+        if variant == "original" and row.get("md5") and md5 != row["md5"]:
+            raise DriveMoveError("drive_file %s: files/%s has MD5 %s, the row says %s"
+                                 % (row["id"], local_key, md5, row["md5"]))
+        if self._same(self._head(key), md5, size):
+            self.stats["objects_present"] += 1
+            return
+        head_bytes = handle.read(16)
+        handle.seek(0)
+        args = headers_for(variant, row, head_bytes, self.public_read)
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=handle, ContentLength=size, **args)
+        except (BotoCoreError, ClientError) as exc:
+            raise DriveMoveError("cannot upload %s: %s" % (key, describe_error(exc, bucket=self.bucket))) from None
+        self.stats["objects_uploaded"] += 1
         if not self._same(self._head(key), md5, size):
             raise DriveMoveError("%s in the bucket does not match files/%s after the upload" % (key, local_key))
 
     # --- the run ----------------------------------------------------------------------------
 
     def run(self):
+        files = open_files_dir(self.files_dir)
+        try:
+            return self._run(files)
+        finally:
+            if files is not None:
+                files.close()
+
+    def _run(self, files):
         with self.conn.cursor() as cursor:
             schema = ddb.Schema(cursor)
             self.stats["candidates"] = ddb.count_candidates(cursor)
@@ -139,30 +166,46 @@ class DriveMover(object):
             for row in rows:
                 after = row["id"]
                 done += 1
-                self._one(schema, row)
+                self._one(schema, row, files)
         return self.result()
 
-    def _one(self, schema, row):
+    def _one(self, schema, row, files):
         try:
             objects, updates, url_map = plan_row(row, self.prefix, self.base_url, self.instance_url)
         except DriveMoveError as exc:
             self.stats["refused"] += 1
             self.refused.append(dict(id=row["id"], reason=str(exc)))
             return
+        handles = {}
+        try:
+            self._move(schema, row, files, objects, updates, url_map, handles)
+        finally:
+            for handle in handles.values():
+                handle.close()
+
+    def _move(self, schema, row, files, objects, updates, url_map, handles):
         absent = []
+        unsafe = []
         for _variant, local_key, _key in objects:
-            handle = open_local(self.files_dir, local_key)
+            try:
+                handle = open_local(files, local_key)
+            except Unsafe as exc:
+                unsafe.append((local_key, str(exc)))
+                continue
             if handle is None:
                 absent.append(local_key)
             else:
-                handle.close()
+                handles[local_key] = handle
+        if unsafe:
+            reason = "; ".join(why for _name, why in unsafe)
+            self.stats["unsafe"] += 1
+            self.unsafe.append(dict(id=row["id"], files=[name for name, _why in unsafe], reason=reason))
+            self._journal(row["id"], "unsafe", reason)
+            return
         if absent:
             self.stats["missing"] += 1
             self.missing.append(dict(id=row["id"], files=absent))
-            if not self.check_mode:
-                with self.conn.cursor() as cursor:
-                    ddb.journal(cursor, row["id"], "missing", ", ".join(absent))
-                self.conn.commit()
+            self._journal(row["id"], "missing", ", ".join(absent))
             return
         if len(self.sample) < self.sample_size:
             self.sample.append(dict(id=row["id"], objects=[key for _v, _l, key in objects],
@@ -171,7 +214,7 @@ class DriveMover(object):
             self.stats["moved"] += 1
             return
         for variant, local_key, key in objects:
-            self._put(variant, row, local_key, key)
+            self._put(variant, row, local_key, key, handles[local_key])
         with self.conn.cursor() as cursor:
             ddb.journal(cursor, row["id"], "copied")
         self.conn.commit()
@@ -182,10 +225,16 @@ class DriveMover(object):
         self.stats["moved"] += 1
         self.stats["dependents_rewritten"] += rewritten
 
+    def _journal(self, file_id, state, detail):
+        if not self.check_mode:
+            with self.conn.cursor() as cursor:
+                ddb.journal(cursor, file_id, state, detail)
+            self.conn.commit()
+
     def result(self):
         changed = bool(self.stats["moved"] or self.stats["objects_uploaded"])
         return dict(changed=changed, stats=self.stats, missing=self.missing[:50], refused=self.refused[:50],
-                    sample=self.sample, base_url=self.base_url, prefix=self.prefix)
+                    unsafe=self.unsafe[:50], sample=self.sample, base_url=self.base_url, prefix=self.prefix)
 
 
 def rollback(conn, check_mode=False, drop_backup=False, exclude=()):

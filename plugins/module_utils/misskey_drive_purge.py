@@ -10,8 +10,9 @@ deletes the local files of a row only when, ``soak_days`` after its flip (journa
   wrote (the backup's new values);
 * each object answers HEAD with the local file's size (and, for a single-part upload, its MD5 as
   ETag);
-* each name is a regular file, opened through a directory fd of ``files/`` with ``O_NOFOLLOW``,
-  whose inode is checked again just before ``unlinkat``.
+* each name is a regular file, opened through ``files/`` anchored once with safe_fs (never through a
+  link, never blocking on a FIFO), whose device and inode are checked again just before the unlink
+  (safe_fs.Dir.remove_file).
 
 A row failing any check keeps all its files and is listed with the reason. Deleted names are
 recorded in the journal (state ``purged``, column ``purged``).
@@ -25,7 +26,6 @@ import errno
 import hashlib
 import json
 import os
-import stat
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils import misskey_drive_db as ddb
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive import (
@@ -34,6 +34,7 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_d
     VARIANTS,
     DriveMoveError,
 )
+from ansible_collections.fediverse.object_storage.plugins.module_utils.safe_fs import Dir, UnsafePath
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (
     BotoCoreError,
     ClientError,
@@ -47,9 +48,6 @@ except ImportError:  # pragma: no cover - exercised by ansible-test's import san
     sql = None
 
 CHUNK = 1024 * 1024
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 class Kept(Exception):
@@ -59,34 +57,29 @@ class Kept(Exception):
 # --- files ------------------------------------------------------------------------------------
 
 def open_dir(files_dir):
-    """A directory fd of ``files/`` (not through a symbolic link)."""
+    """``files/`` as a safe_fs.Dir (anchored once; a link the app's user could change is refused)."""
     try:
-        return os.open(files_dir, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC)
+        return Dir.anchor(files_dir)
     except OSError as exc:
         raise DriveMoveError("cannot open the directory %s: %s (a symbolic link? give its target)"
                              % (files_dir, exc.strerror or exc)) from None
 
 
-def open_entry(dir_fd, name):
-    """``(fd, stat)`` of the regular file ``name`` in ``dir_fd``; None when absent; Kept otherwise.
-
-    Never follows a link (O_NOFOLLOW), never blocks on a FIFO (O_NONBLOCK).
-    """
+def open_entry(files, name):
+    """``(fd, stat)`` of the regular file ``name`` in ``files`` (a safe_fs.Dir); None when absent;
+    Kept otherwise. Never follows a link, never blocks on a FIFO (safe_fs.Dir.open_file)."""
     if not LOCAL_KEY.match(name or ""):
         raise Kept("%r is not a local file name" % (name,))
     try:
-        fd = os.open(name, os.O_RDONLY | _NOFOLLOW | os.O_NONBLOCK | _CLOEXEC, dir_fd=dir_fd)
+        return files.open_file(name)
     except FileNotFoundError:
         return None
-    except OSError as exc:
+    except UnsafePath as exc:
         if exc.errno == errno.ELOOP:
             raise Kept("files/%s is a symbolic link (not followed)" % name) from None
+        raise Kept("files/%s is not a regular file" % name) from None
+    except OSError as exc:
         raise Kept("cannot open files/%s: %s" % (name, exc.strerror or exc)) from None
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        raise Kept("files/%s is not a regular file" % name)
-    return fd, info
 
 
 def md5_of_fd(fd):
@@ -102,15 +95,16 @@ def md5_of_fd(fd):
     return digest.hexdigest(), size
 
 
-def unlink_checked(dir_fd, name, info):
-    """unlinkat ``name`` only if it is still the inode ``info`` was taken from (else Kept)."""
+def unlink_checked(files, name, info):
+    """Unlink ``name`` only if it is still the inode ``info`` was taken from (else Kept)."""
+    if files.lstat(name) is None:
+        return False
     try:
-        now = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        files.remove_file(name, (info.st_dev, info.st_ino))
     except FileNotFoundError:
         return False
-    if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino) or not stat.S_ISREG(now.st_mode):
-        raise Kept("files/%s was replaced meanwhile" % name)
-    os.unlink(name, dir_fd=dir_fd)
+    except UnsafePath:
+        raise Kept("files/%s was replaced meanwhile" % name) from None
     return True
 
 
@@ -188,7 +182,7 @@ class Purger(object):
         self.next_due = None
 
     def run(self):
-        dir_fd = open_dir(self.files_dir)
+        files = open_dir(self.files_dir)
         try:
             with self.conn.cursor() as cursor:
                 columns = journal_columns(cursor)
@@ -213,9 +207,9 @@ class Purger(object):
                 for file_id in file_ids:
                     after = file_id
                     self.stats["due"] += 1
-                    self._one(dir_fd, file_id)
+                    self._one(files, file_id)
         finally:
-            os.close(dir_fd)
+            files.close()
         return self.result()
 
     def _soaking(self, columns):
@@ -234,7 +228,7 @@ class Purger(object):
         if len(self.kept) < 50:
             self.kept.append(dict(id=file_id, files=names, reason=reason))
 
-    def _one(self, dir_fd, file_id):
+    def _one(self, drive_dir, file_id):
         opened = []
         names = []
         try:
@@ -254,7 +248,7 @@ class Purger(object):
                 if changed:
                     raise Kept("the row changed since the move (%s)" % ", ".join(changed))
                 for name, key in files:
-                    entry = open_entry(dir_fd, name)
+                    entry = open_entry(drive_dir, name)
                     if entry is None:
                         continue  # already gone (an earlier, interrupted purge)
                     opened.append((name, entry[0], entry[1]))
@@ -264,7 +258,7 @@ class Purger(object):
                         raise Kept("%s: %s" % (key, reason))
                 deleted = []
                 for name, _fd, info in opened:
-                    if self.check_mode or unlink_checked(dir_fd, name, info):
+                    if self.check_mode or unlink_checked(drive_dir, name, info):
                         deleted.append(name)
                     self.stats["bytes_freed"] += info.st_size
                 if not self.check_mode:

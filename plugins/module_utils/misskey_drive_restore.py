@@ -4,33 +4,41 @@
 """Rolling the drive move back after a purge: the deleted local files come back first.
 
 For every moved row that rollback will restore (its ``drive_file`` key still holds what the move
-wrote) and whose old local name is absent from ``files/``, the object is written back: a temporary
-file created ``O_EXCL|O_NOFOLLOW`` in ``files/``, its size and MD5 checked against the object, the
-owner and group of ``files/``, the mode of its siblings, then linked into place under its old name
-(never over an existing name). Only then are the rows restored (misskey_drive_db.restore). An object
-that is missing makes the rollback fail before anything changes, unless ``skip_unrestorable``: then
-those rows are left pointing at the bucket and reported.
+wrote) and whose old local name is absent from ``files/``, the object is written back through the
+safe room (safe_fs.Dir.write_file on ``files/`` anchored once): a temporary file
+``.<name>.fos-<random>.tmp`` created ``O_EXCL|O_NOFOLLOW``, its size and MD5 checked against the
+object, the owner and group of ``files/`` and the most common permission bits of its siblings under
+the one mode policy (safe_fs.file_mode: never setuid, setgid, sticky or executable), then linked into
+place under its old name (never over an existing name). A killed run leaves at most a temporary file,
+never a partial file under a drive name; the next run removes the temporaries of ours it finds (root's
+regular files named like them) and writes the file again. Only then are the rows restored
+(misskey_drive_db.restore). An object that is missing makes the rollback fail before anything changes,
+unless ``skip_unrestorable``: then those rows are left pointing at the bucket and reported.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # noqa: UP001 (ansible-test sanity requires it)
 
-import binascii
 import collections
-import errno
-import hashlib
 import os
+import re
 import stat
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils import misskey_drive_db as ddb
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive import LOCAL_KEY, DriveMoveError
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_purge import (
-    CHUNK,
     head_object,
     moved_files,
     moved_values,
     open_dir,
+)
+from ansible_collections.fediverse.object_storage.plugins.module_utils.safe_fs import (
+    FILE_MODE,
+    TMP_MARK,
+    TMP_SUFFIX,
+    UnsafePath,
+    file_mode,
 )
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (
     BotoCoreError,
@@ -43,9 +51,11 @@ try:
 except ImportError:  # pragma: no cover - exercised by ansible-test's import sanity test
     sql = None
 
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-DEFAULT_MODE = 0o644
+DEFAULT_MODE = FILE_MODE
+_KEY = LOCAL_KEY.pattern[1:-1]
+# Temporary files of ours next to a drive name: safe_fs's, and those of earlier versions of this room.
+TEMPORARY = re.compile(r"\A(?:\.(?:%s)%s[0-9a-f]{16}%s|\.fos-restore-(?:%s)-[0-9a-f]{8})\Z" % (
+    _KEY, re.escape(TMP_MARK), re.escape(TMP_SUFFIX), _KEY))
 
 
 def purged_rows(conn):
@@ -62,15 +72,11 @@ def purged_rows(conn):
     return count
 
 
-def absent(dir_fd, name):
-    try:
-        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        return False
-    except FileNotFoundError:
-        return True
+def absent(files, name):
+    return files.lstat(name) is None
 
 
-def files_to_write_back(conn, dir_fd):
+def files_to_write_back(conn, drive_dir):
     """``{file_id: [(local name, object key)]}``: the files rollback needs back on disk."""
     wanted = collections.OrderedDict()
     with conn.cursor() as cursor:
@@ -95,81 +101,93 @@ def files_to_write_back(conn, dir_fd):
                     continue  # this key is not restored (changed since): its file is not needed
                 if not LOCAL_KEY.match(name or ""):
                     raise DriveMoveError("drive_file %s: saved %s %r is not a local file name" % (file_id, column, name))
-                if absent(dir_fd, name):
+                if absent(drive_dir, name):
                     wanted.setdefault(file_id, []).append((name, key))
     conn.rollback()
     return wanted
 
 
-def sibling_mode(dir_fd, limit=200):
-    """The most common mode of the regular files in ``files/`` (0644 when there are none)."""
+def sibling_mode(files, limit=200):
+    """The most common permission bits of the regular files in ``files/`` (0644 when there are none),
+    under the one mode policy (safe_fs.file_mode: a planted setuid or executable sibling gives no such bit)."""
     modes = collections.Counter()
-    with os.scandir(dir_fd) as entries:
-        for entry in entries:
-            if sum(modes.values()) >= limit:
-                break
-            if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
-                continue
-            modes[stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode)] += 1
+    for name, info in files.entries():
+        if sum(modes.values()) >= limit:
+            break
+        if name.startswith(".") or not stat.S_ISREG(info.st_mode):
+            continue
+        modes[file_mode(info.st_mode)] += 1
     return modes.most_common(1)[0][0] if modes else DEFAULT_MODE
 
 
-def write_back(client, bucket, dir_fd, name, key, uid, gid, mode):
-    """Put the object ``key`` back as ``files/<name>``. Returns the bytes written, or None when the
-    name exists meanwhile (it is never overwritten)."""
+def remove_temporaries(files):
+    """Remove what a killed write-back left: regular files of ours (this process's user, root; one link)
+    named like our temporaries next to a drive name - never a drive name, never anything of the app's
+    user, never a hard link it planted. One pass over ``files/`` for every name (safe_fs's
+    ``remove_stale_temporaries`` lists the directory once per name: too slow for a large drive), the
+    same checks. Returns how many."""
+    removed = 0
+    euid = os.geteuid()
+    for name, info in list(files.entries()):
+        if (not TEMPORARY.match(name) or info.st_uid != euid or not stat.S_ISREG(info.st_mode)
+                or info.st_nlink != 1):
+            continue
+        try:
+            files.remove_file(name, (info.st_dev, info.st_ino))
+        except (FileNotFoundError, UnsafePath):
+            continue  # gone or changed meanwhile: not ours to touch
+        removed += 1
+    return removed
+
+
+def write_back(client, bucket, files, name, key, uid, gid, mode):
+    """Put the object ``key`` back as ``files/<name>`` (safe_fs: temporary file, size and MD5 checked,
+    owner and mode set, then linked). Returns the bytes written, or None when the name exists meanwhile
+    (it is never overwritten)."""
     try:
         response = client.get_object(Bucket=bucket, Key=key)
     except (BotoCoreError, ClientError) as exc:
         raise DriveMoveError("cannot read %s: %s" % (key, describe_error(exc, bucket=bucket))) from None
-    temp = ".fos-restore-%s-%s" % (name, binascii.hexlify(os.urandom(4)).decode())
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o600, dir_fd=dir_fd)
-    try:
-        digest = hashlib.md5()  # noqa: S324 - the checksum S3 uses, not a security measure
-        size = 0
-        body = response["Body"]
-        with os.fdopen(fd, "wb", closefd=False) as handle:
-            for chunk in iter(lambda: body.read(CHUNK), b""):
-                digest.update(chunk)
-                size += len(chunk)
-                handle.write(chunk)
-            handle.flush()
-            os.fsync(fd)
-        etag = (response.get("ETag") or "").strip('"')
-        if size != response.get("ContentLength") or (etag and "-" not in etag and etag != digest.hexdigest()):
+    etag = (response.get("ETag") or "").strip('"')
+
+    def check(size, md5):
+        if size != response.get("ContentLength") or (etag and "-" not in etag and etag != md5):
             raise DriveMoveError("%s: %d bytes read do not match the object (size %s, ETag %s)"
                                  % (key, size, response.get("ContentLength"), etag))
-        os.fchown(fd, uid, gid)
-        os.fchmod(fd, mode)
-        try:
-            os.link(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
-        except OSError as exc:
-            if exc.errno != errno.EEXIST:
-                raise
-            return None
-        return size
-    finally:
-        os.close(fd)
-        os.unlink(temp, dir_fd=dir_fd)
+
+    try:
+        return files.write_file(name, response["Body"], owner=(uid, gid), mode=mode, check=check)
+    except FileExistsError:
+        return None
 
 
-def prepare(conn, client_factory, files_dir, skip_unrestorable=False, check_mode=False):
+def prepare(conn, client_factory, files_dir, skip_unrestorable=False, check_mode=False, required=True):
     """Write back every purged file rollback needs; return ``(unrestorable, report)``.
 
     ``unrestorable`` = ``[{id, files, reason}]`` (left out of the restore with ``skip_unrestorable``,
-    else DriveMoveError before anything changes); ``report`` = counts for the result.
+    else DriveMoveError before anything changes); ``report`` = counts for the result. Without
+    ``required`` (no purge ever deleted a file), a ``files_dir`` that is absent or a link the app's
+    user could change means there is nothing to write back: ``([], {written_back: 0})``.
     """
-    dir_fd = open_dir(files_dir)
     try:
-        wanted = files_to_write_back(conn, dir_fd)
-        report = dict(written_back=0, bytes_written_back=0, present_meanwhile=0)
+        files = open_dir(files_dir)
+    except DriveMoveError:
+        if required:
+            raise
+        return [], dict(written_back=0)
+    try:
+        report = dict(written_back=0, bytes_written_back=0, present_meanwhile=0, temporaries_removed=0)
+        wanted = files_to_write_back(conn, files)
         if not wanted:
+            if not check_mode:
+                report["temporaries_removed"] = remove_temporaries(files)
             return [], report
         client, bucket = client_factory()
         unrestorable = []
-        for file_id, files in wanted.items():
-            gone = [key for _name, key in files if head_object(client, bucket, key) is None]
+        for file_id, names in wanted.items():
+            gone = [key for _name, key in names if head_object(client, bucket, key) is None]
             if gone:
-                unrestorable.append(dict(id=file_id, files=[n for n, _k in files],
+                unrestorable.append(dict(id=file_id, files=[n for n, _k in names],
                                          reason="object missing in the bucket: %s" % ", ".join(gone)))
         if unrestorable and not skip_unrestorable:
             raise DriveMoveError(
@@ -178,14 +196,15 @@ def prepare(conn, client_factory, files_dir, skip_unrestorable=False, check_mode
                 "pointing at the bucket)." % (len(unrestorable), "; ".join(
                     "%s: %s" % (u["id"], u["reason"]) for u in unrestorable[:10])))
         skipped = set(u["id"] for u in unrestorable)
-        todo = [(name, key) for file_id, files in wanted.items() if file_id not in skipped for name, key in files]
+        todo = [(name, key) for file_id, names in wanted.items() if file_id not in skipped for name, key in names]
         if check_mode:
             report["written_back"] = len(todo)
             return unrestorable, report
-        info = os.fstat(dir_fd)
-        mode = sibling_mode(dir_fd)
+        report["temporaries_removed"] = remove_temporaries(files)
+        info = files.stat()
+        mode = sibling_mode(files)
         for name, key in todo:
-            written = write_back(client, bucket, dir_fd, name, key, info.st_uid, info.st_gid, mode)
+            written = write_back(client, bucket, files, name, key, info.st_uid, info.st_gid, mode)
             if written is None:
                 report["present_meanwhile"] += 1
             else:
@@ -193,4 +212,4 @@ def prepare(conn, client_factory, files_dir, skip_unrestorable=False, check_mode
                 report["bytes_written_back"] += written
         return unrestorable, report
     finally:
-        os.close(dir_fd)
+        files.close()

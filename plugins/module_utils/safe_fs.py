@@ -458,6 +458,13 @@ class Dir(object):
             else:
                 yield _prefix + (entry,), st
 
+    def entries(self):
+        """``(name, lstat)`` of each entry directly here (links not followed, nothing entered), as read."""
+        with os.scandir(self.fd) as scan:
+            for name, st in ((entry.name, self.lstat(entry.name)) for entry in scan):
+                if st is not None:  # removed since it was listed
+                    yield name, st
+
 
 def _refusal(exc, path):
     if exc.errno in (errno.ELOOP, errno.EMLINK):

@@ -24,6 +24,10 @@ description:
     key, as Misskey deletes objects by it), the URLs, C(storedInternal) - together with exact copies
     of its URLs in users' avatars and banners, emojis, the meta row, decorations, roles,
     announcements and ads.
+  - Local files are read through C(files/) opened once (a symbolic link on its path is followed only when
+    root alone can change it), each file opened once, never through a symbolic link and never blocking. A row
+    whose file is a symbolic link, a FIFO or anything but a regular file is left untouched and listed in
+    RV(unsafe) with the reason; the other rows are moved.
   - Every old value is saved first in table C(fediverse_object_storage_drive_backup); per-file state
     in C(fediverse_object_storage_drive_journal). A run stopped at any point continues where it
     stopped. The move never changes or deletes local files.
@@ -33,9 +37,12 @@ description:
     name is a regular file (opened without following links, its inode checked again just before the
     unlink). Everything else stays and is listed with its reason.
   - O(state=rolled_back) puts back every saved value that still holds what the move wrote. Files a
-    purge deleted are first written back from their objects (owner and group of O(files_dir), the mode
-    of their siblings, never over an existing name); a missing object makes it fail before anything
-    changes, unless O(skip_unrestorable).
+    purge deleted are first written back from their objects, each under a temporary name, checked (size,
+    and MD5 for a single-part upload), given the owner and group of O(files_dir) and the permission bits
+    of its siblings (never setuid, setgid, sticky or executable), then linked into place, never over an
+    existing name; a run killed mid-file leaves no partial file under a drive file's name, and the next run
+    removes the temporary files it left. A missing object makes it fail before anything changes, unless
+    O(skip_unrestorable).
   - Old C(/files/KEY) URLs answer 404 from Misskey after the flip; the nginx location of the
     misskey role's C(drive_move) entry point redirects them to the objects.
   - Restart Misskey afterwards (it caches emojis and the meta row).
@@ -127,7 +134,7 @@ EXAMPLES = r"""
 RETURN = r"""
 stats:
   description: Counts - candidates, moved, objects_uploaded, objects_present, dependents_rewritten, missing,
-    changed_meanwhile, refused.
+    changed_meanwhile, refused, unsafe.
   returned: with O(state=moved)
   type: dict
 missing:
@@ -140,6 +147,16 @@ refused:
   returned: with O(state=moved)
   type: list
   elements: dict
+unsafe:
+  description:
+    - Rows left untouched because a local file is refused for safety (up to 50; id, files, reason) - a symbolic
+      link (never followed), a FIFO, a device, a socket or a directory where a drive file should be. The other rows
+      are moved; move or replace the file and run again.
+  returned: with O(state=moved)
+  type: list
+  elements: dict
+  sample: [{"id": "9k00000001", "files": ["0b1e4c1e-6ad4-4b57-9d0a-3f3e5c1b2a11"],
+            "reason": "files/0b1e4c1e-6ad4-4b57-9d0a-3f3e5c1b2a11 is a symbolic link (not followed)"}]
 sample:
   description: Some row changes (id, objects, before, after); with O(state=purged) the files deleted (id, files).
   returned: with O(state=moved) or O(state=purged)
@@ -179,6 +196,10 @@ present_meanwhile:
   description: Purged names that reappeared while being written back (left as they were, never overwritten).
   returned: with O(state=rolled_back) when files were written back
   type: int
+temporaries_removed:
+  description: Temporary files a killed earlier rollback left in O(files_dir) (root's, named C(.NAME.fos-RANDOM.tmp)), removed.
+  returned: with O(state=rolled_back) when O(files_dir) could be opened
+  type: int
 unrestorable:
   description: With O(skip_unrestorable), rows left pointing at the bucket because an object is missing (id, files, reason).
   returned: with O(state=rolled_back)
@@ -201,8 +222,6 @@ still_moved:
   returned: with O(state=rolled_back)
   type: int
 """
-
-import os  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 
@@ -271,17 +290,18 @@ def roll_back(conn, params, check_mode):
         return client, settings["bucket"]
 
     # A purge refuses a linked files/, so without purged rows a link or an absent directory means no
-    # file was ever deleted: the rows alone are restored.
-    if files_dir and (purged or (os.path.isdir(files_dir) and not os.path.islink(files_dir))):
+    # file was ever deleted: the rows alone are restored (prepare's required).
+    if files_dir:
         unrestorable, report = misskey_drive_restore.prepare(
-            conn, bucket_client, files_dir, skip_unrestorable=params["skip_unrestorable"], check_mode=check_mode)
+            conn, bucket_client, files_dir, skip_unrestorable=params["skip_unrestorable"], check_mode=check_mode,
+            required=bool(purged))
     elif purged:
         raise MisskeyConfigError("%d moved rows had their local files deleted by a purge: give files_dir so that "
                                  "rollback writes them back first (nothing was changed)" % purged)
     result = rollback(conn, check_mode=check_mode, drop_backup=params["drop_backup"],
                       exclude=[u["id"] for u in unrestorable])
     result.update(report, unrestorable=unrestorable)
-    result["changed"] = bool(result["changed"] or report["written_back"])
+    result["changed"] = bool(result["changed"] or report["written_back"] or report.get("temporaries_removed"))
     return result
 
 

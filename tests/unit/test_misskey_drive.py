@@ -109,15 +109,15 @@ def test_open_entry_regular_file_and_absent(tmp_path):
         open_entry,
     )
 
-    files, dir_fd = _files(tmp_path)
+    files, drive_dir = _files(tmp_path)
     (files / U).write_bytes(b"hello")
     try:
-        fd, info = open_entry(dir_fd, U)
+        fd, info = open_entry(drive_dir, U)
         assert info.st_size == 5 and md5_of_fd(fd) == ("5d41402abc4b2a76b9719d911017c592", 5)
         os.close(fd)
-        assert open_entry(dir_fd, "thumbnail-" + U) is None
+        assert open_entry(drive_dir, "thumbnail-" + U) is None
     finally:
-        os.close(dir_fd)
+        drive_dir.close()
 
 
 @pytest.mark.parametrize("kind", ["link", "fifo", "directory", "bad name"])
@@ -126,7 +126,7 @@ def test_open_entry_keeps_what_is_not_a_regular_file(tmp_path, kind):
 
     from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_purge import Kept, open_entry
 
-    files, dir_fd = _files(tmp_path)
+    files, drive_dir = _files(tmp_path)
     target = tmp_path / "target"
     target.write_bytes(b"outside")
     name = U
@@ -140,11 +140,11 @@ def test_open_entry_keeps_what_is_not_a_regular_file(tmp_path, kind):
         name = "../target"
     try:
         with pytest.raises(Kept) as kept:
-            open_entry(dir_fd, name)  # returns at once (a FIFO does not block)
+            open_entry(drive_dir, name)  # returns at once (a FIFO does not block)
         assert {"link": "symbolic link", "fifo": "not a regular file", "directory": "not a regular file",
                 "bad name": "not a local file name"}[kind] in str(kept.value)
     finally:
-        os.close(dir_fd)
+        drive_dir.close()
     assert target.read_bytes() == b"outside"
 
 
@@ -157,30 +157,31 @@ def test_unlink_checked_refuses_a_replaced_name(tmp_path):
         unlink_checked,
     )
 
-    files, dir_fd = _files(tmp_path)
+    files, drive_dir = _files(tmp_path)
     (files / U).write_bytes(b"first")
     try:
-        fd, info = open_entry(dir_fd, U)
+        fd, info = open_entry(drive_dir, U)
         os.close(fd)
         os.rename(str(files / U), str(tmp_path / "moved-away"))
         (files / U).write_bytes(b"second")  # another inode under the same name
         with pytest.raises(Kept, match="replaced meanwhile"):
-            unlink_checked(dir_fd, U, info)
+            unlink_checked(drive_dir, U, info)
         assert (files / U).read_bytes() == b"second"
-        fd, info = open_entry(dir_fd, U)
+        fd, info = open_entry(drive_dir, U)
         os.close(fd)
-        assert unlink_checked(dir_fd, U, info) is True and not (files / U).exists()
+        assert unlink_checked(drive_dir, U, info) is True and not (files / U).exists()
     finally:
-        os.close(dir_fd)
+        drive_dir.close()
 
 
-def test_open_dir_refuses_a_link(tmp_path):
+def test_open_dir_refuses_a_link(tmp_path, appuser):
     import os
 
     from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_purge import open_dir
 
     (tmp_path / "real").mkdir()
     os.symlink(str(tmp_path / "real"), str(tmp_path / "files"))
+    os.lchown(str(tmp_path / "files"), appuser.uid, appuser.gid)  # a link the app's user made (safe_fs: refused)
     with pytest.raises(DriveMoveError, match="symbolic link"):
         open_dir(str(tmp_path / "files"))
 
@@ -208,3 +209,58 @@ def test_move_diff_has_the_counts_in_its_header_and_only_drive_file_columns():
     assert check["after_header"] == "drive_file in https://s3.mk/misskey"
     assert check["before"] == {"9k1": sample[0]["before"]} and check["after"] == {"9k1": sample[0]["after"]}
     assert "5 moved" in move_diff(result)["before_header"] and "9 objects uploaded" in move_diff(result)["before_header"]
+    stats["unsafe"] = 2  # rows refused for a link or a FIFO in files/: named only when there are some
+    assert "0 changed meanwhile, 2 unsafe; 9 objects uploaded" in move_diff(result)["before_header"]
+
+
+# --- the rollback's write-back (misskey_drive_restore) ---------------------------------------------
+
+def test_sibling_mode_keeps_permission_bits_only(tmp_path):
+    import os
+
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_purge import open_dir
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_restore import sibling_mode
+
+    files = tmp_path / "files"
+    files.mkdir()
+    with open_dir(str(files)) as drive_dir:
+        assert sibling_mode(drive_dir) == 0o644  # no sibling
+        for n in range(3):
+            (files / ("s%d" % n)).write_bytes(b"x")
+            os.chmod(str(files / ("s%d" % n)), 0o6775)
+        (files / "other").write_bytes(b"x")
+        os.chmod(str(files / "other"), 0o640)
+        assert sibling_mode(drive_dir) == 0o664  # the most common, without setuid, setgid and x bits
+        for n in range(3):
+            os.chmod(str(files / ("s%d" % n)), 0o4755)
+        assert sibling_mode(drive_dir) == 0o644
+
+
+def test_remove_temporaries_removes_only_what_a_killed_write_back_left(tmp_path, appuser):
+    import os
+
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_purge import open_dir
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_restore import (
+        remove_temporaries,
+    )
+
+    files = tmp_path / "files"
+    files.mkdir()
+    ours = [".%s.fos-0123456789abcdef.tmp" % U, ".thumbnail-%s.fos-fedcba9876543210.tmp" % U,
+            ".fos-restore-%s-0a1b2c3d" % U]  # safe_fs's temporaries, and the earlier version's
+    for name in ours:
+        (files / name).write_bytes(b"partial")
+    app_owned = ".webpublic-%s.fos-0123456789abcdef.tmp" % U
+    (files / app_owned).write_bytes(b"the app's")
+    os.chown(str(files / app_owned), appuser.uid, appuser.gid)
+    (files / U).write_bytes(b"a drive file")
+    (files / ".other.fos-0123456789abcdef.tmp").write_bytes(b"not next to a drive name")
+    os.symlink(str(tmp_path / "target"), str(files / (".%s.fos-aaaaaaaaaaaaaaaa.tmp" % U)))
+    (tmp_path / "target").write_bytes(b"outside")
+    hard = ".%s.fos-bbbbbbbbbbbbbbbb.tmp" % U  # a hard link to a root file, as the app user could plant
+    os.link(str(tmp_path / "target"), str(files / hard))
+    with open_dir(str(files)) as drive_dir:
+        assert remove_temporaries(drive_dir) == 3
+    assert sorted(os.listdir(str(files))) == sorted([app_owned, U, ".other.fos-0123456789abcdef.tmp",
+                                                     ".%s.fos-aaaaaaaaaaaaaaaa.tmp" % U, hard])
+    assert (tmp_path / "target").read_bytes() == b"outside"

@@ -274,3 +274,16 @@ def test_remove_stale_temporaries_removes_only_our_own_leftovers(root, tmp_path,
     assert sorted(removed) == sorted([ours, ".a.png.fos-fedcba9876543210.tmp"])
     assert set(os.listdir(str(root))) == before - set(removed)
     assert secret.read_bytes() == b"root only"
+
+
+def test_entries_lists_one_level_without_following(root, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "f").write_bytes(b"1")
+    (root / "sub").mkdir()
+    (root / "sub" / "deep").write_bytes(b"2")
+    os.symlink(str(outside), str(root / "l"))
+    os.mkfifo(str(root / "p"))
+    with Dir.anchor(str(root)) as d:
+        found = {name: stat.S_IFMT(st.st_mode) for name, st in d.entries()}
+    assert found == {"f": stat.S_IFREG, "sub": stat.S_IFDIR, "l": stat.S_IFLNK, "p": stat.S_IFIFO}
