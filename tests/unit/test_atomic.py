@@ -76,7 +76,8 @@ def test_temporary_names_are_unpredictable_and_exclusive(tmp_path, victim, monke
     real_open = os.open
 
     def spy(path, flags, *args, **kwargs):
-        if kwargs.get("dir_fd") is not None:
+        # every open for writing (the directories on the way are opened read-only by safe_fs)
+        if kwargs.get("dir_fd") is not None and flags & (os.O_WRONLY | os.O_RDWR):
             opened.append((path, flags))
         return real_open(path, flags, *args, **kwargs)
 
