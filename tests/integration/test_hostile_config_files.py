@@ -7,7 +7,9 @@ links at any name there. Root must never write through one (issue 12, items 1 an
 import json
 import os
 import re
+import shutil
 import stat
+import tempfile
 import textwrap
 
 import pytest
@@ -171,3 +173,89 @@ def test_diff_masks_url_credentials_and_multiline_values(tmp_path):
         assert "redis://:********@127.0.0.1" in out
         for secret in SECRETS:
             assert secret not in out, secret
+
+
+# --- issue 20, finding 8: app-owned files are read through the safe room, parse errors quote nothing ---
+
+ROOT_SECRET = "Root-Only-S3cret-Pw"
+
+
+@pytest.fixture
+def app_tree(appuser):
+    """A directory the real app user owns, reachable by it (not under pytest's 0700 tmp_path), and a
+    root-only file outside it whose content must never be read into a job's output."""
+    base = tempfile.mkdtemp(prefix="fos-test-i20-config-")
+    os.chmod(base, 0o755)
+    app = os.path.join(base, "app")
+    os.makedirs(os.path.join(app, ".config"))
+    appuser.own(app)
+    secret_dir = os.path.join(base, "root-only")
+    os.mkdir(secret_dir, 0o700)
+    victim = os.path.join(secret_dir, "db-credentials")
+    with open(victim, "w") as fh:
+        # A line PyYAML quotes in its error, and dotenv/YAML settings a module would use.
+        fh.write("db:\n  host: 127.0.0.1\n  pass: %s: [unbalanced\nDB_PASS=%s\nDB_HOST=127.0.0.1\n"
+                 % (ROOT_SECRET, ROOT_SECRET))
+    os.chmod(victim, 0o600)
+    yield app, victim
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def one_task(module, args):
+    return """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Run the module
+      fediverse.object_storage.%s: %s
+""" % (module, json.dumps(args))
+
+
+def plant_link(appuser, target, link):
+    appuser.call(os.symlink, target, link)
+    assert os.lstat(link).st_uid == appuser.uid
+
+
+@pytest.mark.parametrize("module, args", [
+    ("misskey_drive_move", {"config_file": "{app}/.config/default.yml", "state": "rolled_back"}),
+    ("misskey_storage_check", {"config_file": "{app}/.config/default.yml", "line": "v10"}),
+    ("misskey_meta", {"config_file": "{app}/.config/default.yml", "state": "restored"}),
+    ("media_info", {"env_file": "{app}/.env.production", "sample_size": 0}),
+    ("misskey_info", {"path": "{app}"}),
+])
+def test_a_link_planted_at_an_app_owned_config_file_is_refused(app_tree, appuser, module, args):
+    """The app user links default.yml / .env.production / package.json to a root-only file: root refuses to
+    read through the link (before any database or S3 connection), and nothing of the file reaches the output."""
+    app, victim = app_tree
+    args = {k: v.format(app=app) if isinstance(v, str) else v for k, v in args.items()}
+    for name in (".config/default.yml", ".env.production", "package.json"):
+        plant_link(appuser, victim, os.path.join(app, name))
+    res = run_playbook(one_task(module, args), callback="default")
+    out = res.stdout + res.stderr
+    assert res.rc != 0, out
+    assert "symbolic link" in out, out
+    assert ROOT_SECRET not in out
+    assert "unbalanced" not in out
+
+
+@pytest.mark.parametrize("module, args", [
+    ("misskey_drive_move", {"config_file": "{app}/.config/default.yml", "state": "rolled_back"}),
+    ("misskey_storage_check", {"config_file": "{app}/.config/default.yml", "line": "v10"}),
+])
+def test_a_yaml_error_names_the_place_never_the_content(app_tree, appuser, module, args):
+    """A default.yml with a secret on a line PyYAML cannot parse: the error gives the file, line and column,
+    never a snippet of the line (PyYAML's message quotes it)."""
+    app, _victim = app_tree
+    args = {k: v.format(app=app) if isinstance(v, str) else v for k, v in args.items()}
+    default = os.path.join(app, ".config", "default.yml")
+
+    def write():
+        with open(default, "w") as fh:
+            fh.write("url: https://mk.example.net/\ndb:\n  host: 127.0.0.1\n  pass: App-S3cret-Pw: [x\n"
+                     "drive:\n  storage: fs\n")
+    appuser.call(write)
+    res = run_playbook(one_task(module, args), callback="default")
+    out = res.stdout + res.stderr
+    assert res.rc != 0, out
+    assert "default.yml is not valid YAML (line 4, column" in out, out
+    assert "App-S3cret-Pw" not in out
