@@ -11,6 +11,7 @@ import shutil
 import stat
 import tempfile
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -259,3 +260,32 @@ def test_a_yaml_error_names_the_place_never_the_content(app_tree, appuser, modul
     assert res.rc != 0, out
     assert "default.yml is not valid YAML (line 4, column" in out, out
     assert "App-S3cret-Pw" not in out
+
+
+def test_config_original_restores_with_a_masked_diff_in_check_mode_then_changes_nothing(app_tree, appuser):
+    """config_original state=restored: --check --diff shows the change with secrets masked and writes nothing;
+    the run restores with the app user's owner and mode; a second run reports no change."""
+    app, _victim = app_tree
+    env = os.path.join(app, ".env.production")
+    switched = ENV_TEXT.replace("S3_ENABLED=false", "S3_ENABLED=true\nAWS_SECRET_ACCESS_KEY=New-SK-S3cret")
+
+    def lay_out():
+        with open(env, "w") as fh:
+            fh.write(switched)
+        os.chmod(env, 0o640)
+        with open(env + ".fediverse-object-storage.orig", "w") as fh:
+            fh.write(ENV_TEXT)
+    appuser.call(lay_out)
+    play = one_task("config_original", {"path": env, "state": "restored"})
+    res = run_playbook(play, check=True, diff=True, callback="default")
+    out = res.stdout + res.stderr
+    assert res.rc == 0 and "changed=1" in out, out
+    assert "-S3_ENABLED=true" in out and "+S3_ENABLED=false" in out
+    for secret in SECRETS:
+        assert secret not in out, secret
+    assert Path(env).read_text() == switched
+    assert run_playbook(play).changed == 1
+    assert Path(env).read_text() == ENV_TEXT
+    st = os.lstat(env)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (appuser.uid, appuser.gid, 0o640)
+    assert run_playbook(play).changed == 0
