@@ -15,8 +15,8 @@ version_added: 0.2.0
 description:
   - With O(state=kept), copies the app's config file (Mastodon's C(.env.production), Misskey v10's
     C(.config/default.yml)) to its original next to it, with the file's owner, group and mode.
-  - With O(state=restored), writes the content of the original back over the config file: the
-    rollback of the migrate role.
+  - With O(state=restored), writes the content of the original back over the config file (the
+    rollback of the migrate role).
   - The directory belongs to the app's user, who can plant links and swap names between two steps.
     Every file is opened once, relative to a descriptor of the directory, without following a link;
     a link or anything but a regular file (a FIFO, a directory) at the config file's or the
