@@ -45,6 +45,7 @@ except ImportError as exc:  # pragma: no cover - exercised by ansible-test's imp
 from urllib.parse import unquote, urlparse
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils import mastodon_layout as layout
+from ansible_collections.fediverse.object_storage.plugins.module_utils.atomic import read_config
 from ansible_collections.fediverse.object_storage.plugins.module_utils.envfile import read_env
 
 DEFAULT_HOST = "/var/run/postgresql"
@@ -71,11 +72,10 @@ def parse_env_text(text):
 def parse_env_file(path):
     """Read a Mastodon ``.env.production`` into a dict. Raises DBError when unreadable."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        text = read_config(path)
     except OSError as exc:
         raise DBError("cannot read env_file %s: %s" % (path, exc.strerror or exc)) from None
-    return parse_env_text(data.decode("utf-8", "replace"))
+    return parse_env_text(text)
 
 
 def _from_database_url(url):

@@ -83,7 +83,9 @@ def detect_version(package_json_text, source="package.json"):
     try:
         data = json.loads(package_json_text)
     except ValueError as exc:
-        raise MisskeyConfigError("%s is not valid JSON: %s" % (source, exc)) from exc
+        # The place only, never a quote of the file.
+        raise MisskeyConfigError("%s is not valid JSON (line %s, column %s)" % (
+            source, getattr(exc, "lineno", "?"), getattr(exc, "colno", "?"))) from None
     if not isinstance(data, dict) or not data.get("version"):
         raise MisskeyConfigError("%s has no \"version\": is this Misskey's directory?" % source)
     return parse_version(data["version"])
@@ -194,13 +196,23 @@ def _drive_block(lines):
     return start, last_content + 1
 
 
+def yaml_error_place(exc):
+    """`` (line L, column C)`` of a PyYAML error, without any of its text (which quotes the file)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if mark is None:
+        return ""
+    return " (line %d, column %d)" % (mark.line + 1, mark.column + 1)
+
+
 def _load(text, what):
     if not HAS_YAML:
         raise MisskeyConfigError("PyYAML is required to check %s" % what)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise MisskeyConfigError("%s is not valid YAML: %s" % (what, exc)) from exc
+        # Never the error's text: it quotes the file (a snippet of the bad line, a tag, a value), and the
+        # file may be another one than the admin thinks (a link) or hold secrets. Where only.
+        raise MisskeyConfigError("%s is not valid YAML%s" % (what, yaml_error_place(exc))) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -27,8 +27,8 @@ __metaclass__ = type  # noqa: UP001 (ansible-test sanity requires it)
 
 import contextlib
 import json
-import os
 
+from ansible_collections.fediverse.object_storage.plugins.module_utils.atomic import read_config
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import (
     META_COLUMNS,
     MisskeyConfigError,
@@ -79,10 +79,13 @@ def db_argument_spec():
 
 def read_config_db(path):
     """The ``db:`` section of a Misskey ``default.yml``."""
-    if not os.path.isfile(path):
-        raise MisskeyConfigError("%s does not exist: is Misskey installed there?" % path)
-    with open(path, "rb") as handle:
-        return db_settings(handle.read().decode("utf-8", "replace"), source=path)
+    try:
+        text = read_config(path)
+    except FileNotFoundError:
+        raise MisskeyConfigError("%s does not exist: is Misskey installed there?" % path) from None
+    except OSError as exc:
+        raise MisskeyConfigError("cannot read %s: %s" % (path, exc.strerror or exc)) from None
+    return db_settings(text, source=path)
 
 
 def connection_params(host=None, port=None, dbname=None, user=None, password=None, config_file=None):

@@ -23,6 +23,7 @@ import ssl
 import uuid
 from urllib.parse import quote, urlsplit
 
+from ansible_collections.fediverse.object_storage.plugins.module_utils.atomic import read_config
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import MisskeyConfigError, _load
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (
     BotoCoreError,
@@ -132,8 +133,7 @@ def fetch(url, connect_to=None, ca_bundle=None, validate_certs=True, timeout=20)
 
 def read_drive(path):
     """The ``drive:`` mapping of a v10 ``default.yml``."""
-    with open(path, "rb") as handle:
-        data = _load(handle.read().decode("utf-8", "replace"), path)
+    data = _load(read_config(path), path)
     return data.get("drive")
 
 

@@ -230,6 +230,7 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils import ( 
     misskey_drive_restore,
     misskey_storage,
 )
+from ansible_collections.fediverse.object_storage.plugins.module_utils.atomic import read_config  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import (  # noqa: E402
     MisskeyConfigError,
     _load,
@@ -251,8 +252,7 @@ def instance_url(params):
         return params["instance_url"].rstrip("/")
     if not params["config_file"]:
         raise MisskeyConfigError("give instance_url or config_file (its url:)")
-    with open(params["config_file"], "rb") as handle:
-        url = _load(handle.read().decode("utf-8", "replace"), params["config_file"]).get("url")
+    url = _load(read_config(params["config_file"]), params["config_file"]).get("url")
     if not url:
         raise MisskeyConfigError("%s has no url:" % params["config_file"])
     return str(url).rstrip("/")

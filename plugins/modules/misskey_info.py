@@ -68,6 +68,7 @@ import os  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
+from ansible_collections.fediverse.object_storage.plugins.module_utils.atomic import read_config  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import (  # noqa: E402
     MisskeyConfigError,
     detect_version,
@@ -80,11 +81,14 @@ def handle_version(module):
     if module.params["version"]:
         return parse_version(module.params["version"])
     package = os.path.join(module.params["path"], "package.json")
-    if not os.path.isfile(package):
+    try:
+        text = read_config(package)
+    except FileNotFoundError:
         raise MisskeyConfigError("%s does not exist: is Misskey installed in %s? Set the Misskey directory "
-                                 "(misskey_dir) or the version (misskey_version)" % (package, module.params["path"]))
-    with open(package, "rb") as handle:
-        return detect_version(handle.read().decode("utf-8", "replace"), source=package)
+                                 "(misskey_dir) or the version (misskey_version)" % (package, module.params["path"])) from None
+    except OSError as exc:
+        raise MisskeyConfigError("cannot read %s: %s" % (package, exc.strerror or exc)) from None
+    return detect_version(text, source=package)
 
 
 def main():

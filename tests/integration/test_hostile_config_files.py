@@ -7,8 +7,11 @@ links at any name there. Root must never write through one (issue 12, items 1 an
 import json
 import os
 import re
+import shutil
 import stat
+import tempfile
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -171,3 +174,118 @@ def test_diff_masks_url_credentials_and_multiline_values(tmp_path):
         assert "redis://:********@127.0.0.1" in out
         for secret in SECRETS:
             assert secret not in out, secret
+
+
+# --- issue 20, finding 8: app-owned files are read through the safe room, parse errors quote nothing ---
+
+ROOT_SECRET = "Root-Only-S3cret-Pw"
+
+
+@pytest.fixture
+def app_tree(appuser):
+    """A directory the real app user owns, reachable by it (not under pytest's 0700 tmp_path), and a
+    root-only file outside it whose content must never be read into a job's output."""
+    base = tempfile.mkdtemp(prefix="fos-test-i20-config-")
+    os.chmod(base, 0o755)
+    app = os.path.join(base, "app")
+    os.makedirs(os.path.join(app, ".config"))
+    appuser.own(app)
+    secret_dir = os.path.join(base, "root-only")
+    os.mkdir(secret_dir, 0o700)
+    victim = os.path.join(secret_dir, "db-credentials")
+    with open(victim, "w") as fh:
+        # A line PyYAML quotes in its error, and dotenv/YAML settings a module would use.
+        fh.write("db:\n  host: 127.0.0.1\n  pass: %s: [unbalanced\nDB_PASS=%s\nDB_HOST=127.0.0.1\n"
+                 % (ROOT_SECRET, ROOT_SECRET))
+    os.chmod(victim, 0o600)
+    yield app, victim
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def one_task(module, args):
+    return """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Run the module
+      fediverse.object_storage.%s: %s
+""" % (module, json.dumps(args))
+
+
+def plant_link(appuser, target, link):
+    appuser.call(os.symlink, target, link)
+    assert os.lstat(link).st_uid == appuser.uid
+
+
+@pytest.mark.parametrize("module, args", [
+    ("misskey_drive_move", {"config_file": "{app}/.config/default.yml", "state": "rolled_back"}),
+    ("misskey_storage_check", {"config_file": "{app}/.config/default.yml", "line": "v10"}),
+    ("misskey_meta", {"config_file": "{app}/.config/default.yml", "state": "restored"}),
+    ("media_info", {"env_file": "{app}/.env.production", "sample_size": 0}),
+    ("misskey_info", {"path": "{app}"}),
+])
+def test_a_link_planted_at_an_app_owned_config_file_is_refused(app_tree, appuser, module, args):
+    """The app user links default.yml / .env.production / package.json to a root-only file: root refuses to
+    read through the link (before any database or S3 connection), and nothing of the file reaches the output."""
+    app, victim = app_tree
+    args = {k: v.format(app=app) if isinstance(v, str) else v for k, v in args.items()}
+    for name in (".config/default.yml", ".env.production", "package.json"):
+        plant_link(appuser, victim, os.path.join(app, name))
+    res = run_playbook(one_task(module, args), callback="default")
+    out = res.stdout + res.stderr
+    assert res.rc != 0, out
+    assert "symbolic link" in out, out
+    assert ROOT_SECRET not in out
+    assert "unbalanced" not in out
+
+
+@pytest.mark.parametrize("module, args", [
+    ("misskey_drive_move", {"config_file": "{app}/.config/default.yml", "state": "rolled_back"}),
+    ("misskey_storage_check", {"config_file": "{app}/.config/default.yml", "line": "v10"}),
+])
+def test_a_yaml_error_names_the_place_never_the_content(app_tree, appuser, module, args):
+    """A default.yml with a secret on a line PyYAML cannot parse: the error gives the file, line and column,
+    never a snippet of the line (PyYAML's message quotes it)."""
+    app, _victim = app_tree
+    args = {k: v.format(app=app) if isinstance(v, str) else v for k, v in args.items()}
+    default = os.path.join(app, ".config", "default.yml")
+
+    def write():
+        with open(default, "w") as fh:
+            fh.write("url: https://mk.example.net/\ndb:\n  host: 127.0.0.1\n  pass: App-S3cret-Pw: [x\n"
+                     "drive:\n  storage: fs\n")
+    appuser.call(write)
+    res = run_playbook(one_task(module, args), callback="default")
+    out = res.stdout + res.stderr
+    assert res.rc != 0, out
+    assert "default.yml is not valid YAML (line 4, column" in out, out
+    assert "App-S3cret-Pw" not in out
+
+
+def test_config_original_restores_with_a_masked_diff_in_check_mode_then_changes_nothing(app_tree, appuser):
+    """config_original state=restored: --check --diff shows the change with secrets masked and writes nothing;
+    the run restores with the app user's owner and mode; a second run reports no change."""
+    app, _victim = app_tree
+    env = os.path.join(app, ".env.production")
+    switched = ENV_TEXT.replace("S3_ENABLED=false", "S3_ENABLED=true\nAWS_SECRET_ACCESS_KEY=New-SK-S3cret")
+
+    def lay_out():
+        with open(env, "w") as fh:
+            fh.write(switched)
+        os.chmod(env, 0o640)
+        with open(env + ".fediverse-object-storage.orig", "w") as fh:
+            fh.write(ENV_TEXT)
+    appuser.call(lay_out)
+    play = one_task("config_original", {"path": env, "state": "restored"})
+    res = run_playbook(play, check=True, diff=True, callback="default")
+    out = res.stdout + res.stderr
+    assert res.rc == 0 and "changed=1" in out, out
+    assert "-S3_ENABLED=true" in out and "+S3_ENABLED=false" in out
+    for secret in SECRETS:
+        assert secret not in out, secret
+    assert Path(env).read_text() == switched
+    assert run_playbook(play).changed == 1
+    assert Path(env).read_text() == ENV_TEXT
+    st = os.lstat(env)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (appuser.uid, appuser.gid, 0o640)
+    assert run_playbook(play).changed == 0

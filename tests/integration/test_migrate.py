@@ -530,3 +530,78 @@ def test_rollback_copies_back_media_written_after_the_switch_and_keeps_urls(host
     # The switched file was backed up before the original was restored.
     made = {n: data for n, data in backups().items() if n not in before}
     assert list(made.values()) == [switched], sorted(made)
+
+
+# --- issue 20, finding 2: the rollback restores .env.production through the safe room ----------------
+
+ROOT_SECRET = "Root-Only-S3cret-Pw"
+
+
+def give_live_dir_to(appuser, host, mode=0o640):
+    """The app's live directory and .env.production belong to the real app user, as on a server."""
+    os.lchown(host.live, appuser.uid, appuser.gid)
+    os.lchown(host.env_file, appuser.uid, appuser.gid)
+    os.chmod(host.env_file, mode)
+
+
+def test_rollback_keeps_the_app_users_owner_and_mode_of_env_production(host_factory, appuser):
+    """Migrate and roll back a host whose live directory belongs to the real app user: after the rollback
+    .env.production is the original again, still the app user's with its mode, and the app user can read it
+    (Mastodon starts). A second rollback changes nothing in it."""
+    host = host_factory("system")
+    give_live_dir_to(appuser, host, 0o640)
+    original = Path(host.env_file).read_bytes()
+    assert migrate(host).rc == 0
+    assert Path(host.env_file).read_bytes() != original
+
+    back = migrate(host, playbook=ROLLBACK)
+    assert back.rc == 0, back
+    assert back.task("Restore the original configuration file")["changed"] is True
+    st = os.lstat(host.env_file)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (appuser.uid, appuser.gid, 0o640)
+    assert Path(host.env_file).read_bytes() == original
+    appuser.call(Path(host.env_file).read_bytes)  # as the app user: readable
+
+    again = migrate(host, playbook=ROLLBACK)
+    assert again.rc == 0, again
+    assert again.task("Restore the original configuration file")["changed"] is False
+    st = os.lstat(host.env_file)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (appuser.uid, appuser.gid, 0o640)
+
+
+def test_rollback_refuses_an_original_swapped_for_a_link_between_its_steps(host_factory, appuser, tmp_path):
+    """After the rollback checked the kept original, and before it restores it (while nginx_proxy tests its
+    configuration), the app user swaps the original for a link to a root-only file: nothing of that file
+    reaches .env.production or the output; the restore is refused."""
+    host = host_factory("system")
+    give_live_dir_to(appuser, host, 0o600)
+    assert migrate(host).rc == 0
+    switched = Path(host.env_file).read_bytes()
+    orig = host.env_file + ".fediverse-object-storage.orig"
+    assert os.path.isfile(orig) and not os.path.islink(orig)
+
+    secret_dir = os.path.join(host.root, "root-only")
+    os.mkdir(secret_dir, 0o700)
+    victim = os.path.join(secret_dir, "shadow-like")
+    Path(victim).write_text("DB_PASS=%s\n" % ROOT_SECRET)
+    os.chmod(victim, 0o600)
+    marker = os.path.join(host.root, "swapped")
+    hook = os.path.join(host.root, "nginx-test-hook.sh")
+    Path(hook).write_text(
+        "#!/bin/sh\n"
+        "if [ ! -e %(marker)s ]; then\n"
+        "  runuser -u %(user)s -- ln -sfn %(victim)s %(orig)s && touch %(marker)s\n"
+        "fi\n"
+        "exec %(test)s\n" % dict(marker=marker, user=appuser.name, victim=victim, orig=orig,
+                                 test=host.extra_vars["nginx_proxy_test_command"]))
+    back = migrate(host, playbook=ROLLBACK, extra={"nginx_proxy_test_command": "sh " + hook})
+    assert os.path.exists(marker), "the hook did not run between the rollback's steps"
+    assert os.path.islink(orig)
+    out = back.stdout + back.stderr
+    assert ROOT_SECRET not in out
+    assert ROOT_SECRET.encode() not in Path(host.env_file).read_bytes()
+    assert back.rc != 0
+    assert "symbolic link" in back.task("Restore the original configuration file")["msg"]
+    assert Path(host.env_file).read_bytes() == switched
+    st = os.lstat(host.env_file)
+    assert (st.st_uid, st.st_mode & 0o7777) == (appuser.uid, 0o600)

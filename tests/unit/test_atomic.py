@@ -3,6 +3,7 @@
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -76,7 +77,8 @@ def test_temporary_names_are_unpredictable_and_exclusive(tmp_path, victim, monke
     real_open = os.open
 
     def spy(path, flags, *args, **kwargs):
-        if kwargs.get("dir_fd") is not None:
+        # every open for writing (the directories on the way are opened read-only by safe_fs)
+        if kwargs.get("dir_fd") is not None and flags & (os.O_WRONLY | os.O_RDWR):
             opened.append((path, flags))
         return real_open(path, flags, *args, **kwargs)
 
@@ -136,3 +138,69 @@ def test_read_bytes_refuses_more_than_its_limit(tmp_path):
     assert atomic.read_bytes(str(path), limit=10) == b"x" * 10
     with pytest.raises(atomic.AtomicWriteError, match="larger than 9 bytes"):
         atomic.read_bytes(str(path), limit=9)
+
+
+# --- keep_original / restore_original (module config_original, the rollback) ----------------------------
+
+def test_restore_original_keeps_owner_and_mode_of_the_replaced_file(tmp_path):
+    live = tmp_path / ".env.production"
+    live.write_bytes(b"S3_ENABLED=true\n")
+    os.chown(live, APP_UID, APP_UID)
+    os.chmod(live, 0o640)
+    orig = tmp_path / ".env.production.fediverse-object-storage.orig"
+    orig.write_bytes(b"S3_ENABLED=false\n")
+    os.chmod(orig, 0o600)  # root's, as the earlier versions made it
+    planned = atomic.restore_original(str(live), check_mode=True)
+    assert planned["changed"] and planned["before"] == b"S3_ENABLED=true\n"
+    assert live.read_bytes() == b"S3_ENABLED=true\n"  # check mode writes nothing
+    done = atomic.restore_original(str(live))
+    assert done["changed"] and done["found"]
+    assert state(live) == (b"S3_ENABLED=false\n", APP_UID, APP_UID, 0o640)
+    assert state(Path(done["backup_file"])) == (b"S3_ENABLED=true\n", APP_UID, APP_UID, 0o640)
+    again = atomic.restore_original(str(live))
+    assert not again["changed"] and "backup_file" not in again
+
+
+def test_restore_original_of_an_absent_file_takes_the_directorys_owner(tmp_path):
+    os.chown(tmp_path, APP_UID, APP_UID)
+    orig = tmp_path / "default.yml.fediverse-object-storage.orig"
+    orig.write_bytes(b"url: x\n")
+    os.chmod(orig, 0o640)
+    atomic.restore_original(str(tmp_path / "default.yml"))
+    assert state(tmp_path / "default.yml") == (b"url: x\n", APP_UID, APP_UID, 0o640)
+
+
+def test_restore_original_refuses_a_link_or_fifo_and_reports_no_original(tmp_path, victim):
+    live = tmp_path / ".env.production"
+    live.write_bytes(b"A=1\n")
+    assert atomic.restore_original(str(live))["found"] is False
+    orig = tmp_path / ".env.production.fediverse-object-storage.orig"
+    os.symlink(str(victim), str(orig))
+    with pytest.raises(atomic.AtomicWriteError, match="symbolic link"):
+        atomic.restore_original(str(live), check_mode=True)
+    with pytest.raises(atomic.AtomicWriteError, match="symbolic link"):
+        atomic.restore_original(str(live))
+    os.unlink(orig)
+    os.mkfifo(str(orig))
+    with pytest.raises(atomic.AtomicWriteError, match="not a regular file"):
+        atomic.restore_original(str(live))  # and it does not hang
+    assert live.read_bytes() == b"A=1\n"
+
+
+def test_keep_original_copies_owner_and_mode_and_never_follows_links(tmp_path, victim):
+    live = tmp_path / ".env.production"
+    live.write_bytes(b"A=1\n")
+    os.chown(live, APP_UID, APP_UID)
+    os.chmod(live, 0o600)
+    changed, kept = atomic.keep_original(str(live))
+    assert changed and state(Path(kept)) == (b"A=1\n", APP_UID, APP_UID, 0o600)
+    assert atomic.keep_original(str(live)) == (False, kept)
+    live.write_bytes(b"A=2\n")
+    assert atomic.keep_original(str(live), force=False) == (False, kept)
+    assert Path(kept).read_bytes() == b"A=1\n"
+    os.unlink(live)
+    os.symlink(str(victim), str(live))
+    before = state(victim)
+    with pytest.raises(atomic.AtomicWriteError, match="symbolic link"):
+        atomic.keep_original(str(live))
+    assert Path(kept).read_bytes() == b"A=1\n" and state(victim) == before
