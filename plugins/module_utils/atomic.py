@@ -188,18 +188,22 @@ def _read_regular(directory, name, limit):
     return data, status
 
 
-def keep_original(path, original=None, force=True, check_mode=False, limit=CONFIG_LIMIT):
+def keep_original(path, original=None, force=True, check_mode=False, limit=CONFIG_LIMIT, unless=None):
     """Copy the config file ``path`` to its original (``original``, a name next to it), with the
     owner, group and mode of ``path``; an existing original is replaced only with ``force``.
     Returns ``(changed, original_path)``. ``path`` is opened once without following a link
     (``FileNotFoundError`` when missing, ``AtomicWriteError`` when it is a link or not a regular
-    file); a link or anything but a regular file at the original's name is refused."""
+    file); a link or anything but a regular file at the original's name is refused.
+    ``unless(data)``: when it returns true for the file's content (already switched: a re-run),
+    nothing is kept."""
     directory, name = anchor_parent(path)
     with directory:
         keep = original_name(path, original)
         data, status = _read_regular(directory, name, limit)
         if data is None:
             raise FileNotFoundError(errno.ENOENT, "%s does not exist" % directory.child(name))
+        if unless is not None and unless(data):
+            return False, directory.child(keep)
         kept, kept_status = _read_regular(directory, keep, limit)
         same = kept is not None and kept == data and (kept_status.st_uid, kept_status.st_gid) == (
             status.st_uid, status.st_gid) and stat.S_IMODE(kept_status.st_mode) == stat.S_IMODE(status.st_mode)

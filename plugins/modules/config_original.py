@@ -48,6 +48,13 @@ options:
       - With O(state=kept), whether an existing original is replaced (false keeps the first one).
     type: bool
     default: true
+  unless_set:
+    description:
+      - With O(state=restored) ignored. With O(state=kept) and O(format=dotenv), nothing is kept when
+        the config file already sets every one of these variables to these values (read with
+        dotenv's rules, as Mastodon reads them): the file already points at the bucket, so it is
+        not the original (a re-run).
+    type: dict
   backup:
     description:
       - With O(state=restored), whether the current config file is backed up first (Ansible's
@@ -110,7 +117,11 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.atomic im
     keep_original,
     restore_original,
 )
-from ansible_collections.fediverse.object_storage.plugins.module_utils.envfile import mask_secrets  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.envfile import (  # noqa: E402
+    EnvFileError,
+    mask_secrets,
+    read_env,
+)
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import mask_yaml_secrets  # noqa: E402
 
 
@@ -118,12 +129,28 @@ def _text(data):
     return "" if data is None else data.decode("utf-8", "replace")
 
 
+def _already_set(params):
+    """The ``unless`` test of keep_original for O(unless_set): every variable already has its value."""
+    wanted = params["unless_set"]
+    if not wanted or params["format"] != "dotenv":
+        return None
+
+    def test(data):
+        try:
+            current = read_env(_text(data))
+        except EnvFileError:
+            return False
+        return all(current.get(key) == ("" if value is None else str(value)) for key, value in wanted.items())
+
+    return test
+
+
 def handle(module):
     params = module.params
     path = params["path"]
     if params["state"] == "kept":
         changed, original = keep_original(path, params["original"], force=params["force"],
-                                          check_mode=module.check_mode)
+                                          check_mode=module.check_mode, unless=_already_set(params))
         return dict(changed=changed, path=path, original=original, found=True)
     done = restore_original(path, params["original"], backup=params["backup"], check_mode=module.check_mode)
     result = dict(changed=done["changed"], path=done["path"], original=done["original"], found=done["found"])
@@ -144,6 +171,7 @@ def main():
             state=dict(type="str", required=True, choices=["kept", "restored"]),
             force=dict(type="bool", default=True),
             backup=dict(type="bool", default=True),
+            unless_set=dict(type="dict"),
             format=dict(type="str", default="dotenv", choices=["dotenv", "yaml"]),
         ),
         supports_check_mode=True,

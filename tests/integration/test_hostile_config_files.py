@@ -289,3 +289,24 @@ def test_config_original_restores_with_a_masked_diff_in_check_mode_then_changes_
     st = os.lstat(env)
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (appuser.uid, appuser.gid, 0o640)
     assert run_playbook(play).changed == 0
+
+
+def test_config_original_kept_only_from_a_file_not_yet_switched(app_tree, appuser):
+    """config_original state=kept with unless_set: the original is the pre-switch file; a re-run on the
+    switched file (S3_ENABLED=true and this bucket, read with dotenv's rules) keeps it as it was."""
+    app, _victim = app_tree
+    env = os.path.join(app, ".env.production")
+    orig = env + ".fediverse-object-storage.orig"
+    appuser.call(lambda: Path(env).write_text(ENV_TEXT))
+    wanted = {"S3_ENABLED": "true", "S3_BUCKET": "media-bucket"}
+    play = one_task("config_original", {"path": env, "state": "kept", "unless_set": wanted})
+    assert run_playbook(play).changed == 1
+    assert Path(orig).read_text() == ENV_TEXT
+    switched = ENV_TEXT.replace("S3_ENABLED=false", "S3_ENABLED='true'\nS3_BUCKET=media-bucket")
+    appuser.call(lambda: Path(env).write_text(switched))
+    assert run_playbook(play).changed == 0
+    assert Path(orig).read_text() == ENV_TEXT
+    other = ENV_TEXT.replace("S3_ENABLED=false", "S3_ENABLED=true\nS3_BUCKET=another-bucket")
+    appuser.call(lambda: Path(env).write_text(other))
+    assert run_playbook(play).changed == 1
+    assert Path(orig).read_text() == other

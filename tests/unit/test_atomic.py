@@ -204,3 +204,16 @@ def test_keep_original_copies_owner_and_mode_and_never_follows_links(tmp_path, v
     with pytest.raises(atomic.AtomicWriteError, match="symbolic link"):
         atomic.keep_original(str(live))
     assert Path(kept).read_bytes() == b"A=1\n" and state(victim) == before
+
+
+def test_keep_original_leaves_the_kept_one_when_the_file_is_already_switched(tmp_path):
+    """A re-run: the file already points at the bucket, so it is not the original (unless)."""
+    env = tmp_path / ".env.production"
+    env.write_text("S3_ENABLED=false\n")
+    changed, kept = atomic.keep_original(str(env), unless=lambda data: b"S3_ENABLED=true" in data)
+    assert changed and Path(kept).read_text() == "S3_ENABLED=false\n"
+    env.write_text("S3_ENABLED=true\n")
+    changed, kept = atomic.keep_original(str(env), unless=lambda data: b"S3_ENABLED=true" in data)
+    assert not changed and Path(kept).read_text() == "S3_ENABLED=false\n"
+    changed, kept = atomic.keep_original(str(env))
+    assert changed and Path(kept).read_text() == "S3_ENABLED=true\n"
