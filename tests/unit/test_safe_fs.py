@@ -233,3 +233,56 @@ def test_error_numbers(root):
         with pytest.raises(OSError) as info:
             d.open_dir("nope")
         assert info.value.errno == errno.ENOENT
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "walk"])
+def test_open_below_never_goes_through_a_link(root, tmp_path, fast):
+    outside = tmp_path / "outside"
+    (outside / "b").mkdir(parents=True)
+    (outside / "b" / "f").write_bytes(b"secret")
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "a" / "b" / "f").write_bytes(b"media")
+    (root / "plain").write_bytes(b"x")
+    os.symlink(str(outside), str(root / "l"))            # a link in a directory component
+    os.symlink(str(outside / "b" / "f"), str(root / "a" / "lf"))  # a link as the file itself
+    os.mkfifo(str(root / "a" / "fifo"))
+    with Dir.anchor(str(root)) as d:
+        real = d.real_path() if fast else "/nowhere"      # a wrong real path forces the walk
+        fd, st = d.open_below("a/b/f", real)
+        try:
+            assert os.read(fd, 100) == b"media" and st.st_size == 5
+        finally:
+            os.close(fd)
+        for rel in ("l/b/f", "a/lf"):
+            with pytest.raises(UnsafePath, match="symbolic link") as info:
+                d.open_below(rel, real)
+            assert info.value.errno == errno.ELOOP
+        with pytest.raises(UnsafePath) as info:             # never blocks, refused
+            d.open_below("a/fifo", real)
+        assert info.value.errno == errno.EINVAL
+        with pytest.raises(UnsafePath):                      # a directory is no file
+            d.open_below("a/b", real)
+        with pytest.raises(FileNotFoundError):
+            d.open_below("a/missing", real)
+        with pytest.raises(NotADirectoryError):
+            d.open_below("plain/f", real)
+        with pytest.raises(UnsafePath):
+            d.open_below("a/../plain", real)
+
+
+def test_open_below_fast_path_after_the_anchor_moved(root, tmp_path):
+    """The anchor's directory renamed (by the app user) after anchoring: the descriptor still
+    names it, the cached real path does not: the walk answers, from the descriptor."""
+    (root / "a").mkdir()
+    (root / "a" / "f").write_bytes(b"1")
+    with Dir.anchor(str(root)) as d:
+        real = d.real_path()
+        os.rename(str(root), str(tmp_path / "moved"))
+        os.mkdir(str(root))
+        (root / "a").mkdir()
+        (root / "a" / "f").write_bytes(b"decoy")
+        fd, _st = d.open_below("a/f", real)
+        try:
+            assert os.read(fd, 10) == b"1"
+        finally:
+            os.close(fd)
