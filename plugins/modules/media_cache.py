@@ -21,6 +21,10 @@ description:
     the bucket (key C([key_prefix/]cache/PATH)) with the same size. The tree is walked without
     following links; a link, a special file or an unreadable directory refuses the deletion.
   - V(restore) renames C(cache.old) back to C(cache) (rollback).
+  - The directory holding C(cache) is opened once (a symbolic link on its path is followed only when
+    root alone can change it) and every step works through that descriptor, never by path again; a
+    C(cache.old) made meanwhile is never overwritten, and a directory swapped for a link in between
+    never makes it delete anything but the inode its marker names.
   - V(inspect) changes nothing and reports which of C(cache) and C(cache.old) exist and whether
     C(cache) holds files.
   - It never retires the cache by itself after a copy - the caller (the C(media_copy) role's
