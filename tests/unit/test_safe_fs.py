@@ -235,8 +235,13 @@ def test_error_numbers(root):
         assert info.value.errno == errno.ENOENT
 
 
-@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "walk"])
-def test_open_below_never_goes_through_a_link(root, tmp_path, fast):
+@pytest.mark.parametrize("path", ["openat2", "proc", "walk"])
+def test_open_below_never_goes_through_a_link(root, tmp_path, path, monkeypatch):
+    if path == "openat2" and safe_fs._OPENAT2[0] is None:
+        pytest.skip("no openat2 on this kernel")
+    if path != "openat2":
+        monkeypatch.setattr(safe_fs, "_OPENAT2", [None])
+    fast = path != "walk"
     outside = tmp_path / "outside"
     (outside / "b").mkdir(parents=True)
     (outside / "b" / "f").write_bytes(b"secret")
@@ -270,9 +275,12 @@ def test_open_below_never_goes_through_a_link(root, tmp_path, fast):
             d.open_below("a/../plain", real)
 
 
-def test_open_below_fast_path_after_the_anchor_moved(root, tmp_path):
+@pytest.mark.parametrize("path", ["openat2", "proc"])
+def test_open_below_fast_path_after_the_anchor_moved(root, tmp_path, path, monkeypatch):
     """The anchor's directory renamed (by the app user) after anchoring: the descriptor still
-    names it, the cached real path does not: the walk answers, from the descriptor."""
+    names it, the cached real path does not: the file is still read from the descriptor."""
+    if path == "proc":
+        monkeypatch.setattr(safe_fs, "_OPENAT2", [None])
     (root / "a").mkdir()
     (root / "a" / "f").write_bytes(b"1")
     with Dir.anchor(str(root)) as d:
