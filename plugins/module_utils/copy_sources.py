@@ -31,6 +31,7 @@ import threading
 from ansible_collections.fediverse.object_storage.plugins.module_utils.rate_limit import acquire
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import resolve_endpoint
 from ansible_collections.fediverse.object_storage.plugins.module_utils.safe_fs import Dir, UnsafePath
+from ansible_collections.fediverse.object_storage.plugins.module_utils.safe_fs_open import open_below, real_path
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_listing import (
     BucketIndex,
     join_key,
@@ -55,8 +56,8 @@ class FilesystemSource(object):
     The app user owns that tree, so ``system_root`` is anchored ONCE (``Dir.anchor``: a link on the
     way is followed only when root alone can change it; one the app user could swap is refused, with
     the path to give instead) and every file is opened below that descriptor, never through a link
-    (``Dir.open_below``: one ``openat`` of the whole relative path, ``O_NOFOLLOW`` on the file, the
-    path in ``/proc/self/fd`` compared, else a walk component by component). A link raises
+    (safe_fs_open: one ``openat2`` refusing every link, or one ``openat`` checked through
+    ``/proc/self/fd``, else a walk component by component). A link raises
     ``UnsafeSource``. So does a file the owner of ``system_root`` (the app's user) does not own: the
     app user cannot have written it, only hard-linked it there (``fs.protected_hardlinks=0``) or
     found it there, and it may be any user's private file. When the tree is root's, a root-owned
@@ -80,7 +81,7 @@ class FilesystemSource(object):
                 if self._anchor is None:
                     anchor = Dir.anchor(self.system_root)
                     self._owner = anchor.stat().st_uid
-                    self._real = anchor.real_path()
+                    self._real = real_path(anchor)
                     self._anchor = anchor
         return self._anchor
 
@@ -111,7 +112,7 @@ class FilesystemSource(object):
         relative = self._relative(key)
         anchor = self.anchor()
         try:
-            fd, st = anchor.open_below(relative, self._real)
+            fd, st = open_below(anchor, relative, self._real)
         except UnsafePath as exc:
             if exc.errno == errno.EINVAL:  # a FIFO, a device, a directory: no media file
                 return None, None
