@@ -15,7 +15,8 @@ sends itself (``limiter``: a rate_limit.RateLimiter or None; the filesystem send
     copy_source(key)                      a CopyObject ``CopySource`` when the destination's keys can
                                           read the object server side, else None
 
-``UnsafeSource`` is raised for an object that must never be uploaded (a link below the root).
+``UnsafeSource`` is raised for an object that must never be uploaded (a link below the root, a
+file the app's user does not own).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -25,10 +26,12 @@ __metaclass__ = type  # noqa: UP001 - required by ansible-test sanity
 import errno
 import io
 import os
-import stat
+import threading
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils.rate_limit import acquire
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import resolve_endpoint
+from ansible_collections.fediverse.object_storage.plugins.module_utils.safe_fs import Dir, UnsafePath
+from ansible_collections.fediverse.object_storage.plugins.module_utils.safe_fs_open import open_below, real_path
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_listing import (
     BucketIndex,
     join_key,
@@ -42,84 +45,84 @@ NOT_FOUND_ERRNOS = (errno.ENOENT, errno.ENOTDIR)
 
 
 class UnsafeSource(Exception):
-    """The source is a symbolic link, or reached through one: reported, never uploaded."""
-
-
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
-_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+    """The source must never be uploaded: a symbolic link (or reached through one), or a file the
+    app's user does not own (a hard link to another user's file). Reported, never uploaded."""
 
 
 class FilesystemSource(object):
-    """Files below Mastodon's ``public/system`` (PAPERCLIP_ROOT_PATH). Only ever read.
+    """Files below Mastodon's ``public/system`` (PAPERCLIP_ROOT_PATH). Only ever read, through the
+    safe room (safe_fs.py).
 
-    The app user owns that tree, so a file is never opened through a symbolic link: the final
-    component is opened with ``O_NOFOLLOW`` and the directories above it are checked to be no
-    links either (the path the kernel opened must be the expected one below the real root, else
-    a walk with ``O_NOFOLLOW`` from the root decides). A link raises ``UnsafeSource``. The root
-    itself (an admin's choice) may be reached through links.
+    The app user owns that tree, so ``system_root`` is anchored ONCE (``Dir.anchor``: a link on the
+    way is followed only when root alone can change it; one the app user could swap is refused, with
+    the path to give instead) and every file is opened below that descriptor, never through a link
+    (safe_fs_open: one ``openat2`` refusing every link, or one ``openat`` checked through
+    ``/proc/self/fd``, else a walk component by component). A link raises
+    ``UnsafeSource``. So does a file the owner of ``system_root`` (the app's user) does not own: the
+    app user cannot have written it, only hard-linked it there (``fs.protected_hardlinks=0``) or
+    found it there, and it may be any user's private file. When the tree is root's, a root-owned
+    file with more than one link is refused for the same reason.
     """
 
     needs_prepare = False  # nothing to list; reading a file sends no request
 
     def __init__(self, system_root):
         self.system_root = os.path.abspath(system_root)
-        self.real_root = os.path.realpath(self.system_root)
-        self._root_slash = self.real_root.rstrip("/") + "/"
+        self._anchor = None
+        self._real = None
+        self._owner = None
+        self._lock = threading.Lock()
 
-    def _parts(self, key):
-        parts = key.strip("/").split("/")
-        if not key.strip("/") or any(part in ("", ".", "..") or "\x00" in part for part in parts):
+    def anchor(self):
+        """The anchored ``system_root`` (opened on first use): ``UnsafePath`` for a link the app user
+        could change, ``OSError`` when it cannot be opened."""
+        if self._anchor is None:
+            with self._lock:
+                if self._anchor is None:
+                    anchor = Dir.anchor(self.system_root)
+                    self._owner = anchor.stat().st_uid
+                    self._real = real_path(anchor)
+                    self._anchor = anchor
+        return self._anchor
+
+    def close(self):
+        with self._lock:
+            if self._anchor is not None:
+                self._anchor.close()
+                self._anchor = None
+
+    def _relative(self, key):
+        relative = key.strip("/")
+        if not relative or any(part in ("", ".", "..") or "\x00" in part for part in relative.split("/")):
             raise UnsafeSource("key %r is not a plain relative path" % key)
-        return parts
+        return relative
 
-    def _walk_open(self, parts):
-        """Open ``parts`` below the real root component by component, never following a link."""
-        dir_fd = os.open(self.real_root, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
-        try:
-            for index, part in enumerate(parts):
-                last = index == len(parts) - 1
-                flags = os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | (_O_NONBLOCK if last else _O_DIRECTORY)
-                try:
-                    fd = os.open(part, flags, dir_fd=dir_fd)
-                except OSError as exc:
-                    if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
-                        try:
-                            is_link = stat.S_ISLNK(os.lstat(part, dir_fd=dir_fd).st_mode)
-                        except OSError:
-                            is_link = False
-                        if is_link:
-                            raise UnsafeSource("%s is a symbolic link" % "/".join(parts[:index + 1])) from None
-                    raise
-                os.close(dir_fd)
-                dir_fd = fd
-            fd, dir_fd = dir_fd, None
-            return fd
-        finally:
-            if dir_fd is not None:
-                os.close(dir_fd)
+    def _check_owner(self, key, st):
+        if st.st_uid != self._owner:
+            raise UnsafeSource("%s is owned by uid %d, not by uid %d that owns %s: a file the app's user did not "
+                               "write (e.g. a hard link to another user's file) is never uploaded"
+                               % (key, st.st_uid, self._owner, self.system_root))
+        if st.st_uid == 0 and st.st_nlink > 1:
+            raise UnsafeSource("%s belongs to root and has %d hard links: never uploaded (it may be a link to "
+                               "a private file)" % (key, st.st_nlink))
 
     def open_fd(self, key):
-        """A read-only descriptor of the source file; ``UnsafeSource`` for links, ``OSError`` else."""
-        parts = self._parts(key)
-        expected = self._root_slash + "/".join(parts)  # os.path.join(real_root, *parts), without its cost per call
+        """``(fd, stat)`` of the source, read-only. ``UnsafeSource`` for a link or a file of another
+        owner; ``None`` instead of the descriptor for anything but a regular file; ``OSError`` else."""
+        relative = self._relative(key)
+        anchor = self.anchor()
         try:
-            fd = os.open(expected, os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC)
-        except OSError as exc:
-            if exc.errno != errno.ELOOP:
-                raise
-            fd = None
-        if fd is not None:
-            try:
-                opened = os.readlink("/proc/self/fd/%d" % fd)
-            except OSError:
-                opened = None
-            if opened == expected:
-                return fd
+            fd, st = open_below(anchor, relative, self._real)
+        except UnsafePath as exc:
+            if exc.errno == errno.EINVAL:  # a FIFO, a device, a directory: no media file
+                return None, None
+            raise UnsafeSource(str(exc)) from None
+        try:
+            self._check_owner(key, st)
+        except BaseException:
             os.close(fd)
-        # A link somewhere, or no /proc: the walk tells which component (or opens it safely).
-        return self._walk_open(parts)
+            raise
+        return fd, st
 
     def prepare(self, limiter=None):
         """Nothing to do: the files are looked up one by one."""
@@ -129,34 +132,25 @@ class FilesystemSource(object):
         return None
 
     def size(self, key, limiter=None):
-        """The size of a regular source file; None when it does not exist; ``UnsafeSource`` for links;
-        any other error (EACCES, EIO...) raises."""
+        """The size of a regular source file; None when it does not exist (or is no regular file);
+        ``UnsafeSource`` for links and files of another owner; any other error (EACCES, EIO...) raises."""
         try:
-            fd = self.open_fd(key)
-        except ValueError:
-            return None
+            fd, st = self.open_fd(key)
         except OSError as exc:
             if exc.errno in NOT_FOUND_ERRNOS:
                 return None
             raise
-        try:
-            st = os.fstat(fd)
-        finally:
-            os.close(fd)
-        if not stat.S_ISREG(st.st_mode):
+        if fd is None:
             return None
+        os.close(fd)
         return st.st_size
 
     def open(self, key, limiter=None):
         """The file, opened read-only without following a link (``UnsafeSource`` otherwise)."""
-        fd = self.open_fd(key)
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise UnsafeSource("%s is not a regular file" % key)
-            return os.fdopen(fd, "rb")
-        except BaseException:
-            os.close(fd)
-            raise
+        fd, _st = self.open_fd(key)
+        if fd is None:
+            raise UnsafeSource("%s is not a regular file" % key)
+        return os.fdopen(fd, "rb")
 
     def read_range(self, key, offset, length, limiter=None):
         with self.open(key) as fh:

@@ -125,9 +125,13 @@ def check_bucket(client, bucket, endpoint, what):
 def handle_source(p, client):
     """The source the objects are read from (copy_sources.py), checked before anything is copied."""
     if p["source"] == "filesystem":
-        if not os.path.isdir(p["system_root"]):
-            raise MediaCopyError("system_root %s is not a directory" % p["system_root"])
-        return FilesystemSource(p["system_root"])
+        source = FilesystemSource(p["system_root"])
+        try:
+            source.anchor()  # once, before anything is read: a link the app user could swap is refused here
+        except OSError as exc:
+            raise MediaCopyError("system_root %s is not a directory that can be read safely: %s"
+                                 % (p["system_root"], exc)) from None
+        return source
     endpoint = p["source_endpoint"] or p["endpoint"]
     access_key = p["source_access_key"] or p["access_key"]
     secret_key = p["source_secret_key"] or p["secret_key"]

@@ -21,6 +21,10 @@ description:
     the bucket (key C([key_prefix/]cache/PATH)) with the same size. The tree is walked without
     following links; a link, a special file or an unreadable directory refuses the deletion.
   - V(restore) renames C(cache.old) back to C(cache) (rollback).
+  - The directory holding C(cache) is opened once (a symbolic link on its path is followed only when
+    root alone can change it) and every step works through that descriptor, never by path again; a
+    C(cache.old) made meanwhile is never overwritten, and a directory swapped for a link in between
+    never makes it delete anything but the inode its marker names.
   - V(inspect) changes nothing and reports which of C(cache) and C(cache.old) exist and whether
     C(cache) holds files.
   - It never retires the cache by itself after a copy - the caller (the C(media_copy) role's
@@ -171,28 +175,32 @@ def main():
     cache_dir = p["cache_dir"].rstrip("/")
     result = {}
     try:
-        if p["action"] == "retire":
-            changed, msg = cr.retire(cache_dir, p["marker_dir"], module.check_mode)
-        elif p["action"] == "restore":
-            changed, msg = cr.restore(cache_dir, p["marker_dir"], module.check_mode)
-        elif p["action"] == "delete":
-            if cr.state(cache_dir) in ("old", "both"):
-                problem = cr.marker_problem(p["marker_dir"], cr.old_dir(cache_dir))
-                if problem:  # before any request
-                    raise cr.RetirementError("not deleting %s: %s." % (cr.old_dir(cache_dir), problem))
-                changed, result = cr.delete_old(cache_dir, p["marker_dir"], bucket_size_lookup(module),
-                                                p["key_prefix"], module.check_mode)
-                msg = result.pop("msg")
+        # public/system is anchored once: every step below works through that one descriptor.
+        with cr.Retirement(cache_dir, p["marker_dir"]) as retirement:
+            if p["action"] == "retire":
+                changed, msg = retirement.retire(module.check_mode)
+            elif p["action"] == "restore":
+                changed, msg = retirement.restore(module.check_mode)
+            elif p["action"] == "delete":
+                if retirement.state() in ("old", "both"):
+                    problem = retirement.marker_problem()
+                    if problem:  # before any request
+                        raise cr.RetirementError("not deleting %s: %s." % (retirement.old, problem))
+                    changed, result = retirement.delete_old(bucket_size_lookup(module), p["key_prefix"],
+                                                            module.check_mode)
+                    msg = result.pop("msg")
+                else:
+                    changed, msg = False, "%s does not exist: nothing to delete" % retirement.old
             else:
-                changed, msg = False, "%s does not exist: nothing to delete" % cr.old_dir(cache_dir)
-        else:
-            changed, msg = False, "inspected"
-        current = cr.state(cache_dir)
+                changed, msg = False, "inspected"
+            current = retirement.state()
+            cache_has_files = retirement.has_files()
     except cr.RetirementError as exc:
         module.fail_json(msg=str(exc), cache_dir=cache_dir)
     except OSError as exc:
-        module.fail_json(msg="%s: %s" % (getattr(exc, "filename", cache_dir), exc.strerror or exc), cache_dir=cache_dir)
-    module.exit_json(changed=changed, msg=msg, state=current, cache_has_files=cr.has_files(cache_dir),
+        module.fail_json(msg="%s: %s" % (getattr(exc, "filename", None) or cache_dir, exc.strerror or exc),
+                         cache_dir=cache_dir)
+    module.exit_json(changed=changed, msg=msg, state=current, cache_has_files=cache_has_files,
                      cache_dir=cache_dir, **result)
 
 

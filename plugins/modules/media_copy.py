@@ -342,7 +342,9 @@ failed_sample:
 unsafe_source:
   description:
     - Objects refused for safety and never uploaded (also counted in C(failed)) - a source file
-      that is a symbolic link or is reached through one below O(system_root), or a database
+      that is a symbolic link or is reached through one below O(system_root), a source file
+      not owned by the owner of O(system_root) (the app's user; e.g. a hard link to another
+      user's file; in a tree owned by root, a root file with more than one link), or a database
       file name Paperclip never writes (empty, C(.), C(..), or holding C(/), C(\), NUL).
   returned: always
   type: int

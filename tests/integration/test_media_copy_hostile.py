@@ -1,5 +1,6 @@
 """media_copy against hostile input: links planted in public/system by the app user, file names
-crafted by remote servers in the database, and check mode (issue 12, items 2, 3 and 5).
+crafted by remote servers in the database, and check mode (issue 12, items 2, 3 and 5); files in the
+app user's tree it does not own, a hard link to a root-only file among them (issue 20, finding 12).
 
 Real PostgreSQL with Mastodon's tables (tests/fixtures/mastodon_instance.py) and real Ceph RGW
 over HTTPS, through ansible-playbook as root.
@@ -7,15 +8,17 @@ over HTTPS, through ansible-playbook as root.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import tempfile
 import uuid
 
 import psycopg2
 import pytest
 
-from tests.fixtures.mastodon_instance import build_instance
+from tests.fixtures.mastodon_instance import LARGE_KEY, build_instance
 from tests.integration.test_media_copy import bucket_objects, module_args, run_copy
 
 AVATAR_FILE = "accounts/avatars/000/000/004/original/r6av.webp"  # remote account 4, cache scope
@@ -134,3 +137,107 @@ def test_progress_file_link_is_refused_before_anything_is_copied(rgw, s3, bucket
     assert "symbolic link" in out["msg"]
     assert (root_only.read_bytes(), os.stat(root_only).st_mode) == before
     assert bucket_objects(s3, bucket) == {}
+
+
+# --- issue 20, finding 12: files the app user does not own ------------------------------------------
+
+@pytest.fixture
+def app_base():
+    """A root-owned 0755 directory the app user can traverse (pytest's tmp_path is 0700)."""
+    path = tempfile.mkdtemp(prefix="fos-hostile-")
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+@pytest.fixture
+def app_instance(pg, app_base, appuser):
+    """The fixture instance with public/system (and the app directory) owned by the real app user."""
+    root = os.path.join(app_base, "mastodon", "public", "system")
+    instance = build_instance(pg, "hostile_" + uuid.uuid4().hex[:8], root)
+    appuser.own(os.path.join(app_base, "mastodon"))
+    return instance
+
+
+@pytest.fixture
+def root_secret(app_base):
+    """A root-only 0600 file in a directory the app user can search (so it could hard-link it)."""
+    directory = os.path.join(app_base, "etc-ssl-private")
+    os.mkdir(directory, 0o755)
+    path = os.path.join(directory, "server.key")
+    with open(path, "wb") as handle:
+        handle.write(b"-----BEGIN PRIVATE KEY----- root only " + uuid.uuid4().hex.encode() + b"\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+@contextlib.contextmanager
+def unprotected_hardlinks():
+    """fs.protected_hardlinks=0 for the block (the kernel then lets a user hard-link a file it cannot
+    read), restored after; skipped when this machine does not let the test set it."""
+    knob = "/proc/sys/fs/protected_hardlinks"
+    try:
+        with open(knob) as handle:
+            before = handle.read().strip()
+        with open(knob, "w") as handle:
+            handle.write("0")
+    except OSError as exc:
+        pytest.skip("cannot set fs.protected_hardlinks=0 here (%s): the hard-link case needs it" % exc)
+    try:
+        yield
+    finally:
+        with open(knob, "w") as handle:
+            handle.write(before)
+
+
+def a_plain_key(instance, *excluded):
+    return sorted(k for k in instance.expected
+                  if k not in instance.missing_keys and k not in excluded and k != LARGE_KEY)[0]
+
+
+def test_hard_link_to_a_root_only_file_is_reported_never_uploaded(rgw, s3, bucket, app_instance, root_secret, appuser):
+    root = app_instance.system_root
+    target = os.path.join(root, AVATAR_FILE)
+
+    def plant():  # as the app user: its own avatar file replaced by a hard link to root's key
+        os.unlink(target)
+        os.link(root_secret, target)
+
+    with unprotected_hardlinks():
+        appuser.call(plant)
+    assert os.stat(target).st_ino == os.stat(root_secret).st_ino and os.stat(target).st_uid == 0
+
+    res, out = run_copy(module_args(rgw, app_instance, bucket))
+    assert res.rc != 0, res  # not a silent success
+    assert out["unsafe_source"] == 1
+    sample = out["unsafe_source_sample"][0]
+    assert sample["key"] == AVATAR_FILE and "owned by uid 0, not by uid %d" % appuser.uid in sample["reason"]
+    objects = bucket_objects(s3, bucket)
+    assert AVATAR_FILE not in objects
+    with open(root_secret, "rb") as handle:
+        assert sha(handle.read()) not in bodies(s3, bucket).values()
+    # every file the app user owns was copied as before
+    assert set(objects) == {k for k in app_instance.expected if k not in app_instance.missing_keys} - {AVATAR_FILE}
+
+
+def test_root_owned_file_in_the_app_tree_is_reported_never_uploaded(rgw, s3, bucket, app_instance, appuser):
+    root = app_instance.system_root
+    key = a_plain_key(app_instance, AVATAR_FILE)
+    path = os.path.join(root, key)
+    os.unlink(path)
+    private = b"root's private data " + uuid.uuid4().hex.encode()
+    with open(path, "wb") as handle:  # written by root: root's file, 0600, one link
+        handle.write(private)
+    os.chmod(path, 0o600)
+    assert os.stat(path).st_nlink == 1
+
+    res, out = run_copy(module_args(rgw, app_instance, bucket))
+    assert res.rc != 0, res
+    assert out["unsafe_source"] == 1
+    sample = out["unsafe_source_sample"][0]
+    assert sample["key"] == key and "owned by uid 0" in sample["reason"]
+    objects = bucket_objects(s3, bucket)
+    assert key not in objects
+    assert sha(private) not in bodies(s3, bucket).values()
+    assert set(objects) == {k for k in app_instance.expected if k not in app_instance.missing_keys} - {key}
+    assert AVATAR_FILE in objects  # the app user's own files: copied

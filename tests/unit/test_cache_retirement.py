@@ -129,3 +129,114 @@ def test_key_prefix_and_has_files(tmp_path):
     (empty / "a" / "b").mkdir(parents=True)
     assert not cr.has_files(str(empty))
     assert json.loads(json.dumps(report))["bytes"] == 8
+
+
+# --- hostile: the app user owns public/system and every directory above cache.old ------------------
+
+@pytest.fixture
+def base():
+    """A root-owned 0755 directory the app user can traverse (pytest's tmp_path is 0700)."""
+    import shutil
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="fos-cache-retirement-")
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def snapshot(root):
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            full = os.path.join(dirpath, name)
+            st = os.lstat(full)
+            data = None
+            if os.path.isfile(full):
+                with open(full, "rb") as handle:
+                    data = handle.read()
+            out[os.path.relpath(full, root)] = (st.st_ino, data)
+    return out
+
+
+def app_tree(base, appuser):
+    """base/app/public/system/cache, every directory and file the app user's."""
+    app = os.path.join(base, "app")
+    system = os.path.join(app, "public", "system")
+    for rel, data in FILES.items():
+        path = os.path.join(system, "cache", rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(data)
+    appuser.own(app)
+    return app, system
+
+
+@pytest.mark.parametrize("swapped", ["public/system", "public"])
+def test_delete_never_follows_a_parent_swapped_during_the_bucket_check(base, appuser, swapped):
+    """Between the marker check and the deletion (here: while the tree is compared with the bucket),
+    the app user swaps a directory above cache.old for a link to another tree: that tree is untouched;
+    only the checked cache.old is deleted."""
+    app, system = app_tree(base, appuser)
+    markers = os.path.join(base, "markers")
+    cache = os.path.join(system, "cache")
+    # Another tree of the same shape, root's (what root must never delete): .../system/cache.old/...
+    # with files of the same names and sizes, so that a check walking it would find it "in the bucket".
+    victim = os.path.join(base, "victim")
+    victim_old = os.path.join(victim, "public", "system", "cache.old")
+    for rel, data in FILES.items():
+        path = os.path.join(victim_old, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(b"R" * len(data))  # root's own file, never to be deleted
+    before = snapshot(victim)
+
+    assert cr.retire(cache, markers)[0] is True
+    retired = os.lstat(cache + ".old").st_ino
+    target = os.path.join(app, swapped)
+    link_to = os.path.join(victim, swapped)
+
+    def swap():
+        os.rename(target, target + ".moved")
+        os.symlink(link_to, target)
+
+    calls = []
+
+    def size_of(key):
+        if not calls:
+            appuser.call(swap)  # as the app user, between two steps of ours
+        calls.append(key)
+        return BUCKET.get(key)
+
+    try:
+        cr.delete_old(cache, markers, size_of)
+    except cr.RetirementError:
+        pass  # a refusal is fine too
+    assert calls, "the bucket check ran"
+    assert snapshot(victim) == before  # the other tree is untouched
+    moved_old = os.path.join(app, swapped + ".moved", os.path.relpath(cache + ".old", target))
+    if os.path.exists(moved_old):  # refused: the checked tree is intact
+        assert os.lstat(moved_old).st_ino == retired and sorted(cr.walk_files(moved_old)) == sorted(
+            (k, len(v)) for k, v in FILES.items())
+
+
+def test_retire_never_overwrites_a_cache_old_made_after_the_check(base, appuser, monkeypatch):
+    _app, system = app_tree(base, appuser)
+    markers = os.path.join(base, "markers")
+    cache = os.path.join(system, "cache")
+    cache_before = snapshot(cache)
+    planted = []
+    real_ensure = cr.ensure_marker_dir
+
+    def ensure_then_plant(marker_dir, uid=None):
+        real_ensure(marker_dir, uid)
+        if not planted:  # the app user, between the state check and the rename
+            appuser.call(os.mkdir, cache + ".old")
+            planted.append(os.lstat(cache + ".old").st_ino)
+
+    monkeypatch.setattr(cr, "ensure_marker_dir", ensure_then_plant)
+    with pytest.raises(cr.RetirementError, match="both"):
+        cr.retire(cache, markers)
+    assert planted and os.lstat(cache + ".old").st_ino == planted[0] and os.listdir(cache + ".old") == []
+    assert snapshot(cache) == cache_before
+    assert cr.marker_problem(markers, cache + ".old") is not None  # no marker for the planted one

@@ -22,3 +22,20 @@ def test_not_found_is_none_other_errors_raise(tmp_path):
     # A special file is no media file: nothing to copy (opened non-blocking, never read).
     os.mkfifo(tmp_path / "cache" / "fifo")
     assert src.size("cache/fifo") is None
+
+
+def test_a_file_of_another_owner_or_a_hard_linked_root_file_is_unsafe(tmp_path):
+    """The tree belongs to root here: a file of another user, or a root file with a second link
+    somewhere (a hard link a user may have made to a root-only file), is never uploaded."""
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "ok.png").write_bytes(b"ok")
+    (tmp_path / "cache" / "other.png").write_bytes(b"other")
+    os.chown(tmp_path / "cache" / "other.png", 12345, 12345)
+    (tmp_path / "private.key").write_bytes(b"secret")
+    os.link(tmp_path / "private.key", tmp_path / "cache" / "linked.png")
+    src = FilesystemSource(str(tmp_path))
+    assert src.size("cache/ok.png") == 2
+    with pytest.raises(UnsafeSource, match="owned by uid 12345, not by uid 0"):
+        src.size("cache/other.png")
+    with pytest.raises(UnsafeSource, match="2 hard links"):
+        src.open("cache/linked.png")
