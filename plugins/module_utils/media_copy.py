@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # noqa: UP001 - required by ansible-test sanity
 
 import os
+import stat
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_engine as engine_lib
 from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_record as record_lib
@@ -22,6 +23,7 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_sour
     S3Source,
     same_account,
 )
+from ansible_collections.fediverse.object_storage.plugins.module_utils.safe_fs import anchor_parent
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (
     S3ConfigError,
     describe_error,
@@ -78,10 +80,16 @@ def check_params(p, check_mode=False):
     """Bad input gets a clear error before anything happens."""
     if p["progress_file"] and not check_mode:
         progress = os.path.abspath(p["progress_file"])
-        if os.path.islink(progress):
+        try:
+            directory, base = anchor_parent(progress)
+        except FileNotFoundError:
+            raise MediaCopyError("progress_file %s: its directory does not exist" % progress) from None
+        except OSError as exc:
+            raise MediaCopyError("progress_file %s: %s" % (progress, exc.strerror or exc)) from None
+        with directory:
+            st = directory.lstat(base)
+        if st is not None and stat.S_ISLNK(st.st_mode):
             raise MediaCopyError("progress_file %s is a symbolic link: refusing to write through it" % progress)
-        if not os.path.isdir(os.path.dirname(progress)):
-            raise MediaCopyError("progress_file %s: its directory does not exist" % progress)
     if p["concurrency"] < 1:
         raise MediaCopyError("concurrency must be at least 1")
     if p["max_requests_per_second"] < 0:
