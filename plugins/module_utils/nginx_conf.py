@@ -62,7 +62,7 @@ def parse(text, path=""):
     - a backslash escapes the next character, inside and outside quotes (so \\" does not end a string);
     - "#" starts a comment only where a token could start (a#b is one word; "a # b" is a string);
     - a token ends at a space, tab, CR, LF, ";" or "{"; "}" is a block end only where a token could start;
-    - a quoted string must be followed by a space, ";" or "{";
+    - a quoted string must be followed by a space, ";", "{" or ")" (which starts the next word: if ($a = "b"));
     - "${" inside a token is a variable ("${host}"), not a block start.
 
     Raises NginxSyntaxError where nginx would report an error, _Incomplete when the text ends inside a
@@ -98,7 +98,10 @@ def parse(text, path=""):
                 need_space, last_space = False, True
                 finish(ch)
                 continue
-            raise NginxSyntaxError('unexpected "%s" in %s:%d' % (ch, path, line))
+            if ch != ")":
+                raise NginxSyntaxError('unexpected "%s" in %s:%d' % (ch, path, line))
+            # if ($host != "x"): a ")" after a string starts the next word (nginx does the same).
+            need_space, last_space = False, True
         if last_space:
             if ch in _SPACE:
                 continue

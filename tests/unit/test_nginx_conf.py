@@ -132,12 +132,15 @@ def test_escaped_quote_then_hash_does_not_hide_the_rest_of_the_line():
     ("a b}c ${x}y;", [["a", "b}c", "${x}y"]]),
     ("a { b; } c;", [["a"], ["b"], ["c"]]),
     ("a\t\r\nb;", [["a", "b"]]),
+    # A ")" right after a string starts the next word (if conditions).
+    ('if ($host != "x") { return 421; }', [["if", "($host", "!=", "x", ")"], ["return", "421"]]),
+    ('if ($host != "x")a;', [["if", "($host", "!=", "x", ")a"]]),
 ])
 def test_tokenizer_follows_nginx(text, words):
     assert [[d.name] + d.args for d in nc.parse(text)] == words
 
 
-@pytest.mark.parametrize("text", ['a "b"c;', r"a 'b'\;", "}", "a; }", "{ a; }", 'a "b";}', "a b}"])
+@pytest.mark.parametrize("text", ['a "b"c;', 'if ($a != "x"a) {}', r"a 'b'\;", "}", "a; }", "{ a; }", 'a "b";}', "a b}"])
 def test_tokenizer_refuses_what_nginx_refuses(text):
     with pytest.raises((nc.NginxSyntaxError, nc._Incomplete)):
         nc.parse(text)
