@@ -10,7 +10,7 @@ the kind allows it where it is rendered (a header value, inside double quotes, m
 and ``'``). Every pattern is matched whole (``fullmatch``): a trailing newline is never accepted.
 
 Plain Python, unit-tested in tests/unit/test_nginx_values.py; the nginx_proxy role calls it through
-the test plugin plugins/test/nginx_value.py (``value is fediverse.object_storage.nginx_value('path')``).
+the filter plugins/filter/nginx_refused.py (``values | fediverse.object_storage.nginx_refused('path')``).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -104,3 +104,9 @@ def is_valid(value, kind):
     if check is not None:
         return bool(check(text))
     return bool(_COMPILED[kind].fullmatch(text))
+
+
+def refused(values, kind):
+    """The items of ``values`` (a list, or one value) that are not a valid ``kind``, in their order."""
+    items = list(values) if isinstance(values, (list, tuple)) else [values]
+    return [item for item in items if not is_valid(item, kind)]

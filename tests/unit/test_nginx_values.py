@@ -71,3 +71,10 @@ def test_other_refusals(kind, value):
 def test_unknown_kind_is_an_error():
     with pytest.raises(ValueError, match="unknown kind"):
         nv.is_valid("x", "nope")
+
+
+def test_refused_lists_the_bad_items_in_order():
+    assert nv.refused(["1.1.1.1", "1.1.1.1; x", "[::1]", "a\n"], "address") == ["1.1.1.1; x", "a\n"]
+    assert nv.refused("example.social", "dns_name") == []
+    assert nv.refused("example.social\n", "dns_name") == ["example.social\n"]
+    assert nv.refused([], "path") == []
