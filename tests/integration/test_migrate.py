@@ -417,6 +417,39 @@ def test_bad_proxy_input_fails_before_anything_changes(host_factory, s3, bucket_
     assert Path(host.env_file).read_bytes() == env_before
     assert nginx_files(host) == nginx_before
     assert not os.path.exists(host.layout["cache"])
+# Issue 20 finding 11: what the nginx -T check used to miss, in the real nginx -T output of the host.
+HIDDEN_SITES = {
+    # Another site's file with the base name of the proxy's own site (sites-enabled/fediverse_media.conf),
+    # in conf.d: it used to be skipped by base name.
+    "same base name": ("conf_d", "fediverse_media.conf", "server {{\n    listen 127.0.0.1:{port};\n"
+                       "    server_name {name};\n    return 404;\n}}\n"),
+    # An escaped quote, then # inside the string: the rest of the line used to be taken as a comment.
+    "escaped quote": ("conf_d", "other.conf", "server {{\n    listen 127.0.0.1:{port};\n"
+                      "    add_header X-Note \"a \\\" # b\"; server_name {name};\n    return 404;\n}}\n"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HIDDEN_SITES))
+def test_nginx_T_conflict_hidden_from_the_old_check_is_refused(host_factory, s3, bucket_name, case):
+    host = host_factory("subdomain")
+    where, name, text = HIDDEN_SITES[case]
+    path = os.path.join(host.layout[where], name)
+    Path(path).write_text(text.format(port=host.http_port, name="s3." + APP_HOST))
+    ok, out = host.nginx.test()
+    assert ok, out  # nginx takes it (a conflicting server name is only a warning)
+    host.nginx.reload()
+    env_before = Path(host.env_file).read_bytes()
+    nginx_before = nginx_files(host)
+    res = migrate(host)
+    assert res.rc != 0, case
+    messages = all_messages(res)
+    assert any("server_name s3.%s is already served by %s" % (APP_HOST, path) in m for m in messages), messages
+    assert keys_in(s3, bucket_name) is None
+    assert Path(host.env_file).read_bytes() == env_before
+    assert nginx_files(host) == nginx_before
+    assert not os.path.exists(host.layout["cache"])
+
+
 def insert_media(host, rows):
     """New media attachments as Mastodon writes them after the switch: a DB row, the objects only in the bucket."""
     import psycopg2

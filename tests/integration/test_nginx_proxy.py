@@ -556,3 +556,29 @@ def test_misskey_directory_mode_short_error_validity(stack):
     assert (r.status, r.body, r.header("Content-Type")) == (200, b"webp!", "image/webp"), r
     assert r.header("X-Cache") in ("EXPIRED", "MISS")
     assert get().header("X-Cache") == "HIT"
+
+
+# --------------------------------------------------------------------------- issue 20, finding 6
+
+# Modes directory and system render nginx_proxy_domain into `if ($host != "DOMAIN")` in the app's server
+# block. The first value makes that a valid configuration that answers every request with "pwned"; the
+# second one makes the condition never true (a newline inside the string), so every request gets 421.
+HOSTILE_DOMAINS = [APP_HOST + '") { return 200 "pwned"; } if ($host != "' + APP_HOST, APP_HOST + "\n"]
+
+
+@pytest.mark.parametrize("domain", HOSTILE_DOMAINS, ids=["injection", "newline"])
+@pytest.mark.parametrize("mode", ["directory", "system"])
+def test_hostile_domain_is_refused_before_anything_is_written(stack, mode, domain):
+    st = stack
+    before_files = managed_files(st.layout)
+    # Explicit certificate paths: no default path built from the domain can fail first.
+    result, before = run_role(st, mode=mode, nginx_proxy_domain=domain,
+                              nginx_proxy_ssl_certificate=st.certs[APP_HOST][0],
+                              nginx_proxy_ssl_certificate_key=st.certs[APP_HOST][1])
+    assert result.rc != 0, [t["name"] for t in result.tasks]
+    assert "nginx_proxy_domain must be empty or a DNS name" in failure_text(result), failure_text(result)
+    assert managed_files(st.layout) == before_files
+    assert not os.path.exists(st.layout["cache"])
+    assert workers(st.nginx) <= before
+    r = Client(st, mode)(REMOTE_KEY)
+    assert r.body != b"pwned" and r.status != 421, r

@@ -18,6 +18,7 @@ PLAYBOOK = """
 """
 
 PWNED = 'a"; return 200 "pwned'
+CERTS = {"nginx_proxy_ssl_certificate": "/etc/ssl/media.pem", "nginx_proxy_ssl_certificate_key": "/etc/ssl/media.key"}
 
 
 @pytest.fixture
@@ -73,6 +74,15 @@ def role_vars(dirs, **extra):
     ({"nginx_proxy_mode": "directory", "nginx_proxy_directory_path": "/storage/ { return 200 x; } location /x/"},
      "nginx_proxy_directory_path must"),
     ({"nginx_proxy_local_root": "/home/mastodon/live/public/system/; return 200 x"}, "nginx_proxy_local_root must be"),
+    # Issue 20 finding 6: modes directory and system render the domain too (if ($host != "DOMAIN")); with
+    # explicit certificate paths nothing else built from the domain is checked.
+    ({"nginx_proxy_mode": "directory", "nginx_proxy_domain": 'example.social") { return 200; } #', **CERTS},
+     "nginx_proxy_domain must be empty or a DNS name"),
+    ({"nginx_proxy_mode": "system", "nginx_proxy_domain": "example.social\n", **CERTS},
+     "nginx_proxy_domain must be empty or a DNS name"),
+    ({"nginx_proxy_mode": "system", "nginx_proxy_domain": "example.social\nreturn 200 x;", **CERTS},
+     "nginx_proxy_domain must be empty or a DNS name"),
+    ({"nginx_proxy_extra_headers": {"X-Test": "a\x85b"}}, "refused values"),
 ])
 def test_hostile_value_is_refused_before_any_file_changes(dirs, extra, message):
     result = run_playbook(PLAYBOOK, extra_vars=role_vars(dirs, **extra))
