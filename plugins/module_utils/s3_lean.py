@@ -51,8 +51,7 @@ from urllib.parse import unquote_plus, urlsplit
 from xml.etree import ElementTree
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_listing import parse_list_objects_v2
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_wire import (  # noqa: F401 - part of this room's API
-    ALGORITHM,
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_wire import (
     EMPTY_SHA256,
     UNSIGNED_PAYLOAD,
     Replay,

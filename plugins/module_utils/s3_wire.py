@@ -23,7 +23,6 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 ALGORITHM = "AWS4-HMAC-SHA256"
 
 
-
 def uri_encode(value, slash=True):
     """S3's URI encoding: everything but A-Z a-z 0-9 - _ . ~ is %-encoded (``/`` kept when ``slash``)."""
     return quote(value, safe="/~" if slash else "~")

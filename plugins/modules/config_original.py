@@ -52,7 +52,7 @@ options:
     description:
       - With O(state=restored) ignored. With O(state=kept) and O(format=dotenv), nothing is kept when
         the config file already sets every one of these variables to these values (read with
-        dotenv's rules, as Mastodon reads them): the file already points at the bucket, so it is
+        dotenv's rules, as Mastodon reads them). Such a file already points at the bucket, so it is
         not the original (a re-run).
     type: dict
   backup:
