@@ -375,3 +375,26 @@ def public_grants(grants):
 def object_url(endpoint_url, bucket, key):
     """The path-style URL of an object (what an anonymous client fetches)."""
     return "%s/%s/%s" % (endpoint_url.rstrip("/"), bucket, quote(key, safe="/~"))
+
+
+_MD5_ETAG = re.compile(r"\A[0-9a-f]{32}\Z")
+
+
+def etag_md5(etag):
+    """The MD5 (hex) an ETag stands for, or None when it is not a single-part MD5 (multipart: ``-N``)."""
+    if not etag:
+        return None
+    value = etag.strip().strip('"').lower()
+    return value if _MD5_ETAG.match(value) else None
+
+
+def content_mismatch(size, md5, expected_size, etag):
+    """None when ``size`` bytes with MD5 ``md5`` are the object (its ContentLength ``expected_size`` and,
+    for a single-part upload, its ETag), else what differs. The one comparison of local bytes with an
+    object (rollback's copy back, the Misskey restore and purge)."""
+    if expected_size is not None and size != int(expected_size):
+        return "%d bytes, the object has %d" % (size, int(expected_size))
+    value = (etag or "").strip().strip('"').lower()
+    if value and "-" not in value and value != md5:  # a single-part upload's ETag is its MD5
+        return "the MD5 of the %d bytes (%s) is not the object's ETag (%s)" % (size, md5, value)
+    return None

@@ -33,17 +33,16 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # noqa: UP001 - required by ansible-test sanity
 
-import re
 import stat
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils import mastodon_layout as layout
 from ansible_collections.fediverse.object_storage.plugins.module_utils import safe_fs
+from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket_rules import content_mismatch
 
 FILE_MODE = 0o644
 PRIVATE_FILE_MODE = 0o600
 DIR_MODE = 0o755
-_MD5_ETAG = re.compile(r"\A[0-9a-f]{32}\Z")
 
 
 class CopyBackError(Exception):
@@ -57,24 +56,12 @@ def file_mode(kind, acl):
     return FILE_MODE
 
 
-def etag_md5(etag):
-    """The MD5 (hex) an ETag stands for, or None when it is not a single-part MD5 (multipart: ``-N``)."""
-    if not etag:
-        return None
-    value = etag.strip().strip('"').lower()
-    return value if _MD5_ETAG.match(value) else None
-
-
 def body_check(expected_size, etag):
     """A ``safe_fs.write_file`` check: what was received has the object's size and (single-part ETag) MD5."""
-    md5 = etag_md5(etag)
-
     def check(size, digest):
-        if expected_size is not None and size != int(expected_size):
-            raise CopyBackError("received %d bytes, the object has %d: nothing written" % (size, int(expected_size)))
-        if md5 is not None and digest != md5:
-            raise CopyBackError("the MD5 of the %d bytes received (%s) is not the object's ETag (%s): nothing written"
-                                % (size, digest, md5))
+        problem = content_mismatch(size, digest, expected_size, etag)
+        if problem:
+            raise CopyBackError("received %s: nothing written" % problem)
     return check
 
 

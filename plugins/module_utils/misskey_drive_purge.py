@@ -28,6 +28,7 @@ import json
 import os
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils import misskey_drive_db as ddb
+from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket_rules import content_mismatch
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive import (
     LOCAL_KEY,
     VARIANT_COLUMNS,
@@ -121,12 +122,10 @@ def object_matches(head, md5, size):
     """None when the object answers with this size (and MD5 for a single-part ETag), else the reason."""
     if head is None:
         return "the object is missing"
-    if head.get("ContentLength") != size:
-        return "the object has %s bytes, the file %d" % (head.get("ContentLength"), size)
-    etag = (head.get("ETag") or "").strip('"')
-    if etag and "-" not in etag and etag != md5:
-        return "the object's MD5 differs from the file's"
-    return None
+    if head.get("ContentLength") is None:
+        return "the object's size is not known"
+    problem = content_mismatch(size, md5, head.get("ContentLength"), head.get("ETag"))
+    return None if problem is None else "the file has %s" % problem
 
 
 # --- the journal ------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # noqa: UP001 (ansible-test sanity requires it)
 
 import collections
-import os
 import re
 import stat
 
@@ -35,11 +34,9 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_d
 )
 from ansible_collections.fediverse.object_storage.plugins.module_utils.safe_fs import (
     FILE_MODE,
-    TMP_MARK,
-    TMP_SUFFIX,
-    UnsafePath,
     file_mode,
 )
+from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket_rules import content_mismatch
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (
     BotoCoreError,
     ClientError,
@@ -53,9 +50,8 @@ except ImportError:  # pragma: no cover - exercised by ansible-test's import san
 
 DEFAULT_MODE = FILE_MODE
 _KEY = LOCAL_KEY.pattern[1:-1]
-# Temporary files of ours next to a drive name: safe_fs's, and those of earlier versions of this room.
-TEMPORARY = re.compile(r"\A(?:\.(?:%s)%s[0-9a-f]{16}%s|\.fos-restore-(?:%s)-[0-9a-f]{8})\Z" % (
-    _KEY, re.escape(TMP_MARK), re.escape(TMP_SUFFIX), _KEY))
+# The temporary files of earlier versions of this room (safe_fs's own naming is safe_fs's to know).
+OLD_TEMPORARY = re.compile(r"\A\.fos-restore-(?:%s)-[0-9a-f]{8}\Z" % _KEY)
 
 
 def purged_rows(conn):
@@ -121,23 +117,10 @@ def sibling_mode(files, limit=200):
 
 
 def remove_temporaries(files):
-    """Remove what a killed write-back left: regular files of ours (this process's user, root; one link)
-    named like our temporaries next to a drive name - never a drive name, never anything of the app's
-    user, never a hard link it planted. One pass over ``files/`` for every name (safe_fs's
-    ``remove_stale_temporaries`` lists the directory once per name: too slow for a large drive), the
-    same checks. Returns how many."""
-    removed = 0
-    euid = os.geteuid()
-    for name, info in list(files.entries()):
-        if (not TEMPORARY.match(name) or info.st_uid != euid or not stat.S_ISREG(info.st_mode)
-                or info.st_nlink != 1):
-            continue
-        try:
-            files.remove_file(name, (info.st_dev, info.st_ino))
-        except (FileNotFoundError, UnsafePath):
-            continue  # gone or changed meanwhile: not ours to touch
-        removed += 1
-    return removed
+    """Remove what a killed write-back left in ``files/`` (safe_fs's ``remove_stale_temporaries``, in one
+    pass, with this room's older naming too): never a drive name, never anything of the app's user,
+    never a hard link it planted. Returns how many."""
+    return len(files.remove_stale_temporaries(names=_KEY, also=OLD_TEMPORARY))
 
 
 def write_back(client, bucket, files, name, key, uid, gid, mode):
@@ -148,12 +131,10 @@ def write_back(client, bucket, files, name, key, uid, gid, mode):
         response = client.get_object(Bucket=bucket, Key=key)
     except (BotoCoreError, ClientError) as exc:
         raise DriveMoveError("cannot read %s: %s" % (key, describe_error(exc, bucket=bucket))) from None
-    etag = (response.get("ETag") or "").strip('"')
-
     def check(size, md5):
-        if size != response.get("ContentLength") or (etag and "-" not in etag and etag != md5):
-            raise DriveMoveError("%s: %d bytes read do not match the object (size %s, ETag %s)"
-                                 % (key, size, response.get("ContentLength"), etag))
+        problem = content_mismatch(size, md5, response.get("ContentLength"), response.get("ETag"))
+        if problem:
+            raise DriveMoveError("%s: read %s: nothing written" % (key, problem))
 
     try:
         return files.write_file(name, response["Body"], owner=(uid, gid), mode=mode, check=check)

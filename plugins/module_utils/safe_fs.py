@@ -415,27 +415,26 @@ class Dir(object):
         finally:
             sub.close()
 
-    def remove_stale_temporaries(self, name):
-        """Remove the temporary files a killed ``write_file(name)`` of ours left here: regular files
-        named exactly ``.<name>.fos-<16 hex>.tmp``, owned by this process's user (root), with one
-        link (a hard link the app user planted under that name is left alone), each unlinked after
-        ``remove_file``'s inode check. Anything else is left as it is. Returns the names removed."""
-        check_name(name)
-        pattern = re.compile(r"\A\.%s%s[0-9a-f]{16}%s\Z" % (
-            re.escape(name[:200]), re.escape(TMP_MARK), re.escape(TMP_SUFFIX)))
+    def remove_stale_temporaries(self, name=None, names=None, also=None):
+        """Remove, in one pass, the temporary files a killed ``write_file`` of ours left for ``name`` (or
+        for any name matching the regex source ``names``) here: regular files named
+        ``.<name>.fos-<16 hex>.tmp`` (or matching the regex ``also``: an older naming), owned by this
+        process's user (root), with one link (a hard link the app user planted under such a name is
+        left alone), each unlinked after ``remove_file``'s inode check. Returns the names removed."""
+        ours = re.compile(r"\A\.(?:%s)%s[0-9a-f]{16}%s\Z" % (
+            re.escape(check_name(name)[:200]) if name is not None else names, re.escape(TMP_MARK), re.escape(TMP_SUFFIX)))
         removed = []
-        for entry in sorted(os.listdir(self.fd)):
-            if not pattern.match(entry):
+        for entry, st in list(self.entries()):
+            if not (ours.match(entry) or (also is not None and also.match(entry))):
                 continue
-            st = self.lstat(entry)
-            if st is None or not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_nlink != 1:
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_nlink != 1:
                 continue
             try:
                 self.remove_file(entry, (st.st_dev, st.st_ino))
             except (FileNotFoundError, UnsafePath):  # gone or swapped meanwhile: not ours to remove
                 continue
             removed.append(entry)
-        return removed
+        return sorted(removed)
 
     # --- reading a tree -----------------------------------------------------------------------
 

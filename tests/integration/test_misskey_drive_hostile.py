@@ -13,14 +13,12 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 
 import pytest
 
 from tests.ansible_helpers import REPO, ansible_env, run_playbook
-from tests.fixtures.misskey_drive import PNG, WEBP, Drive, sample_drive
-from tests.integration.test_misskey_drive_move import MOVE, PREFIX, objects, row
-from tests.integration.test_misskey_role import META_DDL, write_misskey
+from tests.fixtures.misskey_drive import PNG, WEBP
+from tests.integration.test_misskey_drive_move import MOVE, PREFIX, build_drive, objects, row
 
 VERSION = "2025.4.0"  # the file handling does not depend on the version
 BIG = 8 * 1024 * 1024  # objects of a few MB, so that a kill lands mid-file
@@ -28,23 +26,7 @@ BIG = 8 * 1024 * 1024  # objects of a few MB, so that a kill lands mid-file
 
 @pytest.fixture
 def drive(tmp_path, pg, rgw, bucket, appuser):
-    db = "mkh_" + uuid.uuid4().hex[:10]
-    pg.create_database(db)
-    pg.execute(META_DDL[VERSION], db)
-    directory = tmp_path / "misskey"
-    instance = "https://mk.example.net"
-    base_url = "https://s3.localhost:%d/%s" % (rgw.https_port, bucket)
-    pg.execute("""INSERT INTO meta ("id", "useObjectStorage", "objectStorageBucket", "objectStoragePrefix",
-                  "objectStorageBaseUrl", "objectStorageEndpoint", "objectStorageRegion", "objectStorageUseSSL",
-                  "objectStorageAccessKey", "objectStorageSecretKey", "objectStorageSetPublicRead",
-                  "objectStorageS3ForcePathStyle")
-                  VALUES ('x', true, '%s', '%s', '%s', '127.0.0.1:%d', 'us-east-1', true, '%s', '%s', true, true)"""
-               % (bucket, PREFIX, base_url, rgw.https_port, rgw.access_key, rgw.secret_key), db)
-    config = write_misskey(directory, VERSION, "url: %s/\ndb:\n  host: %s\n  port: %d\n  db: %s\n  user: %s\n"
-                           "  pass: %s\n" % (instance, pg.host, pg.port, db, pg.user, pg.password))
-    d = sample_drive(Drive(pg, db, VERSION, str(directory / "files"), instance))
-    d.extra = dict(config_file=str(config), files_dir=d.files_dir, ca_bundle=rgw.ca_bundle)
-    d.base_url, d.bucket = base_url, bucket
+    d = build_drive(pg, rgw, bucket, tmp_path, VERSION, db_prefix="mkh_")
     d.owner = appuser
     appuser.own(d.files_dir)  # Misskey's files/ and every file in it belong to Misskey's user
     return d

@@ -27,12 +27,12 @@ MOVE = """
 PREFIX = "misskey"
 
 
-@pytest.fixture(params=["12.119.0", "2025.4.0"])
-def drive(request, tmp_path, pg, rgw, bucket):
+def build_drive(pg, rgw, bucket, tmp_path, version, db_prefix="mkd_"):
+    """A Misskey host of ``version``: its database (meta row pointing at the bucket), default.yml and a
+    sample drive in ``tmp_path/misskey/files`` (tests/fixtures/misskey_drive.py)."""
     import uuid
 
-    version = request.param
-    db = "mkd_" + uuid.uuid4().hex[:10]
+    db = db_prefix + uuid.uuid4().hex[:10]
     pg.create_database(db)
     pg.execute(META_DDL[{"12.119.0": "12.117.1"}.get(version, version)], db)
     directory = tmp_path / "misskey"
@@ -50,6 +50,11 @@ def drive(request, tmp_path, pg, rgw, bucket):
     d.extra = dict(config_file=str(config), files_dir=d.files_dir, ca_bundle=rgw.ca_bundle)
     d.base_url, d.bucket = base_url, bucket
     return d
+
+
+@pytest.fixture(params=["12.119.0", "2025.4.0"])
+def drive(request, tmp_path, pg, rgw, bucket):
+    return build_drive(pg, rgw, bucket, tmp_path, request.param)
 
 
 def objects(s3, bucket):

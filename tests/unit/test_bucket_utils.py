@@ -303,3 +303,15 @@ def test_wait_active_times_out():
     with pytest.raises(v.VultrAPIError, match="still 'pending' after 30 seconds"):
         v.wait_active(API(), {"id": "a", "label": "m", "status": "pending"}, timeout=30, interval=1,
                       clock=lambda: next(clock), sleep=lambda s: None)
+
+
+def test_one_comparison_of_local_bytes_with_an_object():
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket_rules import content_mismatch
+
+    md5 = "5d41402abc4b2a76b9719d911017c592"
+    assert content_mismatch(5, md5, 5, '"%s"' % md5) is None
+    assert content_mismatch(5, md5, 5, '"%s"' % md5.upper()) is None
+    assert content_mismatch(5, md5, 5, '"abc-2"') is None  # multipart: the size decides
+    assert "5 bytes, the object has 6" in content_mismatch(5, md5, 6, '"%s"' % md5)
+    assert "ETag" in content_mismatch(5, md5, 5, '"0000"')  # not multipart, not this MD5
+    assert content_mismatch(5, md5, None, None) is None
