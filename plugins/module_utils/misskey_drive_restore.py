@@ -131,6 +131,7 @@ def write_back(client, bucket, files, name, key, uid, gid, mode):
         response = client.get_object(Bucket=bucket, Key=key)
     except (BotoCoreError, ClientError) as exc:
         raise DriveMoveError("cannot read %s: %s" % (key, describe_error(exc, bucket=bucket))) from None
+
     def check(size, md5):
         problem = content_mismatch(size, md5, response.get("ContentLength"), response.get("ETag"))
         if problem:
