@@ -56,5 +56,5 @@ notes:
     because botocore 1.36 and later otherwise send CRC32 trailers that Ceph RGW, the engine of
     Vultr Object Storage, rejects over HTTPS.
 requirements:
-  - boto3 >= 1.26 (python3-boto3 on Debian and Ubuntu)
+  - boto3 >= 1.13 and botocore >= 1.20 (python3-boto3 on Debian and Ubuntu)
 """

@@ -11,7 +11,7 @@ DOCUMENTATION = r"""
 ---
 module: config_original
 short_description: Keep the pre-switch original of an app's config file, and put it back
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - With O(state=kept), copies the app's config file (Mastodon's C(.env.production), Misskey v10's
     C(.config/default.yml)) to its original next to it, with the file's owner, group and mode.

@@ -11,7 +11,7 @@ DOCUMENTATION = r"""
 ---
 module: misskey_drive_move
 short_description: Move the drive files Misskey (v11 and later) keeps on local disk into its bucket
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Misskey only sends new uploads to object storage. This module moves the existing local files of
     local users (C(drive_file) rows with C(storedInternal), not C(isLink), C(userHost) NULL; cached

@@ -11,7 +11,7 @@ DOCUMENTATION = r"""
 ---
 module: misskey_storage_check
 short_description: Prove that Misskey's stored object storage settings work end to end
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Reads the object storage settings back from where Misskey reads them (the C(meta) row for v11
     and later, the C(drive:) section of C(default.yml) for v10), writes a small PNG with exactly

@@ -29,8 +29,20 @@ def test_build_install_and_list_modules(tmp_path):
         names = tar.getnames()
     assert "galaxy.yml" not in names and "MANIFEST.json" in names
     assert "meta/runtime.yml" in names and "plugins/module_utils/s3.py" in names
-    for ignored in (".venv", ".cache", "bench", "tests/integration", "tests/unit", "tests/services", ".ci"):
+    # Development material stays out: the harness and its tests (only tests/sanity, which ansible-test
+    # sanity reads from the built collection, may ship), molecule scenarios (they need the harness),
+    # the developers' map, unreleased changelog fragments, the AWX project's own requirements file.
+    for ignored in (".venv", ".cache", ".ci", ".git", ".gitignore", ".ansible-lint", "bench", "scripts",
+                    "requirements", "pyproject.toml", "collections", "docs", "extensions/molecule",
+                    "changelogs/fragments", "changelogs/.plugin-cache.yaml"):
         assert not any(n == ignored or n.startswith(ignored + "/") for n in names), ignored
+    assert [n for n in names if n.startswith("tests/") and not n.startswith("tests/sanity/")] == []
+    assert not any(n.endswith((".pyc", ".tar.gz")) or "__pycache__" in n for n in names)
+    # What an admin, ansible-builder and Galaxy read ships.
+    for shipped in ("LICENSE", "README.md", "CHANGELOG.rst", "changelogs/changelog.yaml", "bindep.txt",
+                    "requirements.txt", "meta/execution-environment.yml", "extensions/awx/execution-environment.yml",
+                    "extensions/awx/job_template.yml", "playbooks/migrate.yml"):
+        assert shipped in names, shipped
 
     collections = tmp_path / "collections"
     collections.mkdir()
