@@ -113,6 +113,18 @@ def appuser():
     return app_user()
 
 
+@pytest.fixture
+def app_base():
+    """A root-owned 0755 directory the app user can traverse (pytest's tmp_path is 0700), removed after."""
+    import shutil
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="fos-app-base-")
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path)
+
+
 @pytest.fixture(scope="session")
 def podman_image():
     """localhost/fos-bookworm-systemd:latest (built once with debootstrap, then cached); at session end

@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import os
 import shutil
-import tempfile
 import uuid
 
 import psycopg2
@@ -140,15 +139,6 @@ def test_progress_file_link_is_refused_before_anything_is_copied(rgw, s3, bucket
 
 
 # --- issue 20, finding 12: files the app user does not own ------------------------------------------
-
-@pytest.fixture
-def app_base():
-    """A root-owned 0755 directory the app user can traverse (pytest's tmp_path is 0700)."""
-    path = tempfile.mkdtemp(prefix="fos-hostile-")
-    os.chmod(path, 0o755)
-    yield path
-    shutil.rmtree(path)
-
 
 @pytest.fixture
 def app_instance(pg, app_base, appuser):

@@ -134,15 +134,8 @@ def test_key_prefix_and_has_files(tmp_path):
 # --- hostile: the app user owns public/system and every directory above cache.old ------------------
 
 @pytest.fixture
-def base():
-    """A root-owned 0755 directory the app user can traverse (pytest's tmp_path is 0700)."""
-    import shutil
-    import tempfile
-
-    path = tempfile.mkdtemp(prefix="fos-cache-retirement-")
-    os.chmod(path, 0o755)
-    yield path
-    shutil.rmtree(path)
+def base(app_base):
+    return app_base
 
 
 def snapshot(root):
