@@ -66,7 +66,7 @@ def read_config(path, limit=CONFIG_LIMIT):
     return read_bytes(path, limit).decode("utf-8", "replace")
 
 
-def _owner_for(directory, current, owner):
+def _owner_for(current, owner):
     """The owner to give a file: ``owner``, else the one of the file it replaces; None when this
     process cannot give files away (not root: the file can only be its own)."""
     if owner is None and current is not None:
@@ -83,7 +83,7 @@ def _write_in(directory, name, data, mode=None, new_mode=0o644, owner=None):
             directory.child(name), "a symbolic link" if stat.S_ISLNK(current.st_mode) else "not a regular file"))
     if mode is None:
         mode = stat.S_IMODE(current.st_mode) if current is not None else new_mode
-    directory.write_file(name, _as_bytes(data), owner=_owner_for(directory, current, owner), mode=mode, replace=True)
+    directory.write_file(name, _as_bytes(data), owner=_owner_for(current, owner), mode=mode, replace=True)
 
 
 def write_atomic(path, data, mode=None, new_mode=0o644, owner=None):
@@ -209,7 +209,7 @@ def keep_original(path, original=None, force=True, check_mode=False, limit=CONFI
             status.st_uid, status.st_gid) and stat.S_IMODE(kept_status.st_mode) == stat.S_IMODE(status.st_mode)
         changed = kept is None or (force and not same)
         if changed and not check_mode:
-            directory.write_file(keep, data, owner=_owner_for(directory, status, None),
+            directory.write_file(keep, data, owner=_owner_for(status, None),
                                  mode=stat.S_IMODE(status.st_mode), replace=True)
         return changed, directory.child(keep)
 
@@ -247,5 +247,5 @@ def restore_original(path, original=None, backup=True, check_mode=False, limit=C
         else:
             here = directory.stat()
             owner, mode = (here.st_uid, here.st_gid), stat.S_IMODE(kept_status.st_mode)
-        directory.write_file(name, data, owner=_owner_for(directory, None, owner), mode=mode, replace=True)
+        directory.write_file(name, data, owner=_owner_for(None, owner), mode=mode, replace=True)
         return result
