@@ -186,64 +186,80 @@ NGINX_ROLE = """
 """
 
 
-def test_old_files_urls_through_nginx_after_the_move(tmp_path, pg, s3, drive, nginx_factory):
+HOST = "mk.example.net"
+
+
+@pytest.fixture
+def site(tmp_path, pg, drive, nginx_factory):
+    """Misskey's site (the stand-in for its /files/ route behind it) on a started nginx: ``.nginx .standin
+    .file .snippets .drive .write(extra) .extra`` (the misskey role's nginx inputs)."""
     import shlex
 
     from tests.misskey_files_standin import FilesStandIn
-    from tests.nginx_proxy_support import request
 
-    d = drive
-    if d.version != "2025.4.0":
+    if drive.version != "2025.4.0":
         pytest.skip("the nginx location does not depend on the version; one run is enough")
-    standin = FilesStandIn(pg.dsn(d.db), d.files_dir).start()
+    standin = FilesStandIn(pg.dsn(drive.db), drive.files_dir).start()
     nginx = nginx_factory()
     sites, snippets = tmp_path / "sites", tmp_path / "snippets"
     sites.mkdir()
     snippets.mkdir()
-    site = sites / "misskey"
-    site.write_text("server {\n    listen 127.0.0.1:%d;\n    server_name mk.example.net;\n\n"
-                    "    location / {\n        proxy_pass http://127.0.0.1:%d;\n    }\n}\n" % (nginx.port, standin.port))
-    nginx.write_config("include %s;\n" % site, wrap=True, kind="http")
+
+    class Site:
+        pass
+
+    s = Site()
+    s.nginx, s.standin, s.file, s.snippets, s.drive = nginx, standin, sites / "misskey", snippets, drive
+    s.write = lambda extra="": s.file.write_text(
+        "server {\n    listen 127.0.0.1:%d;\n    server_name %s;\n\n%s"
+        "    location / {\n        proxy_pass http://127.0.0.1:%d;\n    }\n}\n" % (nginx.port, HOST, extra, standin.port))
+    s.write()
+    nginx.write_config("include %s;\n" % s.file, wrap=True, kind="http")
     nginx.start()
-    try:
-        photo_key = d.photo["accessKey"]
-        before = request(nginx.port, "/files/" + photo_key, "mk.example.net")
-        assert before.status == 200 and before.body == PNG + b"photo"
+    s.extra = dict(misskey_dir=os.path.dirname(os.path.dirname(drive.extra["config_file"])),
+                   misskey_files_dir=drive.files_dir, misskey_s3_ca_bundle=drive.extra["ca_bundle"],
+                   misskey_nginx_site_file=str(s.file), misskey_nginx_snippets_dir=str(snippets),
+                   misskey_files_upstream="http://127.0.0.1:%d" % standin.port,
+                   misskey_nginx_test_command=" ".join(shlex.quote(a) for a in nginx._cmd("-t")),
+                   misskey_nginx_reload_command=" ".join(shlex.quote(a) for a in nginx._cmd("-s", "reload")),
+                   misskey_services=[], misskey_restart_command="true")
+    yield s
+    standin.stop()
 
-        extra = dict(misskey_dir=os.path.dirname(os.path.dirname(d.extra["config_file"])),
-                     misskey_files_dir=d.files_dir, misskey_s3_ca_bundle=d.extra["ca_bundle"],
-                     misskey_nginx_site_file=str(site), misskey_nginx_snippets_dir=str(snippets),
-                     misskey_files_upstream="http://127.0.0.1:%d" % standin.port,
-                     misskey_nginx_test_command=" ".join(shlex.quote(a) for a in nginx._cmd("-t")),
-                     misskey_nginx_reload_command=" ".join(shlex.quote(a) for a in nginx._cmd("-s", "reload")),
-                     misskey_services=[], misskey_restart_command="true")
-        result = run_playbook(NGINX_ROLE, extra_vars=extra)
-        assert result.rc == 0, result
-        assert result.task("Move Misskey's local files into the bucket")["stats"]["moved"] == 5
 
-        import time
-        deadline = time.monotonic() + 10
-        while True:
-            after = request(nginx.port, "/files/" + photo_key, "mk.example.net")
-            if after.status == 302 or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-        location = after.header("Location")
-        assert after.status == 302 and location == "%s/%s/%s" % (d.base_url, PREFIX, photo_key), after
-        # following the redirect gives the object's bytes (the bucket URL, reached on loopback)
-        assert anonymous_get(location.replace("s3.localhost", "127.0.0.1"), s3) == PNG + b"photo"
-        thumb = request(nginx.port, "/files/%s/whatever.webp" % d.photo["thumbnailAccessKey"], "mk.example.net")
-        assert thumb.status == 302
-        # files that were not moved are served by Misskey as before; other 404s stay 404
-        cached = request(nginx.port, "/files/" + d.cached["accessKey"], "mk.example.net")
-        assert cached.status == 200 and cached.body == PNG + b"remote"
-        assert request(nginx.port, "/files/not-a-key", "mk.example.net").status == 404
-        assert request(nginx.port, "/", "mk.example.net").body == b"misskey"
+def test_old_files_urls_through_nginx_after_the_move(s3, site):
+    from tests.nginx_proxy_support import request
 
-        again = run_playbook(NGINX_ROLE, extra_vars=extra)
-        assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again
-    finally:
-        standin.stop()
+    d, nginx, extra = site.drive, site.nginx, site.extra
+    photo_key = d.photo["accessKey"]
+    before = request(nginx.port, "/files/" + photo_key, HOST)
+    assert before.status == 200 and before.body == PNG + b"photo"
+
+    result = run_playbook(NGINX_ROLE, extra_vars=extra)
+    assert result.rc == 0, result
+    assert result.task("Move Misskey's local files into the bucket")["stats"]["moved"] == 5
+
+    import time
+    deadline = time.monotonic() + 10
+    while True:
+        after = request(nginx.port, "/files/" + photo_key, HOST)
+        if after.status == 302 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    location = after.header("Location")
+    assert after.status == 302 and location == "%s/%s/%s" % (d.base_url, PREFIX, photo_key), after
+    # following the redirect gives the object's bytes (the bucket URL, reached on loopback)
+    assert anonymous_get(location.replace("s3.localhost", "127.0.0.1"), s3) == PNG + b"photo"
+    thumb = request(nginx.port, "/files/%s/whatever.webp" % d.photo["thumbnailAccessKey"], HOST)
+    assert thumb.status == 302
+    # files that were not moved are served by Misskey as before; other 404s stay 404
+    cached = request(nginx.port, "/files/" + d.cached["accessKey"], HOST)
+    assert cached.status == 200 and cached.body == PNG + b"remote"
+    assert request(nginx.port, "/files/not-a-key", HOST).status == 404
+    assert request(nginx.port, "/", HOST).body == b"misskey"
+
+    again = run_playbook(NGINX_ROLE, extra_vars=extra)
+    assert again.rc == 0 and again.stats["localhost"]["changed"] == 0, again
 
 
 def test_killed_mid_run_then_rerun_ends_complete(tmp_path, pg, s3, drive):

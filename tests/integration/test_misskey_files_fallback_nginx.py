@@ -10,52 +10,17 @@ PostgreSQL (Misskey 2025.x tables, tests/fixtures/misskey_drive.py), real Ceph R
 """
 
 import os
-import shlex
 
 import pytest
 
 from tests.ansible_helpers import run_playbook
 from tests.fixtures.misskey_drive import PNG, dump, tree
-from tests.integration.test_misskey_drive_move import NGINX_ROLE, drive  # noqa: F401 - the fixture
+from tests.integration.test_misskey_drive_move import HOST, NGINX_ROLE, drive, site  # noqa: F401 - the fixtures
 from tests.nginx_proxy_support import request
 
 SNIPPET = "fediverse-misskey-files.conf"
-HOST = "mk.example.net"
 
 
-@pytest.fixture
-def site(tmp_path, pg, drive, nginx_factory):  # noqa: F811 - drive is the imported fixture
-    """Misskey's site (the stand-in for its /files/ route behind it) on a started nginx."""
-    from tests.misskey_files_standin import FilesStandIn
-
-    if drive.version != "2025.4.0":
-        pytest.skip("the nginx location does not depend on the version; one run is enough")
-    standin = FilesStandIn(pg.dsn(drive.db), drive.files_dir).start()
-    nginx = nginx_factory()
-    sites, snippets = tmp_path / "sites", tmp_path / "snippets"
-    sites.mkdir()
-    snippets.mkdir()
-
-    class Site:
-        pass
-
-    s = Site()
-    s.nginx, s.standin, s.file, s.snippets, s.drive = nginx, standin, sites / "misskey", snippets, drive
-    s.write = lambda extra="": s.file.write_text(
-        "server {\n    listen 127.0.0.1:%d;\n    server_name %s;\n\n%s"
-        "    location / {\n        proxy_pass http://127.0.0.1:%d;\n    }\n}\n" % (nginx.port, HOST, extra, standin.port))
-    s.write()
-    nginx.write_config("include %s;\n" % s.file, wrap=True, kind="http")
-    nginx.start()
-    s.extra = dict(misskey_dir=os.path.dirname(os.path.dirname(drive.extra["config_file"])),
-                   misskey_files_dir=drive.files_dir, misskey_s3_ca_bundle=drive.extra["ca_bundle"],
-                   misskey_nginx_site_file=str(s.file), misskey_nginx_snippets_dir=str(snippets),
-                   misskey_files_upstream="http://127.0.0.1:%d" % standin.port,
-                   misskey_nginx_test_command=" ".join(shlex.quote(a) for a in nginx._cmd("-t")),
-                   misskey_nginx_reload_command=" ".join(shlex.quote(a) for a in nginx._cmd("-s", "reload")),
-                   misskey_services=[], misskey_restart_command="true")
-    yield s
-    standin.stop()
 
 
 def failure_text(result):
@@ -74,7 +39,7 @@ def nginx_reloads(s):
 # Only a final newline: every other character was refused before too (tests/unit/test_misskey_files_fallback.py
 # checks them all); "\n" + a directive fails a pattern ending in $ as well.
 @pytest.mark.parametrize("column, tail", [("objectStorageBaseUrl", "\n"), ("objectStoragePrefix", "\n")])
-def test_a_stored_value_nginx_would_read_as_syntax_is_refused_before_anything_is_written(pg, site, column, tail):
+def test_a_stored_value_nginx_would_read_as_syntax_is_refused_before_anything_is_written(pg, site, column, tail):  # noqa: F811 - site is the imported fixture
     s, d = site, site.drive
     pg.execute('UPDATE meta SET "%s" = "%s" || %s' % (column, column, "E'%s'" % tail.encode("unicode_escape").decode()),
                d.db)
@@ -92,7 +57,7 @@ def test_a_stored_value_nginx_would_read_as_syntax_is_refused_before_anything_is
     nginx_reloads(s)
 
 
-def test_nginx_refusing_the_fallback_puts_the_previous_files_back(pg, site):
+def test_nginx_refusing_the_fallback_puts_the_previous_files_back(pg, site):  # noqa: F811 - site is the imported fixture
     s, d = site, site.drive
     # The admin already routes /files/ in the site (a realistic hand-made cache location): the include of the
     # fallback makes a second `location /files/`, which nginx -t refuses.
@@ -110,7 +75,7 @@ def test_nginx_refusing_the_fallback_puts_the_previous_files_back(pg, site):
     nginx_reloads(s)
 
 
-def test_fallback_removal_through_the_same_transaction(pg, site):
+def test_fallback_removal_through_the_same_transaction(pg, site):  # noqa: F811 - site is the imported fixture
     """files_fallback_remove takes the include line and the snippet away (nginx -t, reload), and a second run
     changes nothing; a removal nginx refuses is put back (snippet and include line as they were)."""
     s = site
