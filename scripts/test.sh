@@ -21,8 +21,12 @@ step "pytest: unit and integration tests against real services"
 # --durations=25: every run lists its slowest tests (the suite must stay under an hour on CI).
 # The harness stops every service it started at session end; the second run checks that
 # nothing is left behind (it starts nothing itself).
+# Two pytest-xdist workers (FOS_TEST_WORKERS=0 runs in one process): one test keeps about one of this
+# machine's two cores busy (ansible-playbook's per-task work) while it waits on RGW, PostgreSQL and nginx
+# the rest of the time. Each worker starts its own services; tests/conftest.py puts the long files first.
 status=0
-python -m pytest -p no:cacheprovider --durations=25 tests/unit tests/integration "$@" || status=$?
+python -m pytest -p no:cacheprovider --durations=25 -n "${FOS_TEST_WORKERS:-2}" --dist worksteal \
+  tests/unit tests/integration "$@" || status=$?
 step "pytest: no leftover services ($(( $(date +%s) - start ))s in all)"
 python -m pytest -p no:cacheprovider -q tests/after || status=$((status ? status : $?))
 exit "$status"
