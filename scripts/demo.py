@@ -4,6 +4,11 @@ Starts throwaway services on loopback (Ceph RGW over HTTPS, PostgreSQL holding a
 Mastodon database, nginx serving a Mastodon-like site), runs playbooks/migrate.yml against them
 exactly as an admin would (keys in the environment), then fetches one migrated media URL through
 the new proxy twice (X-Cache: MISS, then HIT). Everything is stopped at the end.
+
+    scripts/demo.sh [MODE] [ANSIBLE-PLAYBOOK OPTIONS...]
+
+MODE is directory (default), system or subdomain; further arguments go to ansible-playbook, e.g.
+`scripts/demo.sh directory --check --diff` shows what a first run would change (and fetches nothing).
 """
 
 import os
@@ -31,6 +36,7 @@ def say(text):
 
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else "directory"
+    options = sys.argv[2:]
     root = tempfile.mkdtemp(prefix="fos-demo-")
     os.chmod(root, 0o755)
     started = []
@@ -61,11 +67,14 @@ def main():
             fh.write("mastodon ansible_host=127.0.0.1 ansible_connection=local ansible_python_interpreter=%s\n"
                      % sys.executable)
         playbook = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
-                    os.path.join(REPO, "playbooks", "migrate.yml"), "-i", inventory, "-e", "@" + vars_file]
+                    os.path.join(REPO, "playbooks", "migrate.yml"), "-i", inventory, "-e", "@" + vars_file] + options
         rc = subprocess.call(playbook, env=ansible_env(host.env, callback="default"), cwd=REPO)
         if rc != 0:
             print("migrate.yml failed (rc %d)" % rc)
             return rc
+        if "--check" in options or "-C" in options:
+            say("done: a check run (nothing was changed)")
+            return 0
 
         say("fetching one migrated media URL through the proxy")
         key = sorted(k for k, (ctype, acl) in host.instance.expected.items() if acl is None and k.startswith("cache/"))[0]
