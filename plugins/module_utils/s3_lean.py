@@ -62,6 +62,7 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_wire i
     UNSIGNED_PAYLOAD,
     Replay,
     canonical_query,
+    connection,
     proxy_for,
     read_response,
     sign,
@@ -231,20 +232,8 @@ class LeanS3(object):
             conns = self._local.conns = {}
         conn = conns.get(connect_host)
         if conn is None:
-            proxy = self.proxy
-            if proxy is None and self.scheme == "https":
-                conn = http.client.HTTPSConnection(connect_host, self.port, timeout=self.timeout, context=self.context)
-            elif proxy is None:
-                conn = http.client.HTTPConnection(connect_host, self.port, timeout=self.timeout)
-            elif self.scheme == "https":
-                # TCP to the proxy, CONNECT host:port (with the proxy's credentials), then TLS with the
-                # endpoint through the tunnel: SNI and the certificate check are the endpoint's.
-                conn = http.client.HTTPSConnection(proxy.host, proxy.port, timeout=self.timeout, context=self.context)
-                conn.set_tunnel(connect_host, self.port or 443, headers=dict(proxy.headers))
-            else:
-                # Plain HTTP: the requests go to the proxy with the absolute URI (see request()).
-                conn = http.client.HTTPConnection(proxy.host, proxy.port, timeout=self.timeout)
-            conns[connect_host] = conn
+            conn = conns[connect_host] = connection(self.scheme, connect_host, self.port, self.timeout, self.context,
+                                                    self.proxy)
         return conn
 
     def _drop(self, connect_host):

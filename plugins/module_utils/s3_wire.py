@@ -200,3 +200,19 @@ def proxy_for(endpoint_url):
     if not url:
         return None
     return Proxy(_fix_proxy_url(url))
+
+
+def connection(scheme, host, port, timeout, context, proxy=None):
+    """The (unopened) http.client connection to ``host:port``: direct, or through ``proxy`` (a Proxy
+    over plain HTTP). For https: TCP to the proxy, ``CONNECT host:port`` with the proxy's headers,
+    then TLS with the endpoint through the tunnel (SNI and the certificate check are the endpoint's).
+    For http: a connection to the proxy, which the caller asks with the absolute URI."""
+    if proxy is None and scheme == "https":
+        return http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+    if proxy is None:
+        return http.client.HTTPConnection(host, port, timeout=timeout)
+    if scheme == "https":
+        conn = http.client.HTTPSConnection(proxy.host, proxy.port, timeout=timeout, context=context)
+        conn.set_tunnel(host, port or 443, headers=dict(proxy.headers))
+        return conn
+    return http.client.HTTPConnection(proxy.host, proxy.port, timeout=timeout)
