@@ -53,7 +53,7 @@ options:
     default: true
 notes:
   - A forward proxy is taken from the environment of the module, as boto3 takes it, for every request
-    (the copy engine's own small requests too): E(HTTPS_PROXY) (or E(https_proxy)) for an https endpoint,
+    (the copy engine's own small requests too). E(HTTPS_PROXY) (or E(https_proxy)) for an https endpoint,
     E(HTTP_PROXY) for an http one, as C(http://[user:password@]host:port); E(NO_PROXY) lists the hosts
     and domains reached directly. Set them with the C(environment) keyword of the play or task (C(sudo)
     usually resets the login environment of a C(become) user). The password never appears in a message.
