@@ -52,6 +52,11 @@ options:
     type: bool
     default: true
 notes:
+  - A forward proxy is taken from the environment of the module, as boto3 takes it, for every request
+    (the copy engine's own small requests too). E(HTTPS_PROXY) (or E(https_proxy)) for an https endpoint,
+    E(HTTP_PROXY) for an http one, as C(http://[user:password@]host:port); E(NO_PROXY) lists the hosts
+    and domains reached directly. Set them with the C(environment) keyword of the play or task (C(sudo)
+    usually resets the login environment of a C(become) user). The password never appears in a message.
   - Checksums are sent only when S3 requires them (C(request_checksum_calculation=when_required)),
     because botocore 1.36 and later otherwise send CRC32 trailers that Ceph RGW, the engine of
     Vultr Object Storage, rejects over HTTPS.

@@ -17,7 +17,10 @@ are handled once:
   ``MissingContentLength``;
 * over HTTPS, ``payload_signing_enabled: false``: PutObject/UploadPart bodies are sent as
   ``UNSIGNED-PAYLOAD`` (TLS protects the body), which saves a SHA-256 pass over every byte on the
-  client. Over plain HTTP the payload stays signed.
+  client. Over plain HTTP the payload stays signed;
+* one proxy for both request paths: boto3 takes ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` from the
+  environment, and the lean path (s3_lean.py) makes the same choice (s3_wire.proxy_for); a proxy
+  it cannot use (an ``https://`` proxy URL) makes ``lean`` give a plain boto3 client.
 
 Plain Python: importable without Ansible, unit-tested in tests/unit.
 """
@@ -33,6 +36,7 @@ import threading
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_lean import LeanS3
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_listing import use_fast_timestamps
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_wire import proxy_for
 
 # boto3 itself is imported when a boto3 client is first made (~0.3 s with the client): a copy run
 # whose requests all take the lean path (s3_lean.py) never pays it. botocore's exceptions are cheap.
@@ -158,18 +162,25 @@ def s3_client(endpoint, access_key=None, secret_key=None, region=None, addressin
     ``ca_bundle`` wins over ``validate_certs``; ``validate_certs=False`` disables TLS checks.
     ``lean``: a LeanClient (same calls and results): PutObject, HeadObject, HeadBucket and
     ListObjectsV2 go through s3_lean.LeanS3 and boto3 is imported only for anything else; with
-    ``addressing_style: auto`` or without explicit keys, a plain boto3 client.
+    ``addressing_style: auto``, without explicit keys, or when the environment names an ``https://``
+    proxy for the endpoint (TLS to the proxy: urllib3's, not the lean path's), a plain boto3 client.
+    Both paths take the proxy botocore takes from the environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY).
     """
     url = resolve_endpoint(endpoint)
     access_key = access_key or os.environ.get("AWS_ACCESS_KEY_ID")
     secret_key = secret_key or os.environ.get("AWS_SECRET_ACCESS_KEY")
     if ca_bundle and not os.path.isfile(ca_bundle):
         raise S3ConfigError("ca_bundle %s does not exist" % ca_bundle)
-    if lean and access_key and secret_key and addressing_style in ("path", "virtual"):
+    try:
+        proxy = proxy_for(url)
+    except ValueError as exc:
+        raise S3ConfigError(str(exc)) from None
+    if lean and access_key and secret_key and addressing_style in ("path", "virtual") and (
+            proxy is None or proxy.scheme == "http"):
         if not HAS_BOTO3:
             raise S3ConfigError("boto3 is required: %s" % BOTO3_IMPORT_ERROR)
         fast = LeanS3(url, access_key, secret_key, region_for(endpoint, region), addressing_style=addressing_style,
-                      ca_bundle=ca_bundle, validate_certs=validate_certs, timeout=read_timeout)
+                      ca_bundle=ca_bundle, validate_certs=validate_certs, timeout=read_timeout, proxy=proxy)
         return LeanClient(fast, lambda: s3_client(
             endpoint, access_key=access_key, secret_key=secret_key, region=region, addressing_style=addressing_style,
             ca_bundle=ca_bundle, validate_certs=validate_certs, max_attempts=max_attempts, retry_mode=retry_mode,
