@@ -86,7 +86,7 @@ class AdminUser(collections.namedtuple("AdminUser", "name uid gid")):
     def wrap(self, cmd: list, env: dict, tmp: str) -> tuple[list, dict]:
         """``cmd`` (ansible-playbook ...) as this user, and its environment; ``tmp`` (the run's temporary
         directory, which holds the inventory and the extra vars) becomes the user's, its HOME."""
-        for dirpath, dirnames, filenames in os.walk(tmp):
+        for dirpath, _dirs, filenames in os.walk(tmp):
             os.lchown(dirpath, self.uid, self.gid)
             for name in filenames:
                 os.lchown(os.path.join(dirpath, name), self.uid, self.gid)
