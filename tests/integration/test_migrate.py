@@ -577,17 +577,28 @@ def give_live_dir_to(appuser, host, mode=0o640):
     os.chmod(host.env_file, mode)
 
 
-def test_rollback_keeps_the_app_users_owner_and_mode_of_env_production(host_factory, appuser):
+def test_rollback_keeps_the_app_users_owner_and_mode_of_env_production(host_factory, appuser, admin):
     """Migrate and roll back a host whose live directory belongs to the real app user: after the rollback
     .env.production is the original again, still the app user's with its mode, and the app user can read it
-    (Mastodon starts). A second rollback changes nothing in it."""
+    (Mastodon starts). A second rollback changes nothing in it.
+    Every run is an admin's as usual (issue 24 item 2): connected as an unprivileged user with sudo (fos-admin,
+    neither root nor the app user), the playbooks become root, which the app user's files, the root-owned
+    nginx files and the nginx reload need."""
     host = host_factory("system")
     give_live_dir_to(appuser, host, 0o640)
     original = Path(host.env_file).read_bytes()
-    assert migrate(host).rc == 0
+    res = migrate(host, as_user=admin)
+    assert res.rc == 0, res
     assert Path(host.env_file).read_bytes() != original
+    st = os.lstat(host.env_file)
+    assert (st.st_uid, st.st_mode & 0o7777) == (appuser.uid, 0o640)
+    # Written by root, not by the connection user: the proxy's files and the retired cache.
+    snippet = os.path.join(host.layout["snippets"], "fediverse_media-system.conf")
+    assert os.lstat(snippet).st_uid == 0
+    assert os.path.isdir(os.path.join(host.system_root, "cache.old"))
+    assert not any(os.lstat(os.path.join(d, f)).st_uid == admin.uid for d, _, fs in os.walk(host.root) for f in fs)
 
-    back = migrate(host, playbook=ROLLBACK)
+    back = migrate(host, playbook=ROLLBACK, as_user=admin)
     assert back.rc == 0, back
     assert back.task("Restore the original configuration file")["changed"] is True
     st = os.lstat(host.env_file)
@@ -595,7 +606,7 @@ def test_rollback_keeps_the_app_users_owner_and_mode_of_env_production(host_fact
     assert Path(host.env_file).read_bytes() == original
     appuser.call(Path(host.env_file).read_bytes)  # as the app user: readable
 
-    again = migrate(host, playbook=ROLLBACK)
+    again = migrate(host, playbook=ROLLBACK, as_user=admin)
     assert again.rc == 0, again
     assert again.task("Restore the original configuration file")["changed"] is False
     st = os.lstat(host.env_file)
