@@ -14,7 +14,8 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.migrate_i
 
 
 def migrate_input_problems(values):
-    return [{"variable": variable, "msg": message} for variable, message in input_problems(dict(values))]
+    """{variable: message} in the checks' order (one message per variable)."""
+    return dict(input_problems(dict(values)))
 
 
 def migrate_words(message):

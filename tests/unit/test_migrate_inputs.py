@@ -109,10 +109,16 @@ def test_several_bad_inputs_get_one_message_each_in_order():
     assert [v for v, m in problems if v in m] == ["migrate_app", "migrate_endpoint", "migrate_copy_scope"]
 
 
-def test_the_filter_returns_variable_and_message():
-    assert migrate_input_problems(with_(migrate_endpoint="ewr9")) == [
-        {"variable": "migrate_endpoint", "msg": mi.input_problems(with_(migrate_endpoint="ewr9"))[0][1]}]
-    assert migrate_input_problems(GOOD) == []
+def test_the_filter_maps_each_variable_to_its_message():
+    values = with_(migrate_endpoint="ewr9", migrate_shard_count=0)
+    assert list(migrate_input_problems(values).items()) == mi.input_problems(values)
+    assert migrate_input_problems(GOOD) == {}
+
+
+def test_at_most_one_message_per_variable():
+    everything_wrong = {name: "$;{" for name in GOOD}
+    problems = mi.input_problems(everything_wrong)
+    assert len({v for v, _ in problems}) == len(problems) and len(problems) >= 8, problems
 
 
 def test_every_known_vultr_cluster_is_a_shortcut_and_others_are_refused_with_the_list():
