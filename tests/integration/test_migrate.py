@@ -208,7 +208,7 @@ def test_bad_input_fails_before_anything_changes(host_factory, s3, bucket_name, 
         assert all(i["item"] in i["msg"] for i in items), items
         # Nothing ran after the input check, and no request was tried (ewr9 used to take ~20 s of retries).
         assert res.tasks[-1]["name"].endswith("Check the migration's inputs"), [t["name"] for t in res.tasks]
-        assert seconds < 15, seconds
+        assert seconds < 30, seconds  # ewr9 took 88 s before (the S3 client's retries), 5-10 s now
     assert keys_in(s3, bucket_name) is None
     assert Path(host.env_file).read_bytes() == env_before
     assert nginx_files(host) == nginx_before
