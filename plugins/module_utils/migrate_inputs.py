@@ -151,9 +151,9 @@ def _check_copy(values, problems):
         problems.append(("migrate_shard_count", "migrate_shard_count must be a whole number of 1 or more, not %s."
                          % _shown(values.get("migrate_shard_count"))))
     elif index is None or not 0 <= index < count:
+        given = _shown(values.get("migrate_shard_index"))
         problems.append(("migrate_shard_index", "migrate_shard_index must be a whole number from 0 to %d "
-                         "(migrate_shard_count is %d), not %s." % (count - 1, count,
-                                                                    _shown(values.get("migrate_shard_index")))))
+                         "(migrate_shard_count is %d), not %s." % (count - 1, count, given)))
 
 
 def input_problems(values):
