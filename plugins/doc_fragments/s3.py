@@ -16,6 +16,8 @@ options:
       - The S3 endpoint. A URL (V(https://ewr1.vultrobjects.com)), a host name
         (V(sgp1.vultrobjects.com), https is assumed) or a Vultr cluster name such as V(ewr1),
         V(sjc1), V(ams1), V(blr1), V(del1), V(sgp1).
+      - A cluster name that is not one of Vultr's documented clusters (a typo such as V(ewr9)) is refused
+        before any request, with the list; a cluster newer than the list is given by its host name.
     type: str
     required: true
   region:

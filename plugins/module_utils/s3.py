@@ -56,9 +56,14 @@ except ImportError as exc:  # pragma: no cover - exercised by ansible-test's imp
 S3_ERRORS = (BotoCoreError, ClientError)
 
 VULTR_DOMAIN = "vultrobjects.com"
-# A Vultr cluster shortcut: three letters and a number (ewr1, sjc1, ams1, blr1, del1, sgp1, ...).
-# The list of clusters changes; any name of that shape is accepted and becomes <name>.vultrobjects.com.
+# A Vultr cluster shortcut: three letters and a number, which becomes <name>.vultrobjects.com.
 _VULTR_SHORTCUT = re.compile(r"^[a-z]{3}[0-9]+$")
+# The Object Storage clusters Vultr documents (docs.vultr.com, "What are the available Vultr Object
+# Storage locations"). A shortcut outside this list is refused at once with the list (a typo such as
+# ewr9 would otherwise be a host name that never resolves, found after the S3 client's retries); a
+# cluster newer than this list is given by its host name (fra1.vultrobjects.com) or URL.
+VULTR_CLUSTERS = ("ams1", "ams2", "atl1", "atl2", "blr1", "blr2", "chi3", "del1", "ewr1", "ewr2",
+                  "lax1", "lhr1", "nrt1", "sea1", "sgp1", "sgp2", "sjc1", "syd1")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?(/.*)?$")
 
 ADDRESSING_STYLES = ("path", "virtual", "auto")
@@ -93,6 +98,10 @@ def resolve_endpoint(endpoint):
         raise S3ConfigError("an S3 endpoint is required: a URL, a host name, or a Vultr cluster such as 'ewr1'")
     value = str(endpoint).strip()
     if _VULTR_SHORTCUT.match(value):
+        if value not in VULTR_CLUSTERS:
+            raise S3ConfigError(
+                "%r is not a Vultr Object Storage cluster; the clusters are %s (for another endpoint give its "
+                "host name, such as %s.%s, or its URL)" % (value, ", ".join(VULTR_CLUSTERS), value, VULTR_DOMAIN))
         return "https://%s.%s" % (value, VULTR_DOMAIN)
     if "://" in value:
         scheme = value.split("://", 1)[0].lower()

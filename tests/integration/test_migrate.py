@@ -189,20 +189,45 @@ def test_check_mode_changes_nothing(host_factory, s3, bucket_name):
     assert len(counts) == 1, counts
 
 
-@pytest.mark.parametrize("case, extra, message", [
-    ("dotted bucket", {"migrate_bucket": "media.example.social"}, "contains dots"),
-    ("system mode for misskey", {"migrate_app": "misskey", "migrate_proxy_mode": "system"}, "does not apply to Misskey"),
-    ("missing env file", {"migrate_env_file": "/nonexistent/.env.production"}, "does not exist"),
-    ("unreachable database", {"migrate_db_port": 1}, "cannot connect to PostgreSQL"),
-    ("wrong secret key", {"migrate_secret_key": "wrong-secret"}, "secret key"),
+def all_messages(res):
+    """failure_messages() and the message of each item a looped assert refused or a looped fail gave (the
+    json callback's loop items carry no "failed")."""
+    return res.failure_messages() + [
+        str(item.get("msg", "")) for t in res.tasks for item in t["result"].get("results", [])
+        if isinstance(item, dict) and (item.get("evaluated_to") is False
+                                      or (t["result"].get("failed") and t["result"].get("action") == "ansible.builtin.fail"))]
+
+
+# reported: the migrate_* variables the input check names, one message each (issue 24 item 5), and then
+# the run fails at once, before any other task; None: a check further into pre-flight.
+@pytest.mark.parametrize("case, extra, message, reported", [
+    ("dotted bucket", {"migrate_bucket": "media.example.social"}, "contains dots", ["migrate_bucket"]),
+    ("system mode for misskey", {"migrate_app": "misskey", "migrate_proxy_mode": "system"}, "does not apply to Misskey",
+     ["migrate_proxy_mode"]),
+    # A typo of a Vultr cluster: the list of clusters at once, not "cannot reach the S3 endpoint" after retries.
+    ("unknown Vultr cluster", {"migrate_endpoint": "ewr9"}, "the clusters are ams1, ams2", ["migrate_endpoint"]),
+    ("two wrong inputs", {"migrate_domain": "social", "migrate_copy_scope": ["cache", "remote"]}, "not 'social'",
+     ["migrate_domain", "migrate_copy_scope"]),
+    ("missing env file", {"migrate_env_file": "/nonexistent/.env.production"}, "does not exist", None),
+    ("unreachable database", {"migrate_db_port": 1}, "cannot connect to PostgreSQL", None),
+    ("wrong secret key", {"migrate_secret_key": "wrong-secret"}, "Check migrate_access_key/migrate_secret_key", None),
 ])
-def test_bad_input_fails_before_anything_changes(host_factory, s3, bucket_name, case, extra, message):
+def test_bad_input_fails_before_anything_changes(host_factory, s3, bucket_name, case, extra, message, reported):
     host = host_factory("system")
     env_before = Path(host.env_file).read_bytes()
     nginx_before = nginx_files(host)
+    t0 = time.monotonic()
     res = migrate(host, extra=extra)
+    seconds = time.monotonic() - t0
     assert res.rc != 0, case
-    assert any(message in m for m in res.failure_messages()), (case, res.failure_messages())
+    assert any(message in m for m in all_messages(res)), (case, all_messages(res))
+    if reported is not None:
+        items = res.task("Check the migration's inputs")["results"]
+        assert [i["item"] for i in items] == reported, items
+        assert all(i["item"] in i["msg"] for i in items), items
+        # Nothing ran after the input check, and no request was tried (ewr9 used to take ~20 s of retries).
+        assert res.tasks[-1]["name"].endswith("Check the migration's inputs"), [t["name"] for t in res.tasks]
+        assert seconds < 30, seconds  # ewr9 took 88 s before (the S3 client's retries), 5-10 s now
     assert keys_in(s3, bucket_name) is None
     assert Path(host.env_file).read_bytes() == env_before
     assert nginx_files(host) == nginx_before
@@ -396,11 +421,6 @@ def test_mastodon_4_1_2_directory_mode_fails_in_preflight(host_factory, s3, buck
     assert nginx_files(host) == nginx_before
 
 
-def all_messages(res):
-    """failure_messages() and the message of each item a looped assert refused."""
-    return res.failure_messages() + [
-        str(item.get("msg", "")) for t in res.tasks for item in t["result"].get("results", [])
-        if isinstance(item, dict) and item.get("evaluated_to") is False]
 
 
 @pytest.mark.parametrize("case, extra, message", [
