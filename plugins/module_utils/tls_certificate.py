@@ -97,15 +97,34 @@ def _public(key):
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def check_pair(certificate, private_key, names, now=None):
+def check_pair(certificate, private_key, names, now=None, absent_ok=False, acme_webroot=""):
     """What nginx and a browser will say about the certificate file ``certificate`` with the key file
     ``private_key`` for the host names ``names``: a dict with ``problems`` (sentences, each naming the
-    file and what is wrong; empty when all is well) and, when the certificate could be read,
-    ``dns_names``, ``not_before``, ``not_after`` (ISO 8601, UTC) and ``subject``."""
+    file and what is wrong; empty when all is well), ``absent`` (the certificate file does not exist)
+    and, when the certificate could be read, ``dns_names``, ``not_before``, ``not_after`` (ISO 8601,
+    UTC) and ``subject``. ``absent_ok``: a certificate file that does not exist is no problem (the
+    caller obtains one later); the pair is then not checked further. ``acme_webroot``: the directory
+    port 80 serves ``/.well-known/acme-challenge/`` from, for the ``advice`` on a problem (how to obtain
+    a certificate with certbot)."""
     now = now or datetime.datetime.now(_UTC)
-    result = dict(certificate=certificate, private_key=private_key, names=list(names), problems=[])
+    result = dict(certificate=certificate, private_key=private_key, names=list(names), problems=[], absent=False)
     problems = result["problems"]
+    _check(result, now, absent_ok)
+    if problems and acme_webroot and names:
+        result["advice"] = (
+            "To obtain a certificate for %s: certbot certonly --webroot -w %s %s (with the DNS record of each name "
+            "pointing to this server and port 80 serving %s for it, as a default site does)"
+            % (", ".join(names), acme_webroot, " ".join("-d %s" % n for n in names), acme_webroot))
+    return result
+
+
+def _check(result, now, absent_ok):
+    certificate, private_key, names, problems = (result["certificate"], result["private_key"], result["names"],
+                                                 result["problems"])
     cert_data, problem = _read(certificate, "certificate")
+    result["absent"] = problem is not None and problem.endswith(" does not exist")
+    if result["absent"] and absent_ok:
+        return
     if problem:
         problems.append(problem)
     key_data, problem = _read(private_key, "private key")
@@ -135,7 +154,7 @@ def check_pair(certificate, private_key, names, now=None):
                 problems.append("the private key %s cannot be parsed: %s" % (private_key, exc))
 
     if cert is None:
-        return result
+        return
     not_before, not_after = _utc(cert, "not_valid_before"), _utc(cert, "not_valid_after")
     dns_names = _dns_names(cert)
     result.update(dns_names=dns_names, not_before=not_before.isoformat(), not_after=not_after.isoformat(),
@@ -152,7 +171,18 @@ def check_pair(certificate, private_key, names, now=None):
             problems.append("the certificate %s is not for %s: its names (subjectAltName) are %s" % (
                 certificate, name, ", ".join(dns_names) if dns_names else "none (browsers ignore the Common Name %s)"
                 % cert.subject.rfc4514_string()))
-    return result
+
+
+def check_server_blocks(dump, name, now=None):
+    """``check_pair`` of each certificate ``server_certificates`` finds for ``name``, with its advice."""
+    results = []
+    for cert, key, path in server_certificates(dump, name):
+        result = check_pair(cert, key, [name], now=now)
+        if result["problems"]:
+            result["advice"] = ("%s serves %s with this certificate: renew or replace it (certbot renew) and fix "
+                                "the server block's ssl_certificate and ssl_certificate_key" % (path, name))
+        results.append(result)
+    return results
 
 
 def _serves(server_names, name):
@@ -188,9 +218,7 @@ def server_certificates(dump, name):
             continue
         if d.name == "server_name":
             block["names"].extend(d.args)
-        elif d.name == "listen" and "ssl" in d.args[1:]:
-            block["ssl"] = True
-        elif d.name == "ssl" and d.args == ["on"]:
+        elif (d.name == "listen" and "ssl" in d.args[1:]) or (d.name == "ssl" and d.args == ["on"]):
             block["ssl"] = True
         elif d.name in ("ssl_certificate", "ssl_certificate_key") and d.args:
             block[d.name].append(d.args[0])
@@ -201,7 +229,7 @@ def server_certificates(dump, name):
         certs = block["ssl_certificate"] or http_level["ssl_certificate"]
         keys = block["ssl_certificate_key"] or http_level["ssl_certificate_key"]
         for cert, key in zip(certs, keys):
-            if cert.startswith("/") and key.startswith("/") and "$" not in cert + key:
-                if (cert, key, block["file"]) not in found:
-                    found.append((cert, key, block["file"]))
+            usable = cert.startswith("/") and key.startswith("/") and "$" not in cert + key
+            if usable and (cert, key, block["file"]) not in found:
+                found.append((cert, key, block["file"]))
     return found

@@ -11,7 +11,7 @@ DOCUMENTATION = r"""
 ---
 module: tls_certificate_info
 short_description: Check that nginx can load a TLS certificate and key and that they cover a host name
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Reads TLS certificate and key files and tells what nginx and a browser would object to, before nginx
     is given them. The migrate role's pre-flight runs it for every certificate the media proxy names.
@@ -45,6 +45,17 @@ options:
         type: list
         elements: str
         required: true
+      absent_ok:
+        description:
+          - A certificate file that does not exist is not a problem (the caller obtains one later, as the
+            nginx_proxy role does with C(nginx_proxy_certbot)); the pair is then not checked.
+        type: bool
+        default: false
+      acme_webroot:
+        description:
+          - The directory port 80 serves C(/.well-known/acme-challenge/) from for these names; when given, a pair
+            with a problem gets an RV(advice) with the certbot command that obtains a certificate.
+        type: path
   nginx_config:
     description:
       - The output of C(nginx -T). With O(server_name), the certificates of the TLS server blocks serving
@@ -85,6 +96,13 @@ problems:
   type: list
   elements: str
   sample: ["the certificate /etc/letsencrypt/live/s3.example.social/fullchain.pem does not exist"]
+advice:
+  description: For each pair with a problem, what to do (the certbot command, or the server block to fix).
+  returned: always
+  type: list
+  elements: str
+  sample: ["To obtain a certificate for s3.example.social: certbot certonly --webroot -w /var/www/html -d s3.example.social
+    (with the DNS record of each name pointing to this server and port 80 serving /var/www/html for it, as a default site does)"]
 certificates:
   description: Each pair checked, with what was read from its certificate.
   returned: always
@@ -105,6 +123,12 @@ certificates:
       description: The problems of this pair.
       type: list
       elements: str
+    absent:
+      description: The certificate file does not exist.
+      type: bool
+    advice:
+      description: What to do, when the pair has a problem.
+      type: str
     dns_names:
       description: The subjectAltName DNS names of the certificate (when it could be read).
       type: list
@@ -126,7 +150,7 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.tls_certi
     CRYPTOGRAPHY_ERROR,
     HAS_CRYPTOGRAPHY,
     check_pair,
-    server_certificates,
+    check_server_blocks,
 )
 
 
@@ -137,6 +161,8 @@ def main():
                 certificate=dict(type="path", required=True),
                 private_key=dict(type="path", required=True, no_log=False),
                 names=dict(type="list", elements="str", required=True),
+                absent_ok=dict(type="bool", default=False),
+                acme_webroot=dict(type="path"),
             )),
             nginx_config=dict(type="str", default=""),
             server_name=dict(type="str", default=""),
@@ -145,12 +171,12 @@ def main():
     )
     if not HAS_CRYPTOGRAPHY:
         module.fail_json(msg=missing_required_lib("cryptography"), exception=str(CRYPTOGRAPHY_ERROR))
-    pairs = [(p["certificate"], p["private_key"], p["names"]) for p in module.params["certificates"]]
+    checked = [check_pair(p["certificate"], p["private_key"], p["names"], absent_ok=p["absent_ok"],
+                          acme_webroot=p["acme_webroot"] or "") for p in module.params["certificates"]]
     if module.params["server_name"]:
-        pairs.extend((cert, key, [module.params["server_name"]])
-                     for cert, key, _file in server_certificates(module.params["nginx_config"], module.params["server_name"]))
-    checked = [check_pair(cert, key, names) for cert, key, names in pairs]
-    module.exit_json(changed=False, certificates=checked, problems=[p for c in checked for p in c["problems"]])
+        checked.extend(check_server_blocks(module.params["nginx_config"], module.params["server_name"]))
+    module.exit_json(changed=False, certificates=checked, problems=[p for c in checked for p in c["problems"]],
+                     advice=[c["advice"] for c in checked if c.get("advice")])
 
 
 if __name__ == "__main__":

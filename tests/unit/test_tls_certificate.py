@@ -58,6 +58,14 @@ def test_absent_certificate_and_key(tls):
         "the private key %s/live/s3.example.social/privkey.pem does not exist" % tls]
 
 
+def test_an_absent_certificate_the_caller_obtains_later(tls):
+    result = tc.check_pair(tls + "/fullchain.pem", tls + "/privkey.pem", ["s3.example.social"], absent_ok=True)
+    assert result["problems"] == [] and result["absent"] is True
+    cert, key = make_pair(tls, ["example.social"])  # present: checked as any other
+    result = tc.check_pair(cert, key, ["s3.example.social"], absent_ok=True)
+    assert result["absent"] is False and len(result["problems"]) == 1
+
+
 def test_a_directory_is_not_a_certificate(tls):
     _cert, key = make_pair(tls, ["s3.example.social"])
     os.mkdir(tls + "/dir.pem")
