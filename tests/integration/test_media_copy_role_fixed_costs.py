@@ -71,8 +71,9 @@ def test_the_wait_sees_a_short_job_finish_at_once_in_few_module_runs():
     waited = res.task("Wait for it")
     ended = float(waited["stdout"])  # the job's own result, as async_status would give it
     returned = float(res.task("The moment the wait returned")["stdout"])
-    # first call waits 1 s (a progress line would be printed), the second returns when the job ends
-    assert waited["polls"] == 2, waited
+    # first call waits 1 s (a progress line would be printed), the second returns when the job ends; on a busy
+    # machine (the suite runs on two workers) the job may be over before the first call starts: one call
+    assert waited["polls"] in (1, 2), waited
     # the job's end to the next task's start: one module return and one task start (~0.3 s here), far
     # below the old polling's up to 1.5 s after a 2.5 s job
     assert 0 < returned - ended < 1.2, returned - ended

@@ -233,10 +233,31 @@ def test_bad_input_fails_before_anything_changes(host_factory, s3, bucket_name, 
     assert nginx_files(host) == nginx_before
 
 
+def kill_marked(marker):
+    """SIGKILL every process whose environment holds FOS_TEST_RUN=marker: this test's run and the copy job it
+    started in the background (async: its own session), and nothing of a test running beside it (the suite
+    runs on two workers: a `pkill -f AnsiballZ_media_copy` would kill the other worker's copies too)."""
+    wanted = ("FOS_TEST_RUN=%s" % marker).encode()
+    killed = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/environ" % pid, "rb") as fh:
+                if wanted in fh.read().split(b"\0"):
+                    with open("/proc/%s/cmdline" % pid, "rb") as cmd:
+                        killed.append(cmd.read().replace(b"\0", b" ").decode(errors="replace"))
+                    os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            continue  # gone meanwhile, or a kernel thread
+    return killed
+
+
 def test_interrupted_copy_resumes_to_the_same_final_state(host_factory, s3, bucket_name):
     host = host_factory("system")
     inst = host.instance
     progress = os.path.join(host.layout["progress"], "fediverse-media-copy-%s.json" % bucket_name)
+    marker = bucket_name
     with tempfile.TemporaryDirectory(prefix="fos-play-") as tmp:
         inv = os.path.join(tmp, "inventory.ini")
         with open(inv, "w") as fh:
@@ -245,24 +266,28 @@ def test_interrupted_copy_resumes_to_the_same_final_state(host_factory, s3, buck
         with open(extra, "w") as fh:
             json.dump(dict(host.extra_vars, migrate_max_requests_per_second=4), fh)
         proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), MIGRATE,
-                                 "-i", inv, "-e", "@" + extra], env=ansible_env(host.env, "default"),
+                                 "-i", inv, "-e", "@" + extra], env=ansible_env(dict(host.env, FOS_TEST_RUN=marker), "default"),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.time() + 240
-        done = 0
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                with open(progress) as fh:
-                    done = json.load(fh).get("done", 0)
-            except (OSError, ValueError):
-                done = 0
-            if done >= 3:
-                break
-            time.sleep(0.2)
-        assert proc.poll() is None and done >= 3, "copy pass 1 never got going"
-        # Kill the run and the copy it started in the background (a crash of the whole host's jobs).
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        subprocess.run(["pkill", "-9", "-f", "AnsiballZ_media_copy"], check=False)
+        try:
+            deadline = time.time() + 240
+            done = 0
+            while time.time() < deadline and proc.poll() is None:
+                try:
+                    with open(progress) as fh:
+                        done = json.load(fh).get("done", 0)
+                except (OSError, ValueError):
+                    done = 0
+                if done >= 3:
+                    break
+                time.sleep(0.2)
+            assert proc.poll() is None and done >= 3, "copy pass 1 never got going"
+        finally:
+            # Kill the run and the copy it started in the background (a crash of the whole host's jobs);
+            # also when the copy never got going, so that nothing of this run outlives the test.
+            killed = kill_marked(marker)
+            proc.wait()
+        # the copy job itself was among them (it runs apart from the play, in its own session)
+        assert any("AnsiballZ_media_copy" in cmd or "async_wrapper" in cmd for cmd in killed), killed
     partial = keys_in(s3, bucket_name)
     assert partial and len(partial) < len(inst.expected)
     assert os.path.isdir(os.path.join(host.system_root, "cache"))
