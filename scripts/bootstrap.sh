@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install what the demo and the test suite need on a Debian 12 / Ubuntu 24.04 machine, as root:
-# Debian packages (Ceph RGW, PostgreSQL, nginx, podman) and a virtualenv (.venv) with the pinned
-# Python dependencies. Safe to re-run: each step is skipped when already done.
+# Debian packages (Ceph RGW, PostgreSQL, nginx, podman), a virtualenv (.venv) with the pinned
+# Python dependencies (requirements/test.txt: the newest ansible-core) and one (.venv-oldest) with the
+# oldest ansible-core the collection supports (requirements/oldest.txt). Safe to re-run: each step is
+# skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,7 +63,55 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   echo "$want" > "$stamp"
 fi
 
+# The oldest ansible-core that meta/runtime.yml admits (requires_ansible), in .venv-oldest, for the
+# tests that run migrate.yml and rollback.yml with it (tests/integration/test_oldest_ansible.py). A
+# Python that ansible-core 2.17 supports as a controller (3.10-3.12; Debian 12's python3 is 3.11).
+pick_oldest_python() {
+  local c
+  for c in "${PYTHON_OLDEST:-}" "$HOME"/.pyenv/versions/3.11*/bin/python3 python3.11 \
+           "$HOME"/.pyenv/versions/3.12*/bin/python3 python3.12 \
+           "$HOME"/.pyenv/versions/3.10*/bin/python3 python3.10 python3; do
+    [ -n "$c" ] || continue
+    if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import sys, venv, ensurepip
+sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 12))' >/dev/null 2>&1; then
+      command -v "$c"; return 0
+    fi
+  done
+  return 1
+}
+
+OLD_PY=$(pick_oldest_python) || { echo "bootstrap: no Python 3.10-3.12 with venv found (for .venv-oldest)" >&2; exit 1; }
+stamp=".venv-oldest/.requirements.sha256"
+want="$(sha256sum requirements/oldest.txt | cut -d' ' -f1) $("$OLD_PY" -c 'import sys; print(sys.version.split()[0])')"
+if [ ! -x .venv-oldest/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  log "virtualenv .venv-oldest with $OLD_PY"
+  rm -rf .venv-oldest
+  "$OLD_PY" -m venv .venv-oldest
+  .venv-oldest/bin/pip install -q -r requirements/oldest.txt
+  # The collections the tests use besides this one (the ansible.posix.json callback), unpacked from
+  # the `ansible` package of the same release (requirements/oldest.txt, line "# collections:")
+  # rather than installing all of its ~100 collections.
+  read -r package collections < <(sed -n 's/^# collections: *//p' requirements/oldest.txt)
+  wheels=$(mktemp -d)
+  .venv-oldest/bin/pip download -q --no-deps --only-binary=:all: -d "$wheels" "$package"
+  .venv-oldest/bin/python - "$wheels"/*.whl $collections <<'PYEOF'
+import sys, sysconfig, zipfile
+wheel, names = sys.argv[1], sys.argv[2:]
+prefixes = tuple("ansible_collections/%s/" % name.replace(".", "/") for name in names)
+with zipfile.ZipFile(wheel) as whl:
+    members = [m for m in whl.namelist() if m.startswith(prefixes)]
+    missing = [p for p in prefixes if not any(m.startswith(p) for m in members)]
+    if missing:
+        sys.exit("bootstrap: %s has no %s" % (wheel, missing))
+    whl.extractall(sysconfig.get_paths()["purelib"], members)
+PYEOF
+  rm -rf "$wheels"
+  echo "$want" > "$stamp"
+fi
+
 # The collection as Ansible finds it: .cache/collections/ansible_collections/fediverse/object_storage
 mkdir -p .cache/collections/ansible_collections/fediverse
 ln -sfn "$PWD" .cache/collections/ansible_collections/fediverse/object_storage
-log "ready: ansible-core $(.venv/bin/python -c 'import ansible.release as r; print(r.__version__)') on $(.venv/bin/python --version)"
+for v in .venv .venv-oldest; do
+  log "ready: $v: ansible-core $($v/bin/python -c 'import ansible.release as r; print(r.__version__)') on $($v/bin/python --version)"
+done

@@ -2,7 +2,9 @@
 
 `run_playbook(...)` runs ansible-playbook in a subprocess against localhost (local connection,
 this virtualenv's Python as the module interpreter) with the collection on
-ANSIBLE_COLLECTIONS_PATH. With the default `callback="json"` the ansible.posix.json callback is
+ANSIBLE_COLLECTIONS_PATH. `venv=` (or FOS_TEST_ANSIBLE_VENV) names another virtualenv whose
+ansible-playbook runs and whose Python is the module interpreter: OLDEST_VENV (.venv-oldest) has the
+oldest ansible-core the collection supports. With the default `callback="json"` the ansible.posix.json callback is
 used and the result is parsed into `.stats` and `.tasks`; with `callback="default"` the human
 output is kept as text in `.stdout` (for "no secret in the output" checks). With
 FOS_TEST_PLAYBOOK_LOG_DIR set, each run's full output is also written to that directory.
@@ -20,9 +22,20 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 COLLECTIONS_PATH = REPO / ".cache" / "collections"
+# The oldest ansible-core that meta/runtime.yml admits (requirements/oldest.txt, scripts/bootstrap.sh).
+OLDEST_VENV = REPO / ".venv-oldest"
 
 
-def ansible_env(extra: dict | None = None, callback: str = "json") -> dict:
+def venv_python(venv=None) -> str:
+    """The Python of virtualenv ``venv`` (default: FOS_TEST_ANSIBLE_VENV, else the one running the tests):
+    its ansible-playbook is next to it, and it is the module interpreter of the runs."""
+    venv = venv or os.environ.get("FOS_TEST_ANSIBLE_VENV")
+    # Not resolved: a virtualenv's bin/python is a link to the base Python, whose directory has no ansible.
+    return os.path.join(os.path.abspath(str(venv)), "bin", "python") if venv else sys.executable
+
+
+def ansible_env(extra: dict | None = None, callback: str = "json", venv=None) -> dict:
+    python = venv_python(venv)
     env = dict(os.environ)
     env.update(
         ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_PATH),
@@ -36,8 +49,8 @@ def ansible_env(extra: dict | None = None, callback: str = "json") -> dict:
         # about 8% less CPU per playbook run; as molecule's provisioner (extensions/molecule/config.yml). Async
         # tasks (the media copy) still go through a file, as ansible does for them.
         ANSIBLE_PIPELINING="True",
-        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-        PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""),
+        ANSIBLE_PYTHON_INTERPRETER=python,
+        PATH=os.path.dirname(python) + os.pathsep + env.get("PATH", ""),
     )
     if callback == "json":
         env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
@@ -143,18 +156,21 @@ def _parse_json_output(stdout: str):
 
 
 def run_playbook(playbook, extra_vars=None, check=False, diff=False, tags=None, skip_tags=None,
-                 env=None, inventory=None, callback="json", verbosity=0, timeout=900, as_user=None) -> PlaybookResult:
+                 env=None, inventory=None, callback="json", verbosity=0, timeout=900, as_user=None,
+                 venv=None) -> PlaybookResult:
     """Run `playbook` (a path, or YAML text) and return a PlaybookResult. ``as_user``: a
-    tests.admin_user.AdminUser, ansible-playbook runs as that user (an admin connected with sudo)."""
+    tests.admin_user.AdminUser, ansible-playbook runs as that user (an admin connected with sudo).
+    ``venv``: another virtualenv's ansible-playbook and Python (see venv_python)."""
+    python = venv_python(venv)
     with tempfile.TemporaryDirectory(prefix="fos-play-") as tmp:
         path = Path(str(playbook))
         if "\n" in str(playbook) or not path.exists():
             path = Path(tmp) / "playbook.yml"
             path.write_text(str(playbook))
-        cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), str(path)]
+        cmd = [os.path.join(os.path.dirname(python), "ansible-playbook"), str(path)]
         if inventory is None:
             inv = Path(tmp) / "inventory.ini"
-            inv.write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable)
+            inv.write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n" % python)
             inventory = str(inv)
         cmd += ["-i", inventory]
         if extra_vars:
@@ -171,7 +187,7 @@ def run_playbook(playbook, extra_vars=None, check=False, diff=False, tags=None, 
             cmd += ["--skip-tags", ",".join(skip_tags) if isinstance(skip_tags, (list, tuple)) else skip_tags]
         if verbosity:
             cmd.append("-" + "v" * verbosity)
-        run_env = ansible_env(env, callback)
+        run_env = ansible_env(env, callback, venv)
         if as_user is not None:
             cmd, run_env = as_user.wrap(cmd, run_env, tmp)
         proc = subprocess.run(cmd, capture_output=True, text=True, env=run_env, timeout=timeout, cwd=str(REPO))

@@ -39,7 +39,7 @@ _START_TIMES = {}
 # long test started last would leave the other worker idle. Every other test keeps its collection order.
 EXPENSIVE_FIRST = (
     "test_molecule.py", "test_migrate.py", "test_migrate_misskey_move.py", "test_nginx_proxy.py",
-    "test_awx_runner.py", "test_misskey_drive_move.py", "test_media_copy_role.py",
+    "test_awx_runner.py", "test_misskey_drive_move.py", "test_media_copy_role.py", "test_oldest_ansible.py",
 )
 
 
