@@ -214,13 +214,13 @@ class CopyEngine(object):
 
         Returns the source size when the object must be transferred, ``CHECK_PRIVATE`` when it is in
         the bucket but must be private (its ACL is checked by a worker: ensure_private), else None (the
-        outcome -- missing_source, skipped, verify findings, check-mode count -- is already recorded).
+        outcome -- missing_source, skipped, retired, verify findings, check-mode count -- is already recorded).
         Runs in the producer thread: a stat and an index lookup are cheaper than a hand-off to a
         worker, which keeps a no-op re-run fast.
         """
         key = obj.key
         try:
-            size = self.source.size(key, self.limiter)
+            size, retired = self.source.locate(key, self.limiter)
         except UnsafeSource as exc:
             self.stats.record_unsafe(kind, key, str(exc))
             return None
@@ -232,6 +232,9 @@ class CopyEngine(object):
             # as missing_source only, so that missing_in_bucket lists what a copy would still send.
             self.stats.record(kind, "missing_source", key)
             return None
+        # A file found in cache.old (retired by this migration) is no missing file: it is counted
+        # ``retired`` instead of ``skipped`` (copied from there when the bucket lacks it).
+        present_outcome = "retired" if retired else "skipped"
         dest_key = self.dest_key(key)
         if self.mode == "verify":
             present = self.index.size_of(dest_key) if self.index is not None else None
@@ -239,12 +242,12 @@ class CopyEngine(object):
                 self.stats.record_verify(kind, "missing_in_bucket", dest_key)
             elif present != size:
                 self.stats.record_verify(kind, "different_size", dest_key, size, present)
-            self.stats.record(kind, "skipped", key)
+            self.stats.record(kind, present_outcome, key)
             return None
         if self.skip_existing and self.index is not None and self.index.size_of(dest_key) == size:
             if obj.acl == PRIVATE_ACL:
                 return CHECK_PRIVATE  # skipped once a worker has checked its ACL (ensure_private)
-            self.stats.record(kind, "skipped", key)
+            self.stats.record(kind, present_outcome, key)
             return None
         if self.check_mode:
             self.stats.record(kind, "copied", key, size)
