@@ -307,6 +307,11 @@ def test_a_rerun_after_retirement_counts_cache_old_files_as_retired_not_missing(
     assert [m["key"] for m in verify["missing_in_bucket_sample"]] == ["cache/accounts/avatars/000/000/002/original/b.jpg"]
     assert verify["verified"] is False
 
+    # a private object of cache.old already in the bucket: its ACL is checked, then it counts retired
+    private = MediaObject("media_attachments", "cache/media_attachments/files/000/000/001/original/a.png", "image/png",
+                          "private", 1)
+    assert ce.CopyEngine(None, "bucket", source, index=index).triage("m", private) is ce.CHECK_PRIVATE_RETIRED
+
 
 def test_a_retired_file_is_read_from_cache_old_and_never_through_a_link(system_root):
     _retire(system_root)
