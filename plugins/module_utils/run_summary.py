@@ -260,6 +260,9 @@ def _retire_line(s):
     if not s.selected("retire"):
         return "retire: %s - %s stays in place" % (s.skipped_by_tags(), cache)
     result, problem = run.get("retire_result"), (run.get("retire_problem") or "").strip()
+    if result is None and run.get("bucket_missing") and run.get("retire_cache", True):
+        # check mode before the bucket exists: the retirement's verify cannot run
+        return "retire (check mode): %s would be moved to %s after a full verify" % (cache, old)
     if result is None and not problem:
         if not run.get("retire_cache", True):
             return "retire: off (migrate_retire_cache is false) - %s stays in place" % cache

@@ -233,7 +233,8 @@ notes:
     when first needed. With O(addressing_style=auto) every request goes through boto3.
   - Missing source files (C(ENOENT)) are counted and listed (RV(missing_source_sample)) but are not a
     failure. A file of C(cache/) found in C(cache.old/) instead (the migration's retirement of the
-    cache) is not missing - it is read from there and counted in C(retired) (see RV(kinds)). Any other error reading a source (permission denied, I/O error) is a failure.
+    cache) is not missing - it is read from there and counted in C(retired) (see RV(kinds)). Any other
+    error reading a source (permission denied, I/O error) is a failure.
 requirements:
   - psycopg2
 seealso:

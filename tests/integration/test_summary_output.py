@@ -182,7 +182,7 @@ def test_summary_of_a_tags_limited_run_and_of_a_check_run(kw, expected, absent):
     extra = dict(MIGRATE_VARS)
     if kw.get("check"):
         extra.update(bucket_result={"changed": True, "existed": False}, migrate__bucket_missing=True,
-                     media_copy_retire_result={"changed": True, "state": "cache"}, migrate__copies={})
+                     migrate__copies={})
     msg = _summary_lines("migrate", "main.yml", "Summary of the migration", extra, **kw)
     for line in expected:
         assert line in msg, msg
