@@ -310,8 +310,9 @@ def _still_to_do(s):
     todo = []
     if s.check:
         todo.append("run it again without --check to apply it")
-    phases = ("bucket", "nginx", "copy", "config", "verify", "retire") if s.mastodon else ("bucket", "nginx", "config",
-                                                                                          "verify")
+    phases = ("bucket", "nginx", "copy", "config", "verify", "retire")
+    if not s.mastodon:
+        phases = ("bucket", "nginx", "config", "verify")
     skipped = [p for p in phases if not s.selected(p)]
     if skipped and not s.check:
         todo.append("run it without --tags/--skip-tags to finish; these phases did not run: %s" % ", ".join(skipped))
@@ -382,8 +383,8 @@ def rollback_summary(run):
     if s.mastodon:
         restore = run.get("restore_result")
         if ran(restore) and restore.get("changed"):
-            s.add("%s: %s.old %s %s" % (s.label("cache"), cache, "would be moved back to" if s.check else "moved back to",
-                                       cache))
+            moved = "would be moved back to" if s.check else "moved back to"
+            s.add("%s: %s.old %s %s" % (s.label("cache"), cache, moved, cache))
         elif ran(restore):
             s.add("cache: nothing to move back (%s)" % (restore.get("msg") or "no cache.old"))
         back = (run.get("passes") or {}).get("copy back")
