@@ -12,6 +12,7 @@ APT_PACKAGES=(
   podman runc debootstrap uidmap slirp4netns fuse-overlayfs
   python3 python3-venv python3-boto3 python3-psycopg2
   openssl curl ca-certificates git rsync procps iproute2
+  sudo  # tests/admin_user.py: playbooks run as an admin with sudo (become)
 )
 
 log() { printf '[bootstrap] %s\n' "$*"; }

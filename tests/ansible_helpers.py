@@ -143,8 +143,9 @@ def _parse_json_output(stdout: str):
 
 
 def run_playbook(playbook, extra_vars=None, check=False, diff=False, tags=None, skip_tags=None,
-                 env=None, inventory=None, callback="json", verbosity=0, timeout=900) -> PlaybookResult:
-    """Run `playbook` (a path, or YAML text) and return a PlaybookResult."""
+                 env=None, inventory=None, callback="json", verbosity=0, timeout=900, as_user=None) -> PlaybookResult:
+    """Run `playbook` (a path, or YAML text) and return a PlaybookResult. ``as_user``: a
+    tests.admin_user.AdminUser, ansible-playbook runs as that user (an admin connected with sudo)."""
     with tempfile.TemporaryDirectory(prefix="fos-play-") as tmp:
         path = Path(str(playbook))
         if "\n" in str(playbook) or not path.exists():
@@ -170,8 +171,10 @@ def run_playbook(playbook, extra_vars=None, check=False, diff=False, tags=None, 
             cmd += ["--skip-tags", ",".join(skip_tags) if isinstance(skip_tags, (list, tuple)) else skip_tags]
         if verbosity:
             cmd.append("-" + "v" * verbosity)
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(env, callback),
-                              timeout=timeout, cwd=str(REPO))
+        run_env = ansible_env(env, callback)
+        if as_user is not None:
+            cmd, run_env = as_user.wrap(cmd, run_env, tmp)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=run_env, timeout=timeout, cwd=str(REPO))
     _keep_output(path.name, proc)
     stats, tasks = _parse_json_output(proc.stdout) if callback == "json" else ({}, [])
     result = PlaybookResult(proc.returncode, proc.stdout, proc.stderr, stats, tasks)

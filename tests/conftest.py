@@ -132,6 +132,16 @@ def appuser():
 
 
 @pytest.fixture
+def admin():
+    """An admin's unprivileged login user (``fos-admin``, useradd) with sudo (a sudoers drop-in, removed
+    after the test): ``run_playbook(..., as_user=admin)`` runs the playbook as that user (tests/admin_user.py)."""
+    from tests.admin_user import admin_user
+
+    with admin_user().sudoers() as user:
+        yield user
+
+
+@pytest.fixture
 def app_base():
     """A root-owned 0755 directory the app user can traverse (pytest's tmp_path is 0700), removed after."""
     import shutil

@@ -16,6 +16,8 @@ options:
       - The S3 endpoint. A URL (V(https://ewr1.vultrobjects.com)), a host name
         (V(sgp1.vultrobjects.com), https is assumed) or a Vultr cluster name such as V(ewr1),
         V(sjc1), V(ams1), V(blr1), V(del1), V(sgp1).
+      - A cluster name that is not one of Vultr's documented clusters (a typo such as V(ewr9)) is refused
+        before any request, with the list; a cluster newer than the list is given by its host name.
     type: str
     required: true
   region:
@@ -52,6 +54,11 @@ options:
     type: bool
     default: true
 notes:
+  - A forward proxy is taken from the environment of the module, as boto3 takes it, for every request
+    (the copy engine's own small requests too). E(HTTPS_PROXY) (or E(https_proxy)) for an https endpoint,
+    E(HTTP_PROXY) for an http one, as C(http://[user:password@]host:port); E(NO_PROXY) lists the hosts
+    and domains reached directly. Set them with the C(environment) keyword of the play or task (C(sudo)
+    usually resets the login environment of a C(become) user). The password never appears in a message.
   - Checksums are sent only when S3 requires them (C(request_checksum_calculation=when_required)),
     because botocore 1.36 and later otherwise send CRC32 trailers that Ceph RGW, the engine of
     Vultr Object Storage, rejects over HTTPS.

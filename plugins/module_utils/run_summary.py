@@ -195,7 +195,12 @@ def _copy_line(s, name):
     if not s.selected("copy"):
         return "%s: %s" % (name, s.skipped_by_tags())
     if run.get("bucket_missing"):
-        return "%s: the bucket does not exist yet, so every object in scope would be copied" % s.label(name)
+        if name != "copy pass 1":
+            return None  # said once, on pass 1's line
+        rows = run.get("db_rows")
+        return ("copy (check mode): the bucket does not exist yet, so the copy passes, the verify and the retirement's "
+                "verify were not tried; a real run copies every object of the %s DB rows in scope %s"
+                % ("?" if rows in (None, "") else rows, ", ".join(run.get("copy_scope") or [])))
     result = (run.get("passes") or {}).get(name)
     if not isinstance(result, dict):
         return "%s: did not run" % name
@@ -237,7 +242,7 @@ def _verify_line(s):
             return "verify: an object written with Misskey's stored settings was fetched through its URL"
         return "verify: %s" % ("not in check mode (nothing is written)" if s.check else "did not run")
     if run.get("bucket_missing"):
-        return "verify (check mode): nothing to verify, the bucket does not exist yet"
+        return "verify (check mode): not tried, the bucket does not exist yet"
     result = (run.get("passes") or {}).get("verify")
     if not isinstance(result, dict):
         return "verify: did not run"
@@ -352,7 +357,7 @@ def migrate_summary(run):
     if s.mastodon:
         s.add(_copy_line(s, "copy pass 1"))
     s.add(_config_line(s))
-    if s.mastodon:
+    if s.mastodon and _copy_line(s, "copy pass 2"):
         s.add(_copy_line(s, "copy pass 2"))
     s.add(_verify_line(s))
     move = _misskey_move_line(s)

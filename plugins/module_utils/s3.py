@@ -17,7 +17,10 @@ are handled once:
   ``MissingContentLength``;
 * over HTTPS, ``payload_signing_enabled: false``: PutObject/UploadPart bodies are sent as
   ``UNSIGNED-PAYLOAD`` (TLS protects the body), which saves a SHA-256 pass over every byte on the
-  client. Over plain HTTP the payload stays signed.
+  client. Over plain HTTP the payload stays signed;
+* one proxy for both request paths: boto3 takes ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` from the
+  environment, and the lean path (s3_lean.py) makes the same choice (s3_wire.proxy_for); a proxy
+  it cannot use (an ``https://`` proxy URL) makes ``lean`` give a plain boto3 client.
 
 Plain Python: importable without Ansible, unit-tested in tests/unit.
 """
@@ -33,6 +36,7 @@ import threading
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_lean import LeanS3
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_listing import use_fast_timestamps
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_wire import proxy_for
 
 # boto3 itself is imported when a boto3 client is first made (~0.3 s with the client): a copy run
 # whose requests all take the lean path (s3_lean.py) never pays it. botocore's exceptions are cheap.
@@ -52,9 +56,14 @@ except ImportError as exc:  # pragma: no cover - exercised by ansible-test's imp
 S3_ERRORS = (BotoCoreError, ClientError)
 
 VULTR_DOMAIN = "vultrobjects.com"
-# A Vultr cluster shortcut: three letters and a number (ewr1, sjc1, ams1, blr1, del1, sgp1, ...).
-# The list of clusters changes; any name of that shape is accepted and becomes <name>.vultrobjects.com.
+# A Vultr cluster shortcut: three letters and a number, which becomes <name>.vultrobjects.com.
 _VULTR_SHORTCUT = re.compile(r"^[a-z]{3}[0-9]+$")
+# The Object Storage clusters Vultr documents (docs.vultr.com, "What are the available Vultr Object
+# Storage locations"). A shortcut outside this list is refused at once with the list (a typo such as
+# ewr9 would otherwise be a host name that never resolves, found after the S3 client's retries); a
+# cluster newer than this list is given by its host name (fra1.vultrobjects.com) or URL.
+VULTR_CLUSTERS = ("ams1", "ams2", "atl1", "atl2", "blr1", "blr2", "chi3", "del1", "ewr1", "ewr2",
+                  "lax1", "lhr1", "nrt1", "sea1", "sgp1", "sgp2", "sjc1", "syd1")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?(/.*)?$")
 
 ADDRESSING_STYLES = ("path", "virtual", "auto")
@@ -89,6 +98,10 @@ def resolve_endpoint(endpoint):
         raise S3ConfigError("an S3 endpoint is required: a URL, a host name, or a Vultr cluster such as 'ewr1'")
     value = str(endpoint).strip()
     if _VULTR_SHORTCUT.match(value):
+        if value not in VULTR_CLUSTERS:
+            raise S3ConfigError(
+                "%r is not a Vultr Object Storage cluster; the clusters are %s (for another endpoint give its "
+                "host name, such as %s.%s, or its URL)" % (value, ", ".join(VULTR_CLUSTERS), value, VULTR_DOMAIN))
         return "https://%s.%s" % (value, VULTR_DOMAIN)
     if "://" in value:
         scheme = value.split("://", 1)[0].lower()
@@ -158,18 +171,25 @@ def s3_client(endpoint, access_key=None, secret_key=None, region=None, addressin
     ``ca_bundle`` wins over ``validate_certs``; ``validate_certs=False`` disables TLS checks.
     ``lean``: a LeanClient (same calls and results): PutObject, HeadObject, HeadBucket and
     ListObjectsV2 go through s3_lean.LeanS3 and boto3 is imported only for anything else; with
-    ``addressing_style: auto`` or without explicit keys, a plain boto3 client.
+    ``addressing_style: auto``, without explicit keys, or when the environment names an ``https://``
+    proxy for the endpoint (TLS to the proxy: urllib3's, not the lean path's), a plain boto3 client.
+    Both paths take the proxy botocore takes from the environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY).
     """
     url = resolve_endpoint(endpoint)
     access_key = access_key or os.environ.get("AWS_ACCESS_KEY_ID")
     secret_key = secret_key or os.environ.get("AWS_SECRET_ACCESS_KEY")
     if ca_bundle and not os.path.isfile(ca_bundle):
         raise S3ConfigError("ca_bundle %s does not exist" % ca_bundle)
-    if lean and access_key and secret_key and addressing_style in ("path", "virtual"):
+    try:
+        proxy = proxy_for(url)
+    except ValueError as exc:
+        raise S3ConfigError(str(exc)) from None
+    if lean and access_key and secret_key and addressing_style in ("path", "virtual") and (
+            proxy is None or proxy.scheme == "http"):
         if not HAS_BOTO3:
             raise S3ConfigError("boto3 is required: %s" % BOTO3_IMPORT_ERROR)
         fast = LeanS3(url, access_key, secret_key, region_for(endpoint, region), addressing_style=addressing_style,
-                      ca_bundle=ca_bundle, validate_certs=validate_certs, timeout=read_timeout)
+                      ca_bundle=ca_bundle, validate_certs=validate_certs, timeout=read_timeout, proxy=proxy)
         return LeanClient(fast, lambda: s3_client(
             endpoint, access_key=access_key, secret_key=secret_key, region=region, addressing_style=addressing_style,
             ca_bundle=ca_bundle, validate_certs=validate_certs, max_attempts=max_attempts, retry_mode=retry_mode,

@@ -23,6 +23,12 @@ same requests botocore sends for these four operations:
   ClientError with the server's code, never a connection error;
 * one keep-alive connection per thread (``threading.local``), TLS with the CA bundle or the
   ``validate_certs`` choice of the botocore client;
+* the forward proxy botocore would use (issue 24): ``s3_wire.proxy_for`` reads ``HTTPS_PROXY``,
+  ``HTTP_PROXY`` and ``NO_PROXY`` (either case) with the standard-library functions botocore calls;
+  an https endpoint is reached through a ``CONNECT`` tunnel (TLS end to end, ``Proxy-Authorization``
+  on the CONNECT only), an http endpoint with absolute-URI requests carrying ``Proxy-Authorization``.
+  A proxy reached over TLS itself (``https://`` proxy URL) is boto3's: ``s3.s3_client`` then makes
+  no LeanS3. Messages name the proxy with its credentials masked;
 * botocore's retry rules ("standard" mode): throttling codes, 500/502/503/504 and connection
   errors are retried up to ``max_attempts`` times in all, with exponential backoff and full jitter
   (at most 20 s); a request on a kept-alive connection the server closed meanwhile is sent again at
@@ -56,6 +62,8 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_wire i
     UNSIGNED_PAYLOAD,
     Replay,
     canonical_query,
+    connection,
+    proxy_for,
     read_response,
     sign,
     uri_encode,
@@ -84,6 +92,8 @@ THROTTLING_CODES = frozenset((
 ))
 TRANSIENT_CODES = frozenset(("RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete"))
 TRANSIENT_STATUS = frozenset((500, 502, 503, 504))
+# LeanS3's ``proxy`` default: the one the environment names for the endpoint (s3_wire.proxy_for).
+FROM_ENVIRONMENT = "environment"
 
 
 class _BodyError(Exception):
@@ -161,15 +171,26 @@ class LeanS3(object):
     operations = ("put_object", "head_object", "head_bucket", "list_objects_v2")
 
     def __init__(self, endpoint_url, access_key, secret_key, region, addressing_style="path", ca_bundle=None,
-                 validate_certs=True, max_attempts=5, timeout=60, sleep=time.sleep, expect_wait=EXPECT_WAIT):
+                 validate_certs=True, max_attempts=5, timeout=60, sleep=time.sleep, expect_wait=EXPECT_WAIT,
+                 proxy=FROM_ENVIRONMENT):
+        """``proxy``: an s3_wire.Proxy, None (direct), or FROM_ENVIRONMENT (botocore's choice, read now,
+        as botocore reads it when its client is made). Raises ValueError for a proxy the lean path
+        cannot use (over TLS itself): s3.s3_client makes a boto3 client for that case."""
         if addressing_style not in ("path", "virtual"):
             raise ValueError("the lean path knows path and virtual addressing, not %r" % addressing_style)
+        if proxy == FROM_ENVIRONMENT:
+            proxy = proxy_for(endpoint_url)
+        if proxy is not None and proxy.scheme != "http":
+            raise ValueError("the lean path reaches a proxy over plain HTTP only, not %s" % proxy.masked)
+        self.proxy = proxy
         parts = urlsplit(endpoint_url)
         self.scheme = parts.scheme
         self.host = parts.hostname
         self.port = parts.port
         self.base_path = parts.path.rstrip("/")
         self.netloc = parts.netloc.rsplit("@", 1)[-1]
+        # The endpoint as messages name it.
+        self.where = self.netloc + (" through the proxy %s" % proxy.masked if proxy is not None else "")
         self.access_key = access_key
         self.secret_key = secret_key
         self.region = region
@@ -211,11 +232,8 @@ class LeanS3(object):
             conns = self._local.conns = {}
         conn = conns.get(connect_host)
         if conn is None:
-            if self.scheme == "https":
-                conn = http.client.HTTPSConnection(connect_host, self.port, timeout=self.timeout, context=self.context)
-            else:
-                conn = http.client.HTTPConnection(connect_host, self.port, timeout=self.timeout)
-            conns[connect_host] = conn
+            conn = conns[connect_host] = connection(self.scheme, connect_host, self.port, self.timeout, self.context,
+                                                    self.proxy)
         return conn
 
     def _drop(self, connect_host):
@@ -314,6 +332,9 @@ class LeanS3(object):
         host, connect_host, path = self._target(bucket, key)
         query_string = canonical_query(query) if query else ""
         url = path + ("?" + query_string if query_string else "")
+        forwarded = self.proxy is not None and self.scheme == "http"
+        if forwarded:  # an HTTP proxy is asked for the absolute URI (the signature covers the path)
+            url = "http://" + host + url
         if payload_hash is None:
             payload_hash = UNSIGNED_PAYLOAD if self.unsigned_payload else EMPTY_SHA256
         start = None
@@ -348,6 +369,8 @@ class LeanS3(object):
             if expect:
                 sent["Expect"] = "100-continue"
             sent["Host"] = sent.pop("host")
+            if forwarded:
+                sent.update(self.proxy.headers)
             conn = self._connection(connect_host)
             reused = conn.sock is not None
             try:
@@ -358,12 +381,12 @@ class LeanS3(object):
             except ssl.SSLCertVerificationError as exc:
                 self._drop(connect_host)
                 raise ConnectionError("TLS error talking to %s: %s (set ca_bundle, or validate_certs: false for a test "
-                                      "endpoint)" % (self.netloc, exc)) from exc
+                                      "endpoint)" % (self.where, exc)) from exc
             except (http.client.HTTPException, OSError) as exc:
                 self._drop(connect_host)
                 if attempt >= self.max_attempts or not self._rewind(body, start):
                     raise ConnectionError("cannot reach the S3 endpoint %s: %s: %s" % (
-                        self.netloc, type(exc).__name__, exc)) from exc
+                        self.where, type(exc).__name__, exc)) from exc
                 if not (reused and attempt == 1):  # a kept-alive connection the server closed: at once
                     self._backoff(attempt)
                 continue

@@ -19,6 +19,9 @@ link, never outside the anchor, a FIFO never blocks (``O_NONBLOCK``), only a reg
 Kept apart from safe_fs.py only for its size (the 500-line limit per plugin file: tests/unit/test_code_shape.py); it opens only
 through descriptors given by safe_fs and answers with safe_fs's ``UnsafePath``. Unit-tested in
 tests/unit/test_safe_fs_open.py.
+
+Also here: ``read_admin_file``, a file an admin named (a TLS certificate), read the way ``Dir.anchor``
+opens a directory.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -31,8 +34,10 @@ import os
 import stat
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils.safe_fs import (
+    MAX_LINKS,
     Dir,
     UnsafePath,
+    anchor_parent,
     split_relative,
 )
 
@@ -161,3 +166,26 @@ def _walk(directory, relative):
         return here.open_file(parts[-1])
     finally:
         here.close()
+
+
+def read_admin_file(path, limit):
+    """The content of the regular file ``path`` (absolute) an admin named, read as root: its directories
+    anchored as ``Dir.anchor`` does, and the file itself a symbolic link only when root alone can change
+    it (root's link in a directory root alone can write: Let's Encrypt's ``live/NAME/fullchain.pem ->
+    ../../archive/NAME/fullchain1.pem``); then opened without following links, never blocking.
+    ``FileNotFoundError`` when absent, ``UnsafePath`` for another link or anything but a regular file
+    (or past ``limit`` bytes)."""
+    for _hop in range(MAX_LINKS + 1):
+        directory, name = anchor_parent(path)
+        with directory:
+            st = directory.lstat(name)
+            if st is None or not stat.S_ISLNK(st.st_mode):
+                return directory.read_bytes(name, limit)
+            here = directory.child(name)
+            held = directory.stat()
+            if not (st.st_uid == 0 and held.st_uid == 0 and not held.st_mode & 0o022):
+                raise UnsafePath(errno.ELOOP, "%s is a symbolic link that a user other than root can change: "
+                                              "refusing to follow it; give the file it points to instead" % here)
+            target = os.readlink(name, dir_fd=directory.fd)
+        path = target if target.startswith("/") else directory.path.rstrip("/") + "/" + target
+    raise UnsafePath(errno.ELOOP, "too many symbolic links from %s" % path)

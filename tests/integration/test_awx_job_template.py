@@ -63,6 +63,8 @@ def test_first_run_creates_second_run_changes_nothing(awx):
     assert jt["project"] == awx.find("projects", name="fediverse-object-storage")[0]["id"]
     assert jt["inventory"] == awx.find("inventories", name="mastodon")[0]["id"]
     assert jt["playbook"] == "playbooks/migrate.yml" and jt["survey_enabled"] is True and jt["job_slice_count"] == 1
+    # The machine credential's user is an admin with sudo: the job becomes root (issue 24 item 2).
+    assert jt["become_enabled"] is True
     assert awx.surveys[jt["id"]] == SURVEY
 
     # The admin creates the credential; the next run attaches it, once.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -178,19 +179,37 @@ def test_migrate_production_shaped_host_then_rollback(host_factory, s3, bucket_n
     check_rolled_back(host, key, before)
 
 
+# What an admin reads from `migrate.yml --check --diff` under the default callback (issue 24 item 6: it
+# was 900 lines, the whole nginx site printed twice). The bound is for the playbook's own output.
+CHECK_DIFF_MAX_LINES = 520
+
+
 def test_check_mode_changes_nothing(host_factory, s3, bucket_name):
-    host = host_factory("system")
+    host = host_factory("directory")  # the demo's host (scripts/demo.py)
     env_before = Path(host.env_file).read_bytes()
     nginx_before = nginx_files(host)
-    res = migrate(host, check=True, diff=True)
-    assert res.rc == 0, res
+    res = migrate(host, check=True, diff=True, callback="default")
+    assert res.rc == 0, res.stdout
     assert keys_in(s3, bucket_name) is None  # the bucket was not even created
     assert Path(host.env_file).read_bytes() == env_before
     assert nginx_files(host) == nginx_before
     assert os.path.isdir(os.path.join(host.system_root, "cache"))
-    assert res.changed > 0  # and it says what would change
+    out = res.stdout
+    recap = re.search(r"changed=(\d+)", out[out.index("PLAY RECAP"):])
+    assert recap and int(recap.group(1)) > 0, out  # and it says what would change
+    # ...each file's diff once, in compact output, with the counts in one line.
+    lines = out.splitlines()
+    assert len(lines) <= CHECK_DIFF_MAX_LINES, "%d lines:\n%s" % (len(lines), out)
+    site = os.path.realpath(os.path.join(host.layout["available"], "mastodon"))
+    for path in (os.path.join(host.layout["conf_d"], "fediverse_media-cache.conf"),
+                 os.path.join(host.layout["snippets"], "fediverse_media-directory.conf"), site):
+        shown = [line for line in lines if line.startswith("changed: ") and line.endswith("(item=%s)" % path)]
+        assert len(shown) == 1, (path, shown)
+    assert out.count("--- before: %s" % host.env_file) == 1, out
+    counts = [line for line in lines if re.search(r"every object of the \d+ DB rows in scope", line)]
+    assert len(counts) == 1, counts
     # Its summary says what a run would do, and claims no retirement (issue 24).
-    summary = res.task("Summary of the migration")["msg"]
+    summary = summary_in(out)
     cache = os.path.join(host.system_root, "cache")
     assert summary[0].endswith("(check mode: nothing was changed; each line says what a run would do)"), summary
     assert any(x.startswith("bucket: %s at " % bucket_name) and x.endswith("- would be created") for x in summary), summary
@@ -205,20 +224,51 @@ def test_check_mode_changes_nothing(host_factory, s3, bucket_name):
     assert "config: not run (--tags nginx) - the app was not switched by this run" in summary, summary
 
 
-@pytest.mark.parametrize("case, extra, message", [
-    ("dotted bucket", {"migrate_bucket": "media.example.social"}, "contains dots"),
-    ("system mode for misskey", {"migrate_app": "misskey", "migrate_proxy_mode": "system"}, "does not apply to Misskey"),
-    ("missing env file", {"migrate_env_file": "/nonexistent/.env.production"}, "does not exist"),
-    ("unreachable database", {"migrate_db_port": 1}, "cannot connect to PostgreSQL"),
-    ("wrong secret key", {"migrate_secret_key": "wrong-secret"}, "secret key"),
+def summary_in(out):
+    """The lines of the migration's summary in what the default callback printed (a JSON list)."""
+    block = out[out.index("Summary of the migration]"):out.index("PLAY RECAP")]
+    return json.loads(block[block.index("{"):block.rindex("}") + 1])["msg"]
+
+
+def all_messages(res):
+    """failure_messages() and the message of each item a looped assert refused or a looped fail gave (the
+    json callback's loop items carry no "failed")."""
+    return res.failure_messages() + [
+        str(item.get("msg", "")) for t in res.tasks for item in t["result"].get("results", [])
+        if isinstance(item, dict) and (item.get("evaluated_to") is False
+                                      or (t["result"].get("failed") and t["result"].get("action") == "ansible.builtin.fail"))]
+
+
+# reported: the migrate_* variables the input check names, one message each (issue 24 item 5), and then
+# the run fails at once, before any other task; None: a check further into pre-flight.
+@pytest.mark.parametrize("case, extra, message, reported", [
+    ("dotted bucket", {"migrate_bucket": "media.example.social"}, "contains dots", ["migrate_bucket"]),
+    ("system mode for misskey", {"migrate_app": "misskey", "migrate_proxy_mode": "system"}, "does not apply to Misskey",
+     ["migrate_proxy_mode"]),
+    # A typo of a Vultr cluster: the list of clusters at once, not "cannot reach the S3 endpoint" after retries.
+    ("unknown Vultr cluster", {"migrate_endpoint": "ewr9"}, "the clusters are ams1, ams2", ["migrate_endpoint"]),
+    ("two wrong inputs", {"migrate_domain": "social", "migrate_copy_scope": ["cache", "remote"]}, "not 'social'",
+     ["migrate_domain", "migrate_copy_scope"]),
+    ("missing env file", {"migrate_env_file": "/nonexistent/.env.production"}, "does not exist", None),
+    ("unreachable database", {"migrate_db_port": 1}, "cannot connect to PostgreSQL", None),
+    ("wrong secret key", {"migrate_secret_key": "wrong-secret"}, "Check migrate_access_key/migrate_secret_key", None),
 ])
-def test_bad_input_fails_before_anything_changes(host_factory, s3, bucket_name, case, extra, message):
+def test_bad_input_fails_before_anything_changes(host_factory, s3, bucket_name, case, extra, message, reported):
     host = host_factory("system")
     env_before = Path(host.env_file).read_bytes()
     nginx_before = nginx_files(host)
+    t0 = time.monotonic()
     res = migrate(host, extra=extra)
+    seconds = time.monotonic() - t0
     assert res.rc != 0, case
-    assert any(message in m for m in res.failure_messages()), (case, res.failure_messages())
+    assert any(message in m for m in all_messages(res)), (case, all_messages(res))
+    if reported is not None:
+        items = res.task("Check the migration's inputs")["results"]
+        assert [i["item"] for i in items] == reported, items
+        assert all(i["item"] in i["msg"] for i in items), items
+        # Nothing ran after the input check, and no request was tried (ewr9 used to take ~20 s of retries).
+        assert res.tasks[-1]["name"].endswith("Check the migration's inputs"), [t["name"] for t in res.tasks]
+        assert seconds < 30, seconds  # ewr9 took 88 s before (the S3 client's retries), 5-10 s now
     assert keys_in(s3, bucket_name) is None
     assert Path(host.env_file).read_bytes() == env_before
     assert nginx_files(host) == nginx_before
@@ -412,11 +462,6 @@ def test_mastodon_4_1_2_directory_mode_fails_in_preflight(host_factory, s3, buck
     assert nginx_files(host) == nginx_before
 
 
-def all_messages(res):
-    """failure_messages() and the message of each item a looped assert refused."""
-    return res.failure_messages() + [
-        str(item.get("msg", "")) for t in res.tasks for item in t["result"].get("results", [])
-        if isinstance(item, dict) and item.get("evaluated_to") is False]
 
 
 @pytest.mark.parametrize("case, extra, message", [
@@ -612,17 +657,28 @@ def give_live_dir_to(appuser, host, mode=0o640):
     os.chmod(host.env_file, mode)
 
 
-def test_rollback_keeps_the_app_users_owner_and_mode_of_env_production(host_factory, appuser):
+def test_rollback_keeps_the_app_users_owner_and_mode_of_env_production(host_factory, appuser, admin):
     """Migrate and roll back a host whose live directory belongs to the real app user: after the rollback
     .env.production is the original again, still the app user's with its mode, and the app user can read it
-    (Mastodon starts). A second rollback changes nothing in it."""
+    (Mastodon starts). A second rollback changes nothing in it.
+    Every run is an admin's as usual (issue 24 item 2): connected as an unprivileged user with sudo (fos-admin,
+    neither root nor the app user), the playbooks become root, which the app user's files, the root-owned
+    nginx files and the nginx reload need."""
     host = host_factory("system")
     give_live_dir_to(appuser, host, 0o640)
     original = Path(host.env_file).read_bytes()
-    assert migrate(host).rc == 0
+    res = migrate(host, as_user=admin)
+    assert res.rc == 0, res
     assert Path(host.env_file).read_bytes() != original
+    st = os.lstat(host.env_file)
+    assert (st.st_uid, st.st_mode & 0o7777) == (appuser.uid, 0o640)
+    # Written by root, not by the connection user: the proxy's files and the retired cache.
+    snippet = os.path.join(host.layout["snippets"], "fediverse_media-system.conf")
+    assert os.lstat(snippet).st_uid == 0
+    assert os.path.isdir(os.path.join(host.system_root, "cache.old"))
+    assert not any(os.lstat(os.path.join(d, f)).st_uid == admin.uid for d, _, fs in os.walk(host.root) for f in fs)
 
-    back = migrate(host, playbook=ROLLBACK)
+    back = migrate(host, playbook=ROLLBACK, as_user=admin)
     assert back.rc == 0, back
     assert back.task("Restore the original configuration file")["changed"] is True
     st = os.lstat(host.env_file)
@@ -630,7 +686,7 @@ def test_rollback_keeps_the_app_users_owner_and_mode_of_env_production(host_fact
     assert Path(host.env_file).read_bytes() == original
     appuser.call(Path(host.env_file).read_bytes)  # as the app user: readable
 
-    again = migrate(host, playbook=ROLLBACK)
+    again = migrate(host, playbook=ROLLBACK, as_user=admin)
     assert again.rc == 0, again
     assert again.task("Restore the original configuration file")["changed"] is False
     st = os.lstat(host.env_file)

@@ -6,7 +6,7 @@ import urllib.request
 
 import pytest
 
-from tests.ansible_helpers import run_playbook
+from tests.ansible_helpers import REPO, run_playbook
 from tests.fixtures.misskey_drive import JPEG, PNG, WEBP, Drive, dump, sample_drive, tree
 from tests.integration.test_misskey_role import META_DDL, write_misskey
 
@@ -338,18 +338,10 @@ PURGE = """
         batch_size: 2
 """
 
-PURGE_ROLE = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Purge with the role
-      ansible.builtin.include_role:
-        name: fediverse.object_storage.misskey
-        tasks_from: drive_purge
-"""
+PURGE_PLAYBOOK = REPO / "playbooks" / "misskey_purge_moved_files.yml"
 
 
-def test_purge_after_the_soak_then_rollback_writes_the_files_back(tmp_path, pg, s3, drive):
+def test_purge_after_the_soak_then_rollback_writes_the_files_back(tmp_path, pg, s3, drive, admin):
     d = drive
     if d.version != "2025.4.0":
         pytest.skip("the purge does not depend on the version; one run is enough")
@@ -363,10 +355,11 @@ def test_purge_after_the_soak_then_rollback_writes_the_files_back(tmp_path, pg, 
     moved_rows = {r["id"]: row(pg, d, r["id"]) for r in moved}
     k = lambda key: "%s/%s" % (PREFIX, key)  # noqa: E731
 
-    # during the soak (the role's drive_purge entry point, default 14 days): nothing deleted
+    # during the soak (the playbook, the role's drive_purge entry point, default 14 days): nothing deleted. Run
+    # as an admin connected with sudo (issue 24 item 2): the play becomes root to read the 0700 tree.
     role_vars = dict(misskey_dir=os.path.dirname(os.path.dirname(d.extra["config_file"])), misskey_files_dir=files,
                      misskey_s3_ca_bundle=d.extra["ca_bundle"])
-    soaking = run_playbook(PURGE_ROLE, extra_vars=role_vars)
+    soaking = run_playbook(PURGE_PLAYBOOK, extra_vars=role_vars, as_user=admin)
     assert soaking.rc == 0 and soaking.stats["localhost"]["changed"] == 0, soaking
     task = soaking.task("Delete the local copies of moved files after the soak period")
     assert task["purge_stats"]["soaking"] == 6 and task["purge_stats"]["due"] == 0 and task["next_due"]

@@ -80,7 +80,9 @@ def test_media_copy_package_names_per_family():
             return yaml.safe_load(fh)["__media_copy_os"]
 
     # Fedora/RHEL name PyYAML python3-pyyaml and ship venv inside python3 (no python3-venv package).
-    assert family("Debian") == {"system_packages": ["python3-boto3", "python3-psycopg2", "python3-yaml"],
+    assert family("Debian") == {"system_packages": ["python3-boto3", "python3-psycopg2", "python3-yaml",
+                                                    "python3-cryptography"],
                                 "virtualenv_system_packages": ["python3-venv"]}
-    assert family("RedHat") == {"system_packages": ["python3-boto3", "python3-psycopg2", "python3-pyyaml"],
+    assert family("RedHat") == {"system_packages": ["python3-boto3", "python3-psycopg2", "python3-pyyaml",
+                                                    "python3-cryptography"],
                                 "virtualenv_system_packages": []}
