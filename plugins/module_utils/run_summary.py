@@ -214,9 +214,8 @@ def _config_line(s):
     path = run.get("config_file")
     app_config = run.get("app_config")
     kept = run.get("kept_original")
-    if ran(kept) and kept.get("original"):
-        s.backups.append("original configuration: %s%s" % (
-            kept["original"], " (would be kept)" if s.check and kept.get("changed") else ""))
+    if ran(kept) and kept.get("original") and not (s.check and kept.get("changed")):  # none kept yet in check mode
+        s.backups.append("original configuration: %s" % kept["original"])
     if isinstance(app_config, dict) and app_config.get("backup_file") and not s.check:
         s.backups.append("timestamped backup of %s: %s" % (path, app_config["backup_file"]))
     if not s.mastodon:
@@ -242,7 +241,7 @@ def _verify_line(s):
             return "verify: an object written with Misskey's stored settings was fetched through its URL"
         return "verify: %s" % ("not in check mode (nothing is written)" if s.check else "did not run")
     if run.get("bucket_missing"):
-        return "verify (check mode): not tried, the bucket does not exist yet"
+        return None  # said on the copy line
     result = (run.get("passes") or {}).get("verify")
     if not isinstance(result, dict):
         return "verify: did not run"
@@ -327,7 +326,8 @@ def _still_to_do(s):
         todo.append("DNS: %s must resolve to this server (an A/AAAA or CNAME record)" % run["media_domain"])
         todo.append("certificate: %s needs its own certificate, renewed like the app's (e.g. certbot certonly --webroot "
                     "-d %s)" % (run["media_domain"], run["media_domain"]))
-    todo.append("CDN: if a CDN serves %s, keep this server as its origin and purge the errors it cached" % media_url)
+    if not s.check:
+        todo.append("CDN: if a CDN serves %s, keep this server as its origin and purge the errors it cached" % media_url)
     if s.mastodon:
         if s.check:
             todo.append("Mastodon: run `%s` now (live directory, as the mastodon user) and keep its figures, to "
@@ -359,10 +359,9 @@ def migrate_summary(run):
     s.add(_config_line(s))
     if s.mastodon and _copy_line(s, "copy pass 2"):
         s.add(_copy_line(s, "copy pass 2"))
-    s.add(_verify_line(s))
-    move = _misskey_move_line(s)
-    if move:
-        s.add(move)
+    for extra in (_verify_line(s), _misskey_move_line(s)):
+        if extra:
+            s.add(extra)
     if s.mastodon:
         s.add(_retire_line(s))
     todo = _still_to_do(s)
