@@ -80,6 +80,8 @@ PRIVATE_ACL = "private"
 # triage() result for an object that must be private and is already in the bucket (issue 11): a
 # worker checks its ACL (GetObjectAcl) and makes it private (PutObjectAcl) when anyone may read it.
 CHECK_PRIVATE = object()
+# The same for an object whose file was found in cache.old (counted ``retired`` once checked).
+CHECK_PRIVATE_RETIRED = object()
 # What CopyEngine._with_retries returns once the object was counted failed.
 FAILED = object()
 
@@ -214,13 +216,13 @@ class CopyEngine(object):
 
         Returns the source size when the object must be transferred, ``CHECK_PRIVATE`` when it is in
         the bucket but must be private (its ACL is checked by a worker: ensure_private), else None (the
-        outcome -- missing_source, skipped, verify findings, check-mode count -- is already recorded).
+        outcome -- missing_source, skipped, retired, verify findings, check-mode count -- is already recorded).
         Runs in the producer thread: a stat and an index lookup are cheaper than a hand-off to a
         worker, which keeps a no-op re-run fast.
         """
         key = obj.key
         try:
-            size = self.source.size(key, self.limiter)
+            size, retired = self.source.locate(key, self.limiter)
         except UnsafeSource as exc:
             self.stats.record_unsafe(kind, key, str(exc))
             return None
@@ -232,6 +234,9 @@ class CopyEngine(object):
             # as missing_source only, so that missing_in_bucket lists what a copy would still send.
             self.stats.record(kind, "missing_source", key)
             return None
+        # A file found in cache.old (retired by this migration) is no missing file: it is counted
+        # ``retired`` instead of ``skipped`` (copied from there when the bucket lacks it).
+        present_outcome = "retired" if retired else "skipped"
         dest_key = self.dest_key(key)
         if self.mode == "verify":
             present = self.index.size_of(dest_key) if self.index is not None else None
@@ -239,12 +244,13 @@ class CopyEngine(object):
                 self.stats.record_verify(kind, "missing_in_bucket", dest_key)
             elif present != size:
                 self.stats.record_verify(kind, "different_size", dest_key, size, present)
-            self.stats.record(kind, "skipped", key)
+            self.stats.record(kind, present_outcome, key)
             return None
         if self.skip_existing and self.index is not None and self.index.size_of(dest_key) == size:
             if obj.acl == PRIVATE_ACL:
-                return CHECK_PRIVATE  # skipped once a worker has checked its ACL (ensure_private)
-            self.stats.record(kind, "skipped", key)
+                # skipped (retired) once a worker has checked its ACL (ensure_private)
+                return CHECK_PRIVATE_RETIRED if retired else CHECK_PRIVATE
+            self.stats.record(kind, present_outcome, key)
             return None
         if self.check_mode:
             self.stats.record(kind, "copied", key, size)
@@ -279,10 +285,11 @@ class CopyEngine(object):
             self._request("put_object_acl", Bucket=self.bucket, Key=dest_key, ACL=PRIVATE_ACL)
         return public
 
-    def ensure_private(self, kind, obj):
+    def ensure_private(self, kind, obj, outcome="skipped"):
         """An object that must be private (backup, suspended account's media) is already in the bucket:
         if its ACL lets anyone read it (copied before the suspension; Mastodon only chmods local files),
-        PutObjectAcl ``private`` (check mode: only reported). Counted ``skipped`` (and ``privatised``),
+        PutObjectAcl ``private`` (check mode: only reported). Counted ``outcome`` (``skipped``, or ``retired``
+        for a file found in cache.old; and ``privatised``),
         or ``failed`` when its ACL cannot be read or set."""
         dest_key = self.dest_key(obj.key)
         public = self._with_retries(lambda: self._make_private(dest_key), kind, obj.key,
@@ -291,12 +298,12 @@ class CopyEngine(object):
             return
         if public:
             self.stats.record_privatised(kind, dest_key)
-        self.stats.record(kind, "skipped", obj.key)
+        self.stats.record(kind, outcome, obj.key)
 
     def copy_one(self, kind, obj, size):
         """Transfer one object with object-level retries; never raises (one failure never aborts the run)."""
-        if size is CHECK_PRIVATE:
-            self.ensure_private(kind, obj)
+        if size is CHECK_PRIVATE or size is CHECK_PRIVATE_RETIRED:
+            self.ensure_private(kind, obj, "retired" if size is CHECK_PRIVATE_RETIRED else "skipped")
             return
         try:
             outcome = self._with_retries(lambda: self.transfer(obj, size), kind, obj.key)

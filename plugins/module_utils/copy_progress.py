@@ -21,7 +21,8 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.atomic im
 
 SAMPLE_SIZE = 20
 PROGRESS_INTERVAL = 2.0
-COUNTERS = ("rows", "objects", "copied", "skipped", "missing_source", "failed")
+# retired: not at its place on disk but in the retired cache (cache.old) and in the bucket - no missing file.
+COUNTERS = ("rows", "objects", "copied", "skipped", "retired", "missing_source", "failed")
 
 
 class Stats(object):
@@ -68,7 +69,7 @@ class Stats(object):
             self.objects_seen += objects
 
     def record(self, kind, outcome, key=None, size=0, reason=None):
-        """Count one processed object: outcome is copied/skipped/missing_source/failed."""
+        """Count one processed object: outcome is copied/skipped/retired/missing_source/failed."""
         with self._lock:
             self.kind(kind)[outcome] += 1
             self.done += 1

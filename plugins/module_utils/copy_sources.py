@@ -10,6 +10,8 @@ sends itself (``limiter``: a rate_limit.RateLimiter or None; the filesystem send
 
     needs_prepare, prepare(limiter)       once before the first object (S3Source lists its bucket)
     size(key, limiter)                    the size of a source object; None when it does not exist
+    locate(key, limiter)                  (size, retired): the size, and whether the object was found
+                                          at its retired place (Mastodon's cache moved to cache.old)
     open(key, limiter)                    a readable binary file object, to use with ``with``
     read_range(key, offset, length, limiter)   ``length`` bytes from ``offset`` (multipart parts)
     copy_source(key)                      a CopyObject ``CopySource`` when the destination's keys can
@@ -43,6 +45,10 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_listin
 # (EACCES, EIO, ESTALE...) is a failure, in verify mode too: an unreadable file was not verified.
 NOT_FOUND_ERRNOS = (errno.ENOENT, errno.ENOTDIR)
 
+# Where the migration's retirement (cache_retirement.py) moves Mastodon's cache: a file of ``cache/``
+# no longer there is looked for below ``cache.old/`` (same relative path) before it counts as missing.
+RETIRED_CACHE = (("cache/", "cache.old/"),)
+
 
 class UnsafeSource(Exception):
     """The source must never be uploaded: a symbolic link (or reached through one), or a file the
@@ -66,8 +72,11 @@ class FilesystemSource(object):
 
     needs_prepare = False  # nothing to list; reading a file sends no request
 
-    def __init__(self, system_root):
+    def __init__(self, system_root, retired_prefixes=()):
         self.system_root = os.path.abspath(system_root)
+        # ((prefix, retired prefix), ...): a key under ``prefix`` whose file is not there is read from
+        # ``retired prefix`` + the rest of the key when it is there (RETIRED_CACHE: cache/ -> cache.old/).
+        self.retired_prefixes = tuple(retired_prefixes)
         self._anchor = None
         self._real = None
         self._owner = None
@@ -106,22 +115,45 @@ class FilesystemSource(object):
             raise UnsafeSource("%s belongs to root and has %d hard links: never uploaded (it may be a link to "
                                "a private file)" % (key, st.st_nlink))
 
-    def open_fd(self, key):
-        """``(fd, stat)`` of the source, read-only. ``UnsafeSource`` for a link or a file of another
-        owner; ``None`` instead of the descriptor for anything but a regular file; ``OSError`` else."""
+    def _places(self, key):
+        """The relative paths a key's file may be at: its own, then its retired place (if any)."""
         relative = self._relative(key)
+        places = [relative]
+        for prefix, retired in self.retired_prefixes:
+            if relative.startswith(prefix):
+                places.append(retired + relative[len(prefix):])
+        return places
+
+    def _open(self, key):
+        """``(fd, stat, retired)``: the source, read-only, at its own place or else (not found there) at its
+        retired place (``retired`` True). ``UnsafeSource`` for a link or a file of another owner; ``None``
+        instead of the descriptor for anything but a regular file; ``OSError`` else (ENOENT when in neither)."""
+        places = self._places(key)
         anchor = self.anchor()
-        try:
-            fd, st = open_below(anchor, relative, self._real)
-        except UnsafePath as exc:
-            if exc.errno == errno.EINVAL:  # a FIFO, a device, a directory: no media file
-                return None, None
-            raise UnsafeSource(str(exc)) from None
-        try:
-            self._check_owner(key, st)
-        except BaseException:
-            os.close(fd)
-            raise
+        for number, relative in enumerate(places):
+            try:
+                fd, st = open_below(anchor, relative, self._real)
+            except UnsafePath as exc:
+                if exc.errno == errno.EINVAL:  # a FIFO, a device, a directory: no media file
+                    return None, None, False
+                raise UnsafeSource(str(exc)) from None
+            except OSError as exc:
+                if exc.errno in NOT_FOUND_ERRNOS and number + 1 < len(places):
+                    continue  # not there: its retired place next
+                raise
+            try:
+                self._check_owner(key, st)
+            except BaseException:
+                os.close(fd)
+                raise
+            return fd, st, number > 0
+        raise AssertionError("unreachable")  # pragma: no cover - the last place raises or returns
+
+    def open_fd(self, key):
+        """``(fd, stat)`` of the source, read-only (at its retired place when it was retired).
+        ``UnsafeSource`` for a link or a file of another owner; ``None`` instead of the descriptor for
+        anything but a regular file; ``OSError`` else."""
+        fd, st, _retired = self._open(key)
         return fd, st
 
     def prepare(self, limiter=None):
@@ -131,19 +163,25 @@ class FilesystemSource(object):
         """Files go through this host, never server side."""
         return None
 
+    def locate(self, key, limiter=None):
+        """``(size, retired)``: the size of a regular source file (None when it does not exist, or is no
+        regular file) and whether it was found at its retired place (``cache.old``); ``UnsafeSource`` for
+        links and files of another owner; any other error (EACCES, EIO...) raises."""
+        try:
+            fd, st, retired = self._open(key)
+        except OSError as exc:
+            if exc.errno in NOT_FOUND_ERRNOS:
+                return None, False
+            raise
+        if fd is None:
+            return None, False
+        os.close(fd)
+        return st.st_size, retired
+
     def size(self, key, limiter=None):
         """The size of a regular source file; None when it does not exist (or is no regular file);
         ``UnsafeSource`` for links and files of another owner; any other error (EACCES, EIO...) raises."""
-        try:
-            fd, st = self.open_fd(key)
-        except OSError as exc:
-            if exc.errno in NOT_FOUND_ERRNOS:
-                return None
-            raise
-        if fd is None:
-            return None
-        os.close(fd)
-        return st.st_size
+        return self.locate(key, limiter)[0]
 
     def open(self, key, limiter=None):
         """The file, opened read-only without following a link (``UnsafeSource`` otherwise)."""
@@ -195,6 +233,10 @@ class S3Source(object):
     def size(self, key, limiter=None):
         self.prepare(limiter)
         return self.index.size_of(self.source_key(key))
+
+    def locate(self, key, limiter=None):
+        """``(size, False)``: a bucket has no retired place."""
+        return self.size(key, limiter), False
 
     def open(self, key, limiter=None):
         """The whole object, read into memory (objects past the multipart threshold go by read_range)."""

@@ -19,6 +19,7 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils import co
 from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_record as record_lib
 from ansible_collections.fediverse.object_storage.plugins.module_utils import db as db_lib
 from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_sources import (
+    RETIRED_CACHE,
     FilesystemSource,
     S3Source,
     same_account,
@@ -133,7 +134,8 @@ def check_bucket(client, bucket, endpoint, what):
 def handle_source(p, client):
     """The source the objects are read from (copy_sources.py), checked before anything is copied."""
     if p["source"] == "filesystem":
-        source = FilesystemSource(p["system_root"])
+        # A cache file retired to cache.old by an earlier run is read (and counted) there, not missing.
+        source = FilesystemSource(p["system_root"], retired_prefixes=RETIRED_CACHE)
         try:
             source.anchor()  # once, before anything is read: a link the app user could swap is refused here
         except OSError as exc:

@@ -232,7 +232,9 @@ notes:
     rules); multipart uploads, server-side copies, ACLs and the rest go through boto3, imported only
     when first needed. With O(addressing_style=auto) every request goes through boto3.
   - Missing source files (C(ENOENT)) are counted and listed (RV(missing_source_sample)) but are not a
-    failure. Any other error reading a source (permission denied, I/O error) is a failure.
+    failure. A file of C(cache/) found in C(cache.old/) instead (the migration's retirement of the
+    cache) is not missing - it is read from there and counted in C(retired) (see RV(kinds)). Any other
+    error reading a source (permission denied, I/O error) is a failure.
 requirements:
   - psycopg2
 seealso:
@@ -290,16 +292,21 @@ mode:
 kinds:
   description:
     - Counters per kind of media (C(media_attachments/files), C(accounts/avatars), ...) -
-      C(rows), C(objects), C(copied), C(skipped), C(missing_source), C(failed).
+      C(rows), C(objects), C(copied), C(skipped), C(retired), C(missing_source), C(failed).
+    - C(retired) counts the objects of Mastodon's cache whose file is no longer in C(cache) but in
+      C(cache.old) (retired by the migration), with the same size in the bucket; such a file not in
+      the bucket is copied from C(cache.old) (counted in C(copied)). With O(mode=verify) the files of
+      C(cache.old) are checked against the bucket like any other.
     - In check mode C(copied) counts the objects that would be copied.
   returned: always
   type: dict
-  sample: {"accounts/avatars": {"rows": 10, "objects": 12, "copied": 11, "skipped": 0, "missing_source": 1, "failed": 0}}
+  sample: {"accounts/avatars": {"rows": 10, "objects": 12, "copied": 11, "skipped": 0, "retired": 0, "missing_source": 1,
+                                "failed": 0}}
 totals:
   description: The same counters summed over every kind.
   returned: always
   type: dict
-  sample: {"rows": 10, "objects": 12, "copied": 11, "skipped": 0, "missing_source": 1, "failed": 0}
+  sample: {"rows": 10, "objects": 12, "copied": 11, "skipped": 0, "retired": 0, "missing_source": 1, "failed": 0}
 bytes:
   description: Bytes copied (in check mode, bytes that would be copied).
   returned: always

@@ -49,7 +49,18 @@ def play(tasks_from="main"):
       ansible.builtin.include_role:
         name: fediverse.object_storage.media_copy
         tasks_from: %s
-""" % tasks_from
+""" % tasks_from + OUTPUTS
+
+
+# The outputs of retire_cache and restore_cache that migrate's summary reads (module_utils/run_summary.py).
+OUTPUTS = """
+    - name: Outputs
+      ansible.builtin.debug:
+        msg:
+          retire_result: "{{ media_copy_retire_result | default(none) }}"
+          retire_problem: "{{ media_copy_retire_problem | default('') }}"
+          restore_result: "{{ media_copy_restore_result | default(none) }}"
+"""
 
 
 def keys_in(s3, bucket):
@@ -105,11 +116,22 @@ def test_cache_retired_only_after_verification_and_restored(rgw, s3, bucket, ins
     assert retired.rc == 0, retired
     assert not os.path.exists(cache) and checksums(old) == cache_before
     assert checksums(root, skip_prefix="cache") == local_before
+    assert retired.task("Outputs")["msg"]["retire_result"]["changed"] is True
     again = run_playbook(play("retire_cache"), extra_vars=values)
     assert again.rc == 0 and again.changed == 0, again
+    assert "already retired" in again.task("Outputs")["msg"]["retire_result"]["msg"]
+    # A copy run after the retirement (a re-run of the migration): the files it finds in cache.old are
+    # counted retired, not missing on disk (issue 24); the pre-3.2 cached files stay where they were.
+    rerun = run_playbook(play(), extra_vars=values)
+    assert rerun.rc == 0, rerun
+    totals = rerun.task("Keep the copy's result")["ansible_facts"]["media_copy_result"]["totals"]
+    in_cache_dir = [k for k in instance.expected if k.startswith("cache/")]
+    assert in_cache_dir and totals["retired"] == len(in_cache_dir), totals
+    assert totals["missing_source"] == 0 and totals["copied"] == 0, totals
 
     # Rollback puts it back; delete_old_cache is the only way cache.old is removed.
-    assert run_playbook(play("restore_cache"), extra_vars=values).rc == 0
+    restored = run_playbook(play("restore_cache"), extra_vars=values)
+    assert restored.rc == 0 and restored.task("Outputs")["msg"]["restore_result"]["changed"] is True, restored
     assert checksums(cache) == cache_before and not os.path.exists(old)
     deleted = run_playbook(play("retire_cache"), extra_vars=dict(values, media_copy_delete_old_cache=True))
     assert deleted.rc == 0, deleted
@@ -136,6 +158,8 @@ def test_two_shards_nothing_retired_until_both_are_complete(rgw, s3, bucket, ins
     skipped = run_playbook(play("retire_cache"), extra_vars=dict(shard[0], media_copy_retire_when_incomplete="skip"))
     assert skipped.rc == 0, skipped
     assert "Not retiring" in skipped.task("Say why the cache is not retired yet")["msg"]
+    outputs = skipped.task("Outputs")["msg"]  # what migrate's summary says of this shard
+    assert outputs["retire_result"]["skipped"] is True and "other shards may still be copying" in outputs["retire_problem"]
     assert os.path.isdir(cache) and not os.path.exists(old)
 
     # Shard 1 completes: now the last one to finish retires the cache, and the bucket holds every object.

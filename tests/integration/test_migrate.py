@@ -134,6 +134,26 @@ def check_rolled_back(host, key, before):
     assert nginx_files(host) == before["nginx"]
 
 
+def check_rerun_summary(host, again, first):
+    """The re-run's summary (issue 24): the cached files retired to cache.old by the first run are counted
+    "in cache.old (retired)", not "missing on disk"; the retirement is said to be an earlier run's."""
+    cache_old = os.path.join(host.system_root, "cache.old")
+    retired = sum(1 for k in host.instance.expected if k.startswith("cache/"))
+    summary = again.task("Summary of the migration")["msg"]
+    pass1 = [x for x in summary if x.startswith("copy pass 1:")]
+    assert len(pass1) == 1 and (" %d in cache.old (retired, in the bucket), 0 missing on disk," % retired) in pass1[0], \
+        summary
+    assert "retire: %s was already retired to %s (an earlier run)" % (os.path.join(host.system_root, "cache"), cache_old) \
+        in summary, summary
+    assert any(x.startswith("backup: retired cache: " + cache_old) for x in summary), summary
+    assert any(x.startswith("to undo: ansible-playbook -i <inventory> ") and "rollback.yml" in x for x in summary), summary
+    # ...and the first run's summary says what it did.
+    first_summary = first.task("Summary of the migration")["msg"]
+    assert "retire: %s moved to %s (nothing deleted)" % (os.path.join(host.system_root, "cache"), cache_old) \
+        in first_summary, first_summary
+    assert any(x.startswith("config: %s now points at the bucket" % host.env_file) for x in first_summary), first_summary
+
+
 @pytest.mark.parametrize("mode", ["system", "directory", "subdomain"])
 def test_migrate_production_shaped_host_then_rollback(host_factory, s3, bucket_name, mode):
     """One migrate.yml per proxy mode (each is a full run), checked in turn: the migrated state, a second
@@ -153,6 +173,7 @@ def test_migrate_production_shaped_host_then_rollback(host_factory, s3, bucket_n
     # Before the moderation checks below change the bucket (a re-run would copy a deleted local key again).
     again = migrate(host)
     assert again.rc == 0 and again.changed == 0, [t["name"] for t in again.tasks if t["result"].get("changed")]
+    check_rerun_summary(host, again, res)
 
     check_production_shaped(host, res, s3, bucket_name, mode)
     check_rolled_back(host, key, before)
@@ -187,6 +208,26 @@ def test_check_mode_changes_nothing(host_factory, s3, bucket_name):
     assert out.count("--- before: %s" % host.env_file) == 1, out
     counts = [line for line in lines if re.search(r"every object of the \d+ DB rows in scope", line)]
     assert len(counts) == 1, counts
+    # Its summary says what a run would do, and claims no retirement (issue 24).
+    summary = summary_in(out)
+    cache = os.path.join(host.system_root, "cache")
+    assert summary[0].endswith("(check mode: nothing was changed; each line says what a run would do)"), summary
+    assert any(x.startswith("bucket: %s at " % bucket_name) and x.endswith("- would be created") for x in summary), summary
+    assert "retire (check mode): %s would be moved to %s.old after a full verify" % (cache, cache) in summary, summary
+    assert not any(x.startswith("retire:") or "backup: retired cache" in x for x in summary), summary
+    assert "still to do: run it again without --check to apply it" in summary
+    # A --tags run (cheap: preflight, then the summary): the phases it left out are said, nothing claimed.
+    tagged = migrate(host, check=True, tags="nginx")
+    assert tagged.rc == 0, tagged
+    summary = tagged.task("Summary of the migration")["msg"]
+    assert "retire: not run (--tags nginx) - %s stays in place" % cache in summary, summary
+    assert "config: not run (--tags nginx) - the app was not switched by this run" in summary, summary
+
+
+def summary_in(out):
+    """The lines of the migration's summary in what the default callback printed (a JSON list)."""
+    block = out[out.index("Summary of the migration]"):out.index("PLAY RECAP")]
+    return json.loads(block[block.index("{"):block.rindex("}") + 1])["msg"]
 
 
 def all_messages(res):

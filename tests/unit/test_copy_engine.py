@@ -244,10 +244,12 @@ def test_check_mode_accounting_with_skip_existing(system_root):
                            check_mode=True, index=index, concurrency=3)
     result = engine.run(_rows(), rows_total=3)
     assert result["kinds"] == {
-        "accounts": {"rows": 1, "objects": 2, "copied": 1, "skipped": 0, "missing_source": 1, "failed": 0},
-        "media_attachments": {"rows": 2, "objects": 3, "copied": 2, "skipped": 1, "missing_source": 0, "failed": 0},
+        "accounts": {"rows": 1, "objects": 2, "copied": 1, "skipped": 0, "retired": 0, "missing_source": 1, "failed": 0},
+        "media_attachments": {"rows": 2, "objects": 3, "copied": 2, "skipped": 1, "retired": 0, "missing_source": 0,
+                              "failed": 0},
     }
-    assert result["totals"] == {"rows": 3, "objects": 5, "copied": 3, "skipped": 1, "missing_source": 1, "failed": 0}
+    assert result["totals"] == {"rows": 3, "objects": 5, "copied": 3, "skipped": 1, "retired": 0, "missing_source": 1,
+                                "failed": 0}
     assert result["bytes"] == 10 + 200 + 300
     assert result["missing_source_sample"] == [{
         "kind": "accounts", "key": "cache/accounts/headers/000/000/002/original/gone.jpg",
@@ -273,6 +275,75 @@ def test_verify_mode_reports_missing_and_different(system_root):
     assert result["verified"] is False
     assert result["changed"] is False
     assert result["totals"]["copied"] == 0
+
+
+def _retire(system_root):
+    """What the migration's retirement does (cache_retirement.py): public/system/cache -> cache.old."""
+    os.rename(system_root / "cache", system_root / "cache.old")
+
+
+def test_a_rerun_after_retirement_counts_cache_old_files_as_retired_not_missing(system_root):
+    """Issue 24: a re-run after the cache was retired to cache.old said "N missing on disk" for files
+    that sit in cache.old (and in the bucket). They are counted ``retired``; one not in the bucket is
+    copied from cache.old; only a file in neither place is missing."""
+    _retire(system_root)
+    index = listing.BucketIndex([
+        ("cache/media_attachments/files/000/000/001/original/a.png", 100),
+        ("cache/media_attachments/files/000/000/001/small/a.png", 10),
+        ("media_attachments/files/000/000/003/original/c.mp4", 300),
+    ])
+    source = sources.FilesystemSource(str(system_root), retired_prefixes=sources.RETIRED_CACHE)
+    engine = ce.CopyEngine(None, "bucket", source, check_mode=True, index=index)
+    result = engine.run(_rows(), rows_total=3)
+    assert result["totals"] == {"rows": 3, "objects": 5, "copied": 1, "skipped": 1, "retired": 2, "missing_source": 1,
+                                "failed": 0}
+    assert result["kinds"]["media_attachments"]["retired"] == 2
+    assert result["bytes"] == 200  # b.jpg, not in the bucket: copied from cache.old
+    assert [m["key"] for m in result["missing_source_sample"]] == ["cache/accounts/headers/000/000/002/original/gone.jpg"]
+
+    # verify: the files of cache.old are checked against the bucket like any other
+    verify = ce.CopyEngine(None, "bucket", source, mode="verify", index=index).run(_rows())
+    assert verify["totals"]["retired"] == 3 and verify["totals"]["missing_source"] == 1
+    assert [m["key"] for m in verify["missing_in_bucket_sample"]] == ["cache/accounts/avatars/000/000/002/original/b.jpg"]
+    assert verify["verified"] is False
+
+    # a private object of cache.old already in the bucket: its ACL is checked, then it counts retired
+    private = MediaObject("media_attachments", "cache/media_attachments/files/000/000/001/original/a.png", "image/png",
+                          "private", 1)
+    assert ce.CopyEngine(None, "bucket", source, index=index).triage("m", private) is ce.CHECK_PRIVATE_RETIRED
+
+
+def test_a_retired_file_is_read_from_cache_old_and_never_through_a_link(system_root):
+    _retire(system_root)
+    old = system_root / "cache.old" / "media_attachments" / "files" / "000" / "000" / "001" / "original"
+    source = sources.FilesystemSource(str(system_root), retired_prefixes=sources.RETIRED_CACHE)
+    key = "cache/media_attachments/files/000/000/001/original/a.png"
+    assert source.locate(key) == (100, True)
+    with source.open(key) as fh:
+        assert fh.read() == b"x" * 100
+    assert source.locate("cache/accounts/headers/000/000/002/original/gone.jpg") == (None, False)
+    assert source.locate("media_attachments/files/000/000/003/original/c.mp4") == (300, False)
+    # only cache/ has a retired place
+    assert source.locate("cache.old/media_attachments/files/000/000/001/original/a.png")[1] is False
+    os.symlink(str(system_root / "media_attachments" / "files" / "000" / "000" / "003" / "original" / "c.mp4"),
+               old / "link.png")
+    with pytest.raises(sources.UnsafeSource):
+        source.locate("cache/media_attachments/files/000/000/001/original/link.png")
+    # a file back at its own place wins over cache.old
+    (system_root / "cache" / "media_attachments" / "files" / "000" / "000" / "001" / "original").mkdir(parents=True)
+    (system_root / "cache" / "media_attachments" / "files" / "000" / "000" / "001" / "original" / "a.png").write_bytes(b"y")
+    assert source.locate(key) == (1, False)
+    # without retired places (a copy back, another source): a retired file is not found
+    assert sources.FilesystemSource(str(system_root)).locate(
+        "cache/media_attachments/files/000/000/001/small/a.png") == (None, False)
+
+
+def test_the_media_copy_module_reads_retired_files_from_cache_old(system_root):
+    from ansible_collections.fediverse.object_storage.plugins.module_utils import media_copy
+
+    _retire(system_root)
+    source = media_copy.handle_source({"source": "filesystem", "system_root": str(system_root)}, None)
+    assert source.locate("cache/media_attachments/files/000/000/001/small/a.png") == (10, True)
 
 
 def test_samples_are_capped():
