@@ -56,9 +56,9 @@ def test_interpreter_python_in_ansible_cfg_is_used(tmp_path, python_link, monkey
     cfg.write_text("[defaults]\ninterpreter_python = %s\n" % python_link)
     original = helpers.ansible_env
 
-    def without_the_variable(extra=None, callback="json"):
+    def without_the_variable(extra=None, callback="json", venv=None):
         # ansible_helpers sets ANSIBLE_PYTHON_INTERPRETER, which is stronger than ansible.cfg.
-        env = original(extra, callback)
+        env = original(extra, callback, venv)
         env.pop("ANSIBLE_PYTHON_INTERPRETER", None)
         return env
 

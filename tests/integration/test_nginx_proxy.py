@@ -160,8 +160,19 @@ def failure_text(result):
     return "\n".join(texts)
 
 
+def settled_workers(nginx, timeout=15):
+    """The worker processes once nginx has some: right after a start or a reload (the previous test's) the
+    master may have none for a moment, and an empty `before` would make any worker look new."""
+    deadline = time.monotonic() + timeout
+    now = workers(nginx)
+    while not now and time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = workers(nginx)
+    return now
+
+
 def run_role(st, check=False, **kwargs):
-    before = workers(st.nginx)
+    before = settled_workers(st.nginx)
     kwargs.setdefault("nginx_proxy_cache_valid_other", "%ds" % ERROR_VALIDITY)
     result = run_playbook(PLAYBOOK, extra_vars=role_vars(st, **kwargs), check=check)
     return result, before
