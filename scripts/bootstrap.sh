@@ -38,20 +38,23 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
 fi
 
-# The newest Python here: ansible-core 2.21 needs >= 3.12 (pyenv has 3.13 on the project's machines).
-pick_python() {
-  local c
-  for c in "${PYTHON:-}" "$HOME"/.pyenv/versions/3.13*/bin/python3 python3.13 \
-           "$HOME"/.pyenv/versions/3.12*/bin/python3 python3.12 python3; do
+# The first of the candidates (after CHECK, a Python statement that exits non-zero for a Python
+# not wanted) that exists and can make a virtualenv.
+first_python() {
+  local check=$1 c
+  shift
+  for c in "$@"; do
     [ -n "$c" ] || continue
-    if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    if command -v "$c" >/dev/null 2>&1 && "$c" -c "import sys, venv, ensurepip; $check" >/dev/null 2>&1; then
       command -v "$c"; return 0
     fi
   done
   return 1
 }
 
-PY=$(pick_python) || { echo "bootstrap: no Python 3 with venv found" >&2; exit 1; }
+# The newest Python here: ansible-core 2.21 needs >= 3.12 (pyenv has 3.13 on the project's machines).
+PY=$(first_python pass "${PYTHON:-}" "$HOME"/.pyenv/versions/3.13*/bin/python3 python3.13 \
+       "$HOME"/.pyenv/versions/3.12*/bin/python3 python3.12 python3) || { echo "bootstrap: no Python 3 with venv found" >&2; exit 1; }
 stamp=".venv/.requirements.sha256"
 want="$(sha256sum requirements/test.txt | cut -d' ' -f1) $("$PY" -c 'import sys; print(sys.version.split()[0])')"
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
@@ -66,21 +69,9 @@ fi
 # The oldest ansible-core that meta/runtime.yml admits (requires_ansible), in .venv-oldest, for the
 # tests that run migrate.yml and rollback.yml with it (tests/integration/test_oldest_ansible.py). A
 # Python that ansible-core 2.17 supports as a controller (3.10-3.12; Debian 12's python3 is 3.11).
-pick_oldest_python() {
-  local c
-  for c in "${PYTHON_OLDEST:-}" "$HOME"/.pyenv/versions/3.11*/bin/python3 python3.11 \
-           "$HOME"/.pyenv/versions/3.12*/bin/python3 python3.12 \
-           "$HOME"/.pyenv/versions/3.10*/bin/python3 python3.10 python3; do
-    [ -n "$c" ] || continue
-    if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import sys, venv, ensurepip
-sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 12))' >/dev/null 2>&1; then
-      command -v "$c"; return 0
-    fi
-  done
-  return 1
-}
-
-OLD_PY=$(pick_oldest_python) || { echo "bootstrap: no Python 3.10-3.12 with venv found (for .venv-oldest)" >&2; exit 1; }
+OLD_PY=$(first_python 'sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 12))' "${PYTHON_OLDEST:-}" \
+           "$HOME"/.pyenv/versions/3.11*/bin/python3 python3.11 "$HOME"/.pyenv/versions/3.12*/bin/python3 \
+           python3.12 "$HOME"/.pyenv/versions/3.10*/bin/python3 python3.10 python3) || { echo "bootstrap: no Python 3.10-3.12 with venv found (for .venv-oldest)" >&2; exit 1; }
 stamp=".venv-oldest/.requirements.sha256"
 want="$(sha256sum requirements/oldest.txt | cut -d' ' -f1) $("$OLD_PY" -c 'import sys; print(sys.version.split()[0])')"
 if [ ! -x .venv-oldest/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then

@@ -20,12 +20,13 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
-import pwd
 import stat
 import subprocess
 import sys
 import tempfile
 import uuid
+
+from tests.app_user import system_user
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAME = "fos-admin"
@@ -111,10 +112,5 @@ class AdminUser(collections.namedtuple("AdminUser", "name uid gid")):
 
 
 def admin_user() -> AdminUser:
-    try:
-        entry = pwd.getpwnam(NAME)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/bin/sh", NAME],
-                       check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        entry = pwd.getpwnam(NAME)  # made here, or by a parallel run meanwhile
+    entry = system_user(NAME, "/bin/sh")
     return AdminUser(entry.pw_name, entry.pw_uid, entry.pw_gid)

@@ -55,11 +55,16 @@ class AppUser(collections.namedtuple("AppUser", "name uid gid")):
         return subprocess.run(["runuser", "-u", self.name, "--"] + list(argv), check=True, **kwargs)
 
 
-def app_user():
+def system_user(name, shell):
+    """The passwd entry of the system user ``name``, made once with useradd (kept afterwards)."""
     try:
-        entry = pwd.getpwnam(NAME)
+        return pwd.getpwnam(name)
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", NAME],
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", shell, name],
                        check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        entry = pwd.getpwnam(NAME)  # made here, or by a parallel run meanwhile
+        return pwd.getpwnam(name)  # made here, or by a parallel run meanwhile
+
+
+def app_user():
+    entry = system_user(NAME, "/usr/sbin/nologin")
     return AppUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
