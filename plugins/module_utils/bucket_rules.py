@@ -358,6 +358,20 @@ def cors_equal(a, b):
     return normalize_cors(a) == normalize_cors(b)
 
 
+def cors_text(rules):
+    """CORS rules in one line for a diff (None when there are none): each rule as
+    ``GET, HEAD from * (headers *, max age 3000 s)``, rules joined by ``; ``."""
+    parts = []
+    for rule in normalize_cors(rules) or []:
+        extras = ["%s %s" % (label, ", ".join(rule[key])) for key, label in
+                  (("AllowedHeaders", "headers"), ("ExposeHeaders", "exposed headers")) if rule.get(key)]
+        if "MaxAgeSeconds" in rule:
+            extras.append("max age %d s" % rule["MaxAgeSeconds"])
+        parts.append("%s from %s%s" % (", ".join(rule["AllowedMethods"]), ", ".join(rule["AllowedOrigins"]),
+                                       " (%s)" % ", ".join(extras) if extras else ""))
+    return "; ".join(parts) or None
+
+
 # --- ACLs and URLs -------------------------------------------------------------------------------
 
 def public_grants(grants):

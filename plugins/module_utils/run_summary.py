@@ -185,9 +185,17 @@ def _nginx_line(s):
         return "nginx: not run"
     where = run.get("media_domain") or run.get("domain")
     if state.get("exists"):
-        return "%s: the proxy for %s was already in place%s" % (
+        line = "%s: the proxy for %s was already in place%s" % (
             s.label("nginx"), where, "; any change is in the diff above" if s.check else " (updated where its settings changed)")
-    return "%s: the proxy for %s %s" % (s.label("nginx"), where, "would be put in place" if s.check else "put in place")
+    else:
+        line = "%s: the proxy for %s %s" % (s.label("nginx"), where, "would be put in place" if s.check else "put in place")
+    # A check run writes nothing, so the verify phase's second nginx run (local files verified in the bucket:
+    # the bucket alone decides) is said here instead of printing every file's diff a second time.
+    bucket_only = state.get("exists") and not state.get("local_first", True)
+    if s.check and run.get("copy_local") and run.get("nginx_conf") and not bucket_only:
+        line += "; after the verify, %s is rewritten without the local-first lookup in %s (from then on the bucket " \
+                "alone decides; local files stay on disk)" % (run["nginx_conf"], run.get("system_root"))
+    return line
 
 
 def _copy_line(s, name):

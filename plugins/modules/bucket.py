@@ -187,6 +187,7 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket_ru
     CorsError,
     PolicyError,
     check_policy,
+    cors_text,
     desired_cors,
     desired_policy,
     strip_anonymous_allows,
@@ -223,9 +224,10 @@ def run_present(module, client, name, policy, cors):
         bucket_acl_public_grants=a_result["public_grants"],
         cors_rules=c_result["after"],
         diff=dict(
-            before=dict(state="present" if exists else "absent", policy=p_result["before"], cors=c_result["before"],
-                        public_acl_grants=a_result["public_grants"]),
-            after=dict(state="present", policy=p_result["after"], cors=c_result["after"], public_acl_grants=[]),
+            # CORS rules in one line each side (cors_rules has them in full).
+            before=dict(state="present" if exists else "absent", policy=p_result["before"],
+                        cors=cors_text(c_result["before"]), public_acl_grants=a_result["public_grants"]),
+            after=dict(state="present", policy=p_result["after"], cors=cors_text(c_result["after"]), public_acl_grants=[]),
         ),
     )
     return result

@@ -21,6 +21,8 @@ MIGRATE_VARS = {
     "migrate_delete_old_cache": False, "migrate_system_root": ROOT, "migrate_shard_index": 0, "migrate_shard_count": 1,
     "migrate_copy_scope": ["cache", "local"], "migrate__config_file": "/home/mastodon/live/.env.production",
     "migrate_secret_key": "s3cr3t-never-shown",
+    # The role's vars (vars/main.yml) the task reads, as the role computes them for these inputs.
+    "migrate__endpoint": "ewr1", "migrate__bucket_missing": False, "migrate__copy_local": True,
     "migrate__copies": {"copy pass 1": {"totals": {"objects": 12, "copied": 10, "skipped": 2, "missing_source": 0,
                                                    "failed": 0}},
                         "copy pass 2": {"totals": {"objects": 13, "copied": 1, "skipped": 12, "missing_source": 0,

@@ -211,6 +211,14 @@ def test_cors_comparison():
     assert b.cors_equal(None, [])
 
 
+def test_cors_text_is_one_line_per_side_of_a_diff():
+    assert b.cors_text(b.DEFAULT_CORS_RULES) == "GET, HEAD from * (headers *, max age 3000 s)"
+    assert b.cors_text(None) is None and b.cors_text([]) is None
+    two = [{"AllowedMethods": ["get"], "AllowedOrigins": ["https://a.example"], "ExposeHeaders": ["ETag"]},
+           {"AllowedMethods": ["PUT"], "AllowedOrigins": "*"}]
+    assert b.cors_text(two) == "GET from https://a.example (exposed headers ETag); PUT from *"
+
+
 def test_object_url_quotes_keys():
     assert b.object_url("https://h:1/", "bk", "a b/c+d.txt") == "https://h:1/bk/a%20b/c%2Bd.txt"
 

@@ -132,6 +132,23 @@ def test_a_check_run_says_what_would_happen_and_that_nothing_changed():
     assert any("tootctl media usage" in x and "now" in x for x in lines)
 
 
+def test_a_check_run_says_once_that_the_verify_makes_the_proxy_bucket_only():
+    """Local media in scope: after the verify a real run rewrites the mode's file without the local-first lookup;
+    a check run says so on the nginx line (it prints no second diff), unless the proxy is bucket-only already."""
+    conf = "/etc/nginx/snippets/fediverse_media-directory.conf"
+    run = dict(BASE, proxy_mode="directory", media_domain="", check_mode=True, bucket_missing=True, copy_local=True,
+               nginx_conf=conf, nginx_state={"exists": False, "local_first": False})
+    nginx = line(rs.migrate_summary(run), "nginx (check mode):")
+    assert nginx.endswith("would be put in place; after the verify, %s is rewritten without the local-first lookup in "
+                          "%s (from then on the bucket alone decides; local files stay on disk)" % (conf, ROOT)), nginx
+    for other in (dict(copy_local=False), dict(check_mode=False),
+                  dict(nginx_state={"exists": True, "local_first": False})):  # already bucket-only
+        assert "local-first" not in line(rs.migrate_summary(dict(run, **other)), "nginx"), other
+    # A proxy in place that still serves local files first is rewritten after the verify.
+    kept = line(rs.migrate_summary(dict(run, nginx_state={"exists": True, "local_first": True})), "nginx")
+    assert "already in place" in kept and "without the local-first lookup" in kept
+
+
 def test_a_check_run_with_the_bucket_there_counts_what_would_be_copied():
     run = dict(BASE, check_mode=True, bucket_result={"changed": False, "existed": True},
                nginx_state={"exists": True, "local_first": True},
