@@ -27,6 +27,7 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket_ru
     BucketNameError,
     validate_bucket_name,
 )
+from ansible_collections.fediverse.object_storage.plugins.module_utils.media_plan import default_media_domain
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import S3ConfigError, resolve_endpoint
 
 APPS = ("mastodon", "misskey")
@@ -86,8 +87,10 @@ def _check_names(values, problems):
         problems.append(("migrate_domain", "migrate_domain must be a DNS name such as example.social, not %s."
                          % _shown(domain)))
     media = values.get("migrate_media_domain")
-    # The default s3.<migrate_domain> is wrong only because migrate_domain is: reported once, above.
-    derived = isinstance(domain, str) and media == "s3." + domain
+    # Empty: the default s3.<migrate_domain> (media_plan), wrong only because migrate_domain is: reported once, above.
+    if media in (None, "") and isinstance(domain, str):
+        media = default_media_domain(domain)
+    derived = isinstance(domain, str) and media == default_media_domain(domain)
     if values.get("migrate_proxy_mode") == "subdomain" and (domain_ok or not derived):
         if not _dns_name(media):
             problems.append(("migrate_media_domain",

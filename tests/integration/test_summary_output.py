@@ -11,18 +11,22 @@ import re
 import pytest
 import yaml
 
+from ansible_collections.fediverse.object_storage.plugins.module_utils.media_plan import media_plan
 from tests.ansible_helpers import REPO, run_playbook
 
 ROOT = "/home/mastodon/live/public/system"
 MIGRATE_VARS = {
     "migrate_app": "mastodon", "migrate_domain": "social.example.net", "migrate_proxy_mode": "subdomain",
-    "migrate_media_domain": "s3.social.example.net", "migrate__alias_host": "s3.social.example.net",
+    # The media domain given (not the default s3.<migrate_domain>): the summary names it (issue 21).
+    "migrate_media_domain": "media.example.net",
     "migrate_bucket": "example-media", "migrate_endpoint": "ewr1", "migrate_retire_cache": True,
     "migrate_delete_old_cache": False, "migrate_system_root": ROOT, "migrate_shard_index": 0, "migrate_shard_count": 1,
     "migrate_copy_scope": ["cache", "local"], "migrate__config_file": "/home/mastodon/live/.env.production",
     "migrate_secret_key": "s3cr3t-never-shown",
     # The role's vars (vars/main.yml) the task reads, as the role computes them for these inputs.
     "migrate__endpoint": "ewr1", "migrate__bucket_missing": False, "migrate__copy_local": True,
+    "migrate__plan": media_plan({"app": "mastodon", "proxy_mode": "subdomain", "domain": "social.example.net",
+                                 "media_domain": "media.example.net"}),
     "migrate__copies": {"copy pass 1": {"totals": {"objects": 12, "copied": 10, "skipped": 2, "missing_source": 0,
                                                    "failed": 0}},
                         "copy pass 2": {"totals": {"objects": 13, "copied": 1, "skipped": 12, "missing_source": 0,
@@ -96,7 +100,7 @@ def role_task(role, tasks_file, name_start):
 @pytest.mark.parametrize("role, tasks_file, name_start, extra, expected", [
     ("migrate", "main.yml", "Summary of the migration", FULL_RUN,
      ["mastodon on social.example.net",
-      "media URLs: https://s3.social.example.net/... through the nginx proxy cache (mode subdomain)",
+      "media URLs: https://media.example.net/... through the nginx proxy cache (mode subdomain)",
       "bucket: example-media at https://ewr1.vultrobjects.com - created",
       "copy pass 2: 13 objects: 1 copied, 12 already in the bucket, 0 missing on disk, 0 failed",
       "verify: all 13 objects in scope are in the bucket; the proxy serves the bucket only",

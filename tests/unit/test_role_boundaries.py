@@ -274,7 +274,7 @@ def _role_includes(path):
                 yield from walk(task.get(key))
             for key in ROLE_INCLUDES:
                 if key in task:
-                    yield task, task[key]
+                    yield task[key]
     yield from walk(load(path))
 
 
@@ -286,14 +286,14 @@ def test_migrate_skips_a_roles_argument_check_only_where_preflight_made_it():
     validated = set(nginx["validate"]["options"])
     unchecked = []
     for path in sorted((ROLES_DIR / "migrate" / "tasks").glob("*.yml")):
-        for task, args in _role_includes(path):
+        for args in _role_includes(path):
             if args.get("rolespec_validate") is False:
                 unchecked.append((path.name, args["name"], args.get("tasks_from", "main")))
     assert unchecked, "nothing to check: the test no longer applies"
     for name, role, entry in unchecked:
         assert role == NS + "nginx_proxy", (name, role)
         assert set(nginx[entry]["options"]) <= validated, (name, entry)
-    preflight = [args for _task, args in _role_includes(ROLES_DIR / "migrate" / "tasks" / "preflight.yml")]
+    preflight = list(_role_includes(ROLES_DIR / "migrate" / "tasks" / "preflight.yml"))
     assert any(a["name"] == NS + "nginx_proxy" and a.get("tasks_from") == "validate" and a.get("rolespec_validate", True)
                for a in preflight), preflight
     # ...and pre-flight runs on every run of migrate.yml, whatever --tags says.
