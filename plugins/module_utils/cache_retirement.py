@@ -344,6 +344,33 @@ class Retirement(object):
             return False
 
 
+def retire_problem(cache_state, verify, bucket, cache_dir, env_file):
+    """Why ``cache_dir`` may not be retired yet, in one line; ``""`` when nothing stands in the way (the media_copy
+    role's retire_cache entry point, through the filter ``cache_retire_problem``).
+
+    ``cache_state``: the media_cache module's ``inspect`` result (``state``, ``cache_has_files``); ``verify``: the
+    result of the retirement's own verify (media_copy in mode verify over every shard, no limit; ``{}`` when
+    it did not run). Only a full verify that found every cached object (and at least one, or an empty cache)
+    lets the cache go."""
+    verify = verify or {}
+    if (cache_state or {}).get("state") not in ("cache", "both"):
+        return ""
+    if not verify.get("full"):
+        return "the verify did not cover every row (sharded or limited)"
+    if not verify.get("verified"):
+        sample = [item.get("key", "?") for item in
+                  (verify.get("missing_in_bucket_sample") or []) + (verify.get("different_size_sample") or [])][:5]
+        return ("%s object(s) missing from bucket %s and %s of a different size (e.g. %s) - other shards may still be "
+                "copying, or the copy must be run again" % (verify.get("missing_in_bucket", "?"), bucket,
+                                                            verify.get("different_size", "?"), ", ".join(sample)))
+    objects = int(((verify.get("totals") or {}).get("objects")) or 0)
+    if objects == 0 and cache_state.get("cache_has_files"):
+        return ("the database references no cached object at all, yet %s holds files: this is not the database of "
+                "these files (check DB_NAME/DB_HOST in %s) or not the right public/system (media_copy_system_root)"
+                % (cache_dir, env_file))
+    return ""
+
+
 def state(cache_dir):
     """'cache', 'old', 'both' or 'none': which of cache and cache.old exist (as real directories)."""
     with Retirement(cache_dir, None) as r:

@@ -233,3 +233,31 @@ def test_retire_never_overwrites_a_cache_old_made_after_the_check(base, appuser,
     assert planted and os.lstat(cache + ".old").st_ino == planted[0] and os.listdir(cache + ".old") == []
     assert snapshot(cache) == cache_before
     assert cr.marker_problem(markers, cache + ".old") is not None  # no marker for the planted one
+
+
+# --- the decision (retire_problem): a full verify that found every cached object lets the cache go -------
+
+FULL_OK = {"full": True, "verified": True, "totals": {"objects": 3}}
+
+
+@pytest.mark.parametrize("cache_state, verify, expected", [
+    ({"state": "old"}, {}, ""),  # already retired: nothing to decide
+    ({"state": "none"}, {}, ""),
+    ({"state": "cache", "cache_has_files": True}, FULL_OK, ""),
+    ({"state": "both", "cache_has_files": True}, FULL_OK, ""),
+    ({"state": "cache", "cache_has_files": False}, dict(FULL_OK, totals={"objects": 0}), ""),  # empty cache, no rows
+    ({"state": "cache"}, {}, "the verify did not cover every row (sharded or limited)"),  # the verify did not run
+    ({"state": "cache"}, dict(FULL_OK, full=False), "the verify did not cover every row (sharded or limited)"),
+    ({"state": "cache"}, {"full": True, "verified": False, "missing_in_bucket": 3, "different_size": 1,
+                          "missing_in_bucket_sample": [{"key": "cache/a.png"}],
+                          "different_size_sample": [{"key": "cache/b.png"}]},
+     "3 object(s) missing from bucket media and 1 of a different size (e.g. cache/a.png, cache/b.png) - other shards "
+     "may still be copying, or the copy must be run again"),
+    ({"state": "cache", "cache_has_files": True}, dict(FULL_OK, totals={"objects": 0}),
+     "the database references no cached object at all, yet /live/public/system/cache holds files: this is not the "
+     "database of these files (check DB_NAME/DB_HOST in /live/.env.production) or not the right public/system "
+     "(media_copy_system_root)"),
+])
+def test_retire_problem_says_what_stands_in_the_way(cache_state, verify, expected):
+    assert cr.retire_problem(cache_state, verify, "media", "/live/public/system/cache", "/live/.env.production") \
+        == expected
