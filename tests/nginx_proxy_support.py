@@ -33,9 +33,11 @@ def role_defaults(**overrides):
     """The role's defaults/main.yml with ``overrides`` applied and the Jinja expressions resolved."""
     with open(os.path.join(ROLE, "defaults", "main.yml")) as f:
         values = yaml.safe_load(f)
-    # What tasks/os_family.yml loads first on this (Debian) host: the layout behind the defaults.
-    with open(os.path.join(ROLE, "vars", "Debian.yml")) as f:
-        values.update(yaml.safe_load(f))
+    # What tasks/os_family.yml loads first on this (Debian) host: the layout behind the defaults; and the
+    # role's own vars (vars/main.yml) the defaults read.
+    for name in ("Debian.yml", "main.yml"):
+        with open(os.path.join(ROLE, "vars", name)) as f:
+            values.update(yaml.safe_load(f))
     values.update(overrides)
     env = jinja2.Environment(undefined=jinja2.StrictUndefined)
     for _ in range(5):
