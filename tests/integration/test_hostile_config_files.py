@@ -162,11 +162,12 @@ def test_diff_masks_url_credentials_and_multiline_values(tmp_path):
     live.mkdir()
     env = live / ".env.production"
     env.write_text(ENV_TEXT)
-    # Changes spread over the file so that the diff's context shows every line.
+    # Changes spread over the file, and a diff context wider than the file (the checkout's ansible.cfg keeps
+    # one line; an admin may keep Ansible's three or more): every line of the file is in the diff.
     play = env_play(env, settings={"LOCAL_DOMAIN": "social.example.org", "SMTP_LOGIN": "mail2",
                                    "S3_ENABLED": True, "S3_BUCKET": "media"})
     for check in (True, False):
-        res = run_playbook(play, diff=True, check=check, callback="default")
+        res = run_playbook(play, diff=True, check=check, callback="default", env={"ANSIBLE_DIFF_CONTEXT": "1000"})
         assert res.rc == 0, res.stdout + res.stderr
         out = res.stdout + res.stderr
         assert "+S3_BUCKET=media" in out  # the diff is there
