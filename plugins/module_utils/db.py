@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Mastodon's PostgreSQL side: connection settings, column detection, media enumeration.
 
-Plain Python (psycopg2 imported guardedly), unit-testable without Ansible.
+Plain Python (psycopg2 imported guardedly, in postgres.py: the connection room Misskey's side shares),
+unit-testable without Ansible.
 
 * ``parse_env_file`` / ``connection_params``: options first, then ``DB_*`` (or
   ``DATABASE_URL``) from ``.env.production``, then Mastodon's defaults.
@@ -27,32 +28,31 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # noqa: UP001 (ansible-test sanity requires it)
 
-import re
-
-try:
-    import psycopg2
-    import psycopg2.extensions
-    HAS_PSYCOPG2 = True
-    PSYCOPG2_IMPORT_ERROR = None
-    PGError = psycopg2.Error
-except ImportError as exc:  # pragma: no cover - exercised by ansible-test's import sanity test
-    HAS_PSYCOPG2 = False
-    PSYCOPG2_IMPORT_ERROR = exc
-
-    class PGError(Exception):
-        """Stands in for psycopg2.Error when psycopg2 is missing."""
-
 from urllib.parse import unquote, urlparse
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils import mastodon_layout as layout
+from ansible_collections.fediverse.object_storage.plugins.module_utils import postgres
 from ansible_collections.fediverse.object_storage.plugins.module_utils.atomic import read_config
 from ansible_collections.fediverse.object_storage.plugins.module_utils.envfile import read_env
 
+# The guarded psycopg2 import and the libpq wording are postgres.py's (media_copy takes them from here).
+from ansible_collections.fediverse.object_storage.plugins.module_utils.postgres import (  # noqa: F401  pylint: disable=unused-import
+    APPLICATION_NAME,
+    CONNECT_TIMEOUT,
+    DEFAULT_PORT,
+    HAS_PSYCOPG2,
+    PGError,
+    PSYCOPG2_IMPORT_ERROR,
+    clean_pg_message,
+    db_option_values,
+)
+
+if HAS_PSYCOPG2:
+    import psycopg2.extensions
+
 DEFAULT_HOST = "/var/run/postgresql"
-DEFAULT_PORT = 5432
 DEFAULT_DBNAME = "mastodon_production"
 DEFAULT_USER = "mastodon"
-CONNECT_TIMEOUT = 10
 SCOPES = ("cache", "local")
 
 
@@ -134,21 +134,7 @@ def connection_params(host=None, port=None, dbname=None, user=None, password=Non
 
 def db_argument_spec():
     """The database options of every module that reads Mastodon's database (doc fragment mastodon_db)."""
-    return dict(
-        db_host=dict(type="str"),
-        db_port=dict(type="int"),
-        db_name=dict(type="str"),
-        db_user=dict(type="str"),
-        db_password=dict(type="str", no_log=True),
-        env_file=dict(type="path"),
-    )
-
-
-def db_option_values(module_params):
-    """The ``db_*`` options of a module (Mastodon's or Misskey's) as connection_params() arguments."""
-    return dict(host=module_params.get("db_host"), port=module_params.get("db_port"),
-                dbname=module_params.get("db_name"), user=module_params.get("db_user"),
-                password=module_params.get("db_password"))
+    return dict(postgres.connection_argument_spec(), env_file=dict(type="path"))
 
 
 def connection_params_from(module_params):
@@ -163,30 +149,19 @@ def describe_target(params):
     return "%s@%s:%s/%s" % (params.get("user"), where, params.get("port"), params.get("dbname"))
 
 
-def clean_pg_message(exc):
-    """First meaningful line of a libpq error, without the 'FATAL:' noise."""
-    text = str(exc).strip()
-    for line in text.splitlines():
-        line = line.strip()
-        if line:
-            return re.sub(r"^(FATAL|ERROR):\s*", "", line)
-    return exc.__class__.__name__
-
-
 def connect(host=None, port=None, dbname=None, user=None, password=None, readonly=True,
-            connect_timeout=CONNECT_TIMEOUT, application_name="fediverse.object_storage"):
+            connect_timeout=CONNECT_TIMEOUT, application_name=APPLICATION_NAME):
     """Open a psycopg2 connection (read-only session by default) or raise DBError."""
-    if not HAS_PSYCOPG2:
-        raise DBError("the psycopg2 Python library is required to read the Mastodon database")
     params = {"host": host or DEFAULT_HOST, "port": int(port or DEFAULT_PORT),
               "dbname": dbname or DEFAULT_DBNAME, "user": user or DEFAULT_USER}
-    kwargs = dict(params, connect_timeout=connect_timeout, application_name=application_name)
-    if password:
-        kwargs["password"] = password
+    kwargs = dict(params, password=password) if password else dict(params)
     try:
-        conn = psycopg2.connect(**kwargs)
-    except PGError as exc:
-        message = clean_pg_message(exc)
+        conn = postgres.connect(kwargs, "the Mastodon database", connect_timeout=connect_timeout,
+                                application_name=application_name)
+    except postgres.ConnectError as exc:
+        if exc.reason is None:  # no psycopg2
+            raise DBError(str(exc)) from None
+        message = exc.reason
         target = describe_target(params)
         lowered = message.lower()
         if "password authentication failed" in lowered or "no password supplied" in lowered \
@@ -213,12 +188,7 @@ def connect(host=None, port=None, dbname=None, user=None, password=None, readonl
 def table_columns(conn, table):
     """Column names of ``table`` in the connection's search path (empty set: no such table)."""
     with conn.cursor() as cur:
-        cur.execute(
-            "SELECT a.attname FROM pg_catalog.pg_attribute a"
-            " WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped",
-            (table,),
-        )
-        return set(row[0] for row in cur.fetchall())
+        return postgres.table_columns(cur, table)
 
 
 # --------------------------------------------------------------------------------------------

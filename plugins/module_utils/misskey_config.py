@@ -9,6 +9,8 @@
   ``default.yml``, line based, so every other line and comment is kept; PyYAML is only used to
   check the result (it would drop the comments if it wrote the file).
 * ``meta_changes(...)`` decides which ``meta`` columns to update; only existing columns are used.
+* ``parse_yaml(text, what)``: the mapping of a Misskey YAML file, for every room that reads one
+  (``db_settings`` here, ``misskey_storage``, the ``misskey_drive_move`` module).
 
 Plain Python: unit-tested in tests/unit/test_misskey_config.py.
 """
@@ -204,7 +206,10 @@ def yaml_error_place(exc):
     return " (line %d, column %d)" % (mark.line + 1, mark.column + 1)
 
 
-def _load(text, what):
+def parse_yaml(text, what):
+    """The mapping a Misskey YAML file (``default.yml``) holds, ``{}`` for an empty one; MisskeyConfigError
+    when PyYAML is missing or ``text`` is not a YAML mapping (``what`` names the file; the message never
+    quotes the text, only where it is wrong)."""
     if not HAS_YAML:
         raise MisskeyConfigError("PyYAML is required to check %s" % what)
     try:
@@ -227,7 +232,7 @@ def replace_drive(text, drive, source="default.yml"):
     result is checked with PyYAML: ``drive`` must load back equal and every other top-level key
     must be unchanged, else ``MisskeyConfigError`` is raised and nothing should be written.
     """
-    original = _load(text, source)
+    original = parse_yaml(text, source)
     if original.get("drive") == drive:
         return text, False
     lines = text.splitlines(True)
@@ -241,7 +246,7 @@ def replace_drive(text, drive, source="default.yml"):
     else:
         start, end = found
         new_text = "".join(lines[:start]) + block + "".join(lines[end:])
-    result = _load(new_text, "the edited " + source)
+    result = parse_yaml(new_text, "the edited " + source)
     if result.get("drive") != drive:
         raise MisskeyConfigError("internal error: the edited drive: section of %s does not load back as written" % source)
     for key in set(original) | set(result):
@@ -267,7 +272,7 @@ def mask_yaml_secrets(text):
 
 def db_settings(text, source="default.yml"):
     """``{host, port, db, user, pass}`` of the ``db:`` section of a v11+ ``default.yml``."""
-    data = _load(text, source)
+    data = parse_yaml(text, source)
     db = data.get("db")
     if not isinstance(db, dict):
         if isinstance(data.get("mongodb"), dict):

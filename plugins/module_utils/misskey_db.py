@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Misskey's PostgreSQL side (v11 and later): connection settings and the ``meta`` row.
 
-The Misskey counterpart of ``db.py`` (Mastodon): plain Python, psycopg2 imported guardedly.
+The Misskey counterpart of ``db.py`` (Mastodon): plain Python; the connection itself, the ``db_*``
+options and psycopg2's guarded import are ``postgres.py``'s, shared by both apps.
 
 * ``db_argument_spec`` / ``connection_params_from``: the options of doc fragment ``misskey_db``;
   explicit options win over the ``db:`` section of ``.config/default.yml`` (``host``, ``port``,
@@ -43,22 +44,17 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import
     resolve_endpoint,
 )
 
-# The guarded psycopg2 import is db.py's (one place for both apps), and so are the db_* option values
-# and the wording of a libpq error.
-from ansible_collections.fediverse.object_storage.plugins.module_utils.db import (  # noqa: F401  pylint: disable=unused-import
-    HAS_PSYCOPG2,
-    PGError,
-    PSYCOPG2_IMPORT_ERROR,
-    clean_pg_message,
-    db_option_values,
-)
+# The guarded psycopg2 import, the db_* option values and the wording of a libpq error are postgres.py's
+# (one place for both apps).
+from ansible_collections.fediverse.object_storage.plugins.module_utils import postgres
+from ansible_collections.fediverse.object_storage.plugins.module_utils.postgres import PGError, clean_pg_message
 
-if HAS_PSYCOPG2:
-    import psycopg2
+if postgres.HAS_PSYCOPG2:
     from psycopg2 import sql
 
-DEFAULT_PORT = 5432
-CONNECT_TIMEOUT = 10
+# The other names of the db_* options (community.postgresql's login_*; default.yml's db).
+DB_OPTION_ALIASES = dict(db_host=["login_host"], db_port=["login_port"], db_name=["db"], db_user=["login_user"],
+                         db_password=["login_password"])
 META_BACKUP_TABLE = "fediverse_object_storage_meta_backup"
 STORAGE_COLUMNS = tuple(column for column, _option in META_COLUMNS)
 
@@ -67,14 +63,7 @@ STORAGE_COLUMNS = tuple(column for column, _option in META_COLUMNS)
 
 def db_argument_spec():
     """The database options of every module that reads Misskey's database (doc fragment misskey_db)."""
-    return dict(
-        config_file=dict(type="path"),
-        db_host=dict(type="str", aliases=["login_host"]),
-        db_port=dict(type="int", aliases=["login_port"]),
-        db_name=dict(type="str", aliases=["db"]),
-        db_user=dict(type="str", aliases=["login_user"]),
-        db_password=dict(type="str", no_log=True, aliases=["login_password"]),
-    )
+    return dict(config_file=dict(type="path"), **postgres.connection_argument_spec(DB_OPTION_ALIASES))
 
 
 def read_config_db(path):
@@ -93,7 +82,7 @@ def connection_params(host=None, port=None, dbname=None, user=None, password=Non
     from_file = read_config_db(config_file) if config_file else {}
     result = dict(
         host=host or from_file.get("host"),
-        port=port or from_file.get("port") or DEFAULT_PORT,
+        port=port or from_file.get("port") or postgres.DEFAULT_PORT,
         user=user or from_file.get("user"),
         password=password if password not in (None, "") else from_file.get("pass"),
         dbname=dbname or from_file.get("db"),
@@ -109,27 +98,19 @@ def connection_params(host=None, port=None, dbname=None, user=None, password=Non
 
 def connection_params_from(module_params):
     """connection_params() from a module's db_* and config_file options."""
-    return connection_params(config_file=module_params.get("config_file"), **db_option_values(module_params))
+    return connection_params(config_file=module_params.get("config_file"), **postgres.db_option_values(module_params))
 
 
 def connect(params):
     """A psycopg2 connection (autocommit off) or MisskeyConfigError; the password is never shown."""
-    if not HAS_PSYCOPG2:
-        raise MisskeyConfigError("the psycopg2 Python library is required to read Misskey's database")
     try:
-        return psycopg2.connect(connect_timeout=CONNECT_TIMEOUT, application_name="fediverse.object_storage",
-                                **params)
-    except PGError as exc:
+        return postgres.connect(params, "Misskey's database")
+    except postgres.ConnectError as exc:
+        if exc.reason is None:  # no psycopg2
+            raise MisskeyConfigError(str(exc)) from None
         target = "%s@%s:%s/%s" % (params.get("user"), params.get("host", "localhost"), params.get("port"),
                                   params.get("dbname"))
-        raise MisskeyConfigError("cannot connect to Misskey's database %s: %s" % (target, clean_pg_message(exc))) from None
-
-
-def table_columns(cursor, table):
-    """Column names of ``table`` in the search path (empty set: no such table)."""
-    cursor.execute("SELECT a.attname FROM pg_catalog.pg_attribute a WHERE a.attrelid = to_regclass(%s)"
-                   " AND a.attnum > 0 AND NOT a.attisdropped", (table,))
-    return set(row[0] for row in cursor.fetchall())
+        raise MisskeyConfigError("cannot connect to Misskey's database %s: %s" % (target, exc.reason)) from None
 
 
 def drive_argument_spec(required=(), **defaults):
@@ -228,7 +209,7 @@ def _update_meta(cursor, meta_id, updates):
 
 
 def _storage_columns(cursor):
-    existing = table_columns(cursor, "meta")
+    existing = postgres.table_columns(cursor, "meta")
     if not existing:
         raise MisskeyConfigError("the database has no meta table: is this Misskey v11 or later, and set up?")
     return existing, [column for column in STORAGE_COLUMNS if column in existing]

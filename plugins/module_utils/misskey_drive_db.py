@@ -23,6 +23,7 @@ import json
 from urllib.parse import quote
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive import DriveMoveError
+from ansible_collections.fediverse.object_storage.plugins.module_utils.postgres import table_columns
 
 try:
     from psycopg2 import sql
@@ -53,9 +54,8 @@ def _ident(name):
 
 
 def columns_of(cursor, table):
-    cursor.execute("SELECT a.attname FROM pg_catalog.pg_attribute a WHERE a.attrelid = to_regclass(%s)"
-                   " AND a.attnum > 0 AND NOT a.attisdropped", ('"%s"' % table,))
-    return set(row[0] for row in cursor.fetchall())
+    """Column names of Misskey's ``table``, its name quoted (``user`` is a reserved word in SQL)."""
+    return table_columns(cursor, '"%s"' % table)
 
 
 def table_exists(cursor, table):

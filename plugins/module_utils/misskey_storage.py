@@ -24,7 +24,7 @@ import uuid
 from urllib.parse import quote, urlsplit
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils.atomic import read_config
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import MisskeyConfigError, _load
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import MisskeyConfigError, parse_yaml
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (
     BotoCoreError,
     ClientError,
@@ -133,7 +133,7 @@ def fetch(url, connect_to=None, ca_bundle=None, validate_certs=True, timeout=20)
 
 def read_drive(path):
     """The ``drive:`` mapping of a v10 ``default.yml``."""
-    data = _load(read_config(path), path)
+    data = parse_yaml(read_config(path), path)
     return data.get("drive")
 
 

@@ -34,9 +34,9 @@ import os
 import re
 import threading
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_lean import LeanS3
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_listing import use_fast_timestamps
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_wire import proxy_for
+# The lean request path (s3_lean, s3_wire, s3_listing, rate_limit: ~1,100 lines) is imported where a
+# client is made, not here: what only resolves endpoints or words errors (the s3_endpoint filter,
+# Misskey's settings) does not load it.
 
 # boto3 itself is imported when a boto3 client is first made (~0.3 s with the client): a copy run
 # whose requests all take the lean path (s3_lean.py) never pays it. botocore's exceptions are cheap.
@@ -175,6 +175,8 @@ def s3_client(endpoint, access_key=None, secret_key=None, region=None, addressin
     proxy for the endpoint (TLS to the proxy: urllib3's, not the lean path's), a plain boto3 client.
     Both paths take the proxy botocore takes from the environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY).
     """
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_wire import proxy_for
+
     url = resolve_endpoint(endpoint)
     access_key = access_key or os.environ.get("AWS_ACCESS_KEY_ID")
     secret_key = secret_key or os.environ.get("AWS_SECRET_ACCESS_KEY")
@@ -188,6 +190,8 @@ def s3_client(endpoint, access_key=None, secret_key=None, region=None, addressin
             proxy is None or proxy.scheme == "http"):
         if not HAS_BOTO3:
             raise S3ConfigError("boto3 is required: %s" % BOTO3_IMPORT_ERROR)
+        from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_lean import LeanS3
+
         fast = LeanS3(url, access_key, secret_key, region_for(endpoint, region), addressing_style=addressing_style,
                       ca_bundle=ca_bundle, validate_certs=validate_certs, timeout=read_timeout, proxy=proxy)
         return LeanClient(fast, lambda: s3_client(
@@ -225,6 +229,8 @@ class LeanClient(object):
     @property
     def boto(self):
         """The boto3 client behind the lean path (built once, thread-safe)."""
+        from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_listing import use_fast_timestamps
+
         with self._boto_lock:
             if self._boto is None:
                 self._boto = self._make_boto()

@@ -233,7 +233,7 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils import ( 
 from ansible_collections.fediverse.object_storage.plugins.module_utils.atomic import read_config  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import (  # noqa: E402
     MisskeyConfigError,
-    _load,
+    parse_yaml,
 )
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive import (  # noqa: E402
     DriveMoveError,
@@ -252,7 +252,7 @@ def instance_url(params):
         return params["instance_url"].rstrip("/")
     if not params["config_file"]:
         raise MisskeyConfigError("give instance_url or config_file (its url:)")
-    url = _load(read_config(params["config_file"]), params["config_file"]).get("url")
+    url = parse_yaml(read_config(params["config_file"]), params["config_file"]).get("url")
     if not url:
         raise MisskeyConfigError("%s has no url:" % params["config_file"])
     return str(url).rstrip("/")

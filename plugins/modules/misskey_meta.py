@@ -138,7 +138,7 @@ restored:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import misskey_db  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils import misskey_db, postgres  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import META_COLUMNS  # noqa: E402
 
 REQUIRED_FOR_PRESENT = ("bucket", "base_url", "endpoint", "access_key", "secret_key")
@@ -176,7 +176,7 @@ def main():
         supports_check_mode=True,
     )
     misskey_db.run_module(module, handle_meta,
-                          needs=[("psycopg2", misskey_db.HAS_PSYCOPG2, misskey_db.PSYCOPG2_IMPORT_ERROR)])
+                          needs=[("psycopg2", postgres.HAS_PSYCOPG2, postgres.PSYCOPG2_IMPORT_ERROR)])
 
 
 if __name__ == "__main__":
