@@ -7,15 +7,28 @@ Plain Python (no Ansible import), unit-tested in tests/unit/test_copy_engine.py.
 
 Shape of a run::
 
-    DB generator of RowObjects --(bounded queue)--> N worker threads --> S3 (PUT / multipart / copy)
-                                                        |
-        destination listing (ListObjectsV2, ONCE) ------+   compact index: sorted hash64 -> size
+    rows (RowObjects) --triage--(bounded queue)--> N worker threads --> S3 (PUT / multipart / copy)
+                          |
+        index of the bucket: size_of(key)           compact index: sorted hash64 -> size
         token-bucket rate limiter shared by everything that sends a request
         progress file rewritten atomically every ~2 s
+        tracer told each row and each object's outcome
 
-The rooms around it: s3_listing.py (keys, the listing and its BucketIndex), copy_sources.py (the
-filesystem and S3 sources, one interface), copy_progress.py (Stats, the progress file),
-rate_limit.py (the RateLimiter). This file only decides, per object, what to send, and sends it.
+What a run uses is given to ``CopyEngine``, and it uses nothing else:
+
+* ``rows`` (``run``): the rows whose objects to process - the database's enumeration (db.py), which
+  in an incremental run selects only the rows changed since the last one (copy_selection.py);
+* ``source``: where the objects are read from (copy_sources.py: the filesystem or another bucket);
+* ``index``: what the bucket holds. ``None``: the engine lists the bucket once at the start
+  (s3_listing.BucketIndex; with ``skip_existing`` or in verify mode). An incremental run passes a
+  copy_head_index.HeadIndex instead, and the rows through its ``prefetch`` (one HeadObject per
+  selected object, a batch ahead of the engine);
+* ``limiter``: the RateLimiter (rate_limit.py) shared by every request of the run;
+* ``tracer``: told each row, each object's outcome and the end of the enumeration
+  (copy_trace.py: nothing by default; the copy record's RowTracker, which notes the rows to retry).
+
+The other rooms: copy_progress.py (Stats, the progress file). This file only decides, per object,
+what to send, and sends it.
 
 Memory stays bounded whatever the row count: the DB side is a server-side cursor, the queue has a
 fixed size, the destination index is two flat ``array`` objects (16 bytes per object in the
@@ -42,6 +55,7 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_prog
     Stats,
 )
 from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_sources import UnsafeSource
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_trace import Tracer
 from ansible_collections.fediverse.object_storage.plugins.module_utils.rate_limit import RateLimiter
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (
     describe_error,
@@ -120,7 +134,7 @@ class CopyEngine(object):
                  concurrency=DEFAULT_CONCURRENCY, max_requests_per_second=0, multipart_threshold=DEFAULT_MULTIPART_THRESHOLD,
                  part_size=DEFAULT_PART_SIZE, skip_existing=True, mode="copy", check_mode=False, progress_file=None,
                  retries=4, backoff=0.5, sample_size=SAMPLE_SIZE, limiter=None, sleep=time.sleep, index=None,
-                 progress_interval=PROGRESS_INTERVAL):
+                 progress_interval=PROGRESS_INTERVAL, tracer=None):
         if mode not in ("copy", "verify"):
             raise ValueError("mode must be copy or verify, not %r" % mode)
         self.client = client
@@ -144,11 +158,22 @@ class CopyEngine(object):
         # Check mode writes nothing anywhere: no progress file either.
         self.progress = ProgressWriter(None if self.check_mode else progress_file, self.stats, progress_interval)
         self.index = index
+        self.tracer = tracer if tracer is not None else Tracer()
         self._sleep = sleep
         # At most a few part buffers in memory at once, whatever the concurrency.
         self._part_slots = threading.BoundedSemaphore(max(1, min(4, self.concurrency)))
 
     # --- per-object helpers -----------------------------------------------------------------
+    def _count(self, kind, obj, outcome, size=0, reason=None):
+        """Count one object's outcome, and tell the tracer."""
+        self.stats.record(kind, outcome, obj.key, size, reason=reason)
+        self.tracer.outcome(kind, obj, outcome)
+
+    def _count_unsafe(self, kind, obj, reason):
+        """A source refused for safety: counted failed (Stats.record_unsafe), and the tracer told."""
+        self.stats.record_unsafe(kind, obj.key, reason)
+        self.tracer.outcome(kind, obj, "failed")
+
     def dest_key(self, key):
         return join_key(self.key_prefix, key)
 
@@ -224,15 +249,15 @@ class CopyEngine(object):
         try:
             size, retired = self.source.locate(key, self.limiter)
         except UnsafeSource as exc:
-            self.stats.record_unsafe(kind, key, str(exc))
+            self._count_unsafe(kind, obj, str(exc))
             return None
         except Exception as exc:  # noqa: BLE001
-            self.stats.record(kind, "failed", key, reason="cannot read source: %s" % exc)
+            self._count(kind, obj, "failed", reason="cannot read source: %s" % exc)
             return None
         if size is None:
             # An object whose source is gone cannot be copied: in verify mode too it is reported
             # as missing_source only, so that missing_in_bucket lists what a copy would still send.
-            self.stats.record(kind, "missing_source", key)
+            self._count(kind, obj, "missing_source")
             return None
         # A file found in cache.old (retired by this migration) is no missing file: it is counted
         # ``retired`` instead of ``skipped`` (copied from there when the bucket lacks it).
@@ -244,20 +269,20 @@ class CopyEngine(object):
                 self.stats.record_verify(kind, "missing_in_bucket", dest_key)
             elif present != size:
                 self.stats.record_verify(kind, "different_size", dest_key, size, present)
-            self.stats.record(kind, present_outcome, key)
+            self._count(kind, obj, present_outcome)
             return None
         if self.skip_existing and self.index is not None and self.index.size_of(dest_key) == size:
             if obj.acl == PRIVATE_ACL:
                 # skipped (retired) once a worker has checked its ACL (ensure_private)
                 return CHECK_PRIVATE_RETIRED if retired else CHECK_PRIVATE
-            self.stats.record(kind, present_outcome, key)
+            self._count(kind, obj, present_outcome)
             return None
         if self.check_mode:
-            self.stats.record(kind, "copied", key, size)
+            self._count(kind, obj, "copied", size)
             return None
         return size
 
-    def _with_retries(self, send, kind, key, failure=""):
+    def _with_retries(self, send, kind, obj, failure=""):
         """``send()`` with object-level retries: a retryable error (5xx, throttling, connection trouble)
         is tried again after an exponential backoff (at most 20 s), ``retries`` times at most. Returns
         what ``send`` returns, or ``FAILED`` once the object is counted failed (reason: ``failure`` and
@@ -275,7 +300,7 @@ class CopyEngine(object):
                     continue
                 reason = describe_error(exc, bucket=self.bucket) if hasattr(exc, "response") else "%s: %s" % (
                     type(exc).__name__, exc)
-                self.stats.record(kind, "failed", key, reason=failure + reason)
+                self._count(kind, obj, "failed", reason=failure + reason)
                 return FAILED
 
     def _make_private(self, dest_key):
@@ -292,13 +317,13 @@ class CopyEngine(object):
         for a file found in cache.old; and ``privatised``),
         or ``failed`` when its ACL cannot be read or set."""
         dest_key = self.dest_key(obj.key)
-        public = self._with_retries(lambda: self._make_private(dest_key), kind, obj.key,
+        public = self._with_retries(lambda: self._make_private(dest_key), kind, obj,
                                     failure="cannot make the object private: ")
         if public is FAILED:
             return
         if public:
             self.stats.record_privatised(kind, dest_key)
-        self.stats.record(kind, outcome, obj.key)
+        self._count(kind, obj, outcome)
 
     def copy_one(self, kind, obj, size):
         """Transfer one object with object-level retries; never raises (one failure never aborts the run)."""
@@ -306,12 +331,12 @@ class CopyEngine(object):
             self.ensure_private(kind, obj, "retired" if size is CHECK_PRIVATE_RETIRED else "skipped")
             return
         try:
-            outcome = self._with_retries(lambda: self.transfer(obj, size), kind, obj.key)
+            outcome = self._with_retries(lambda: self.transfer(obj, size), kind, obj)
         except UnsafeSource as exc:  # swapped for a link after triage
-            self.stats.record_unsafe(kind, obj.key, str(exc))
+            self._count_unsafe(kind, obj, str(exc))
             return
         if outcome is not FAILED:
-            self.stats.record(kind, "copied", obj.key, size)
+            self._count(kind, obj, "copied", size)
 
     # --- the run ------------------------------------------------------------------------------
     def _worker(self, work):
@@ -353,16 +378,19 @@ class CopyEngine(object):
                 thread.start()
                 threads.append(thread)
             for row in rows:
+                self.tracer.row(row)
                 objects = list(row.objects)
                 rejected = getattr(row, "rejected", None) or ()
                 stats.add_row(row.kind, len(objects) + len(rejected))
                 for kind, key, reason in rejected:
                     stats.record_unsafe(kind, key, reason)  # a crafted file name (mastodon_layout)
+                    self.tracer.outcome(kind, None, "failed")  # no MediaObject was made of it
                 for obj in objects:
                     kind = getattr(obj, "kind", None) or row.kind
                     size = self.triage(kind, obj)
                     if size is not None:
                         work.put((kind, obj, size))
+            self.tracer.enumerated()
             stats.enumeration_done = True
         finally:
             work_items = [None] * len(threads)

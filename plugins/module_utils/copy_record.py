@@ -6,6 +6,13 @@
 Plain Python (no Ansible import), tested in tests/unit/test_copy_record.py and, against real
 PostgreSQL and Ceph RGW, in tests/integration/test_media_copy_incremental.py.
 
+This room keeps the record file (``binding``, ``load``, ``save``) and one run's use of it
+(``RunRecord``), which puts together the three pieces of an incremental run, each in its room:
+what to select (copy_selection.Selection, the SQL), what the bucket holds (copy_head_index.HeadIndex,
+one HeadObject per selected object instead of a listing), and what the run did (copy_trace.RowTracker,
+the engine's tracer). The caller (media_copy.handle_copy) hands them to the database enumeration and
+to ``CopyEngine``; nothing here touches the engine.
+
 After a copy run that went through every row in scope, the record says, per kind:
 
 * ``since``: the database's clock (UTC) when the run started enumerating. Every row committed
@@ -26,7 +33,8 @@ The record never makes a run skip an object that is not in the bucket:
   a record made for another bucket or prefix is ignored (a full run, with a listing, is made);
 * an incremental run does not list the bucket, but looks up each selected object with one
   HeadObject (in parallel, ahead of the copy) and copies it unless it is there with the same size;
-* too many failed rows to remember (``MAX_RETRY_IDS``): no record is written.
+* too many failed rows to remember (copy_trace's ``MAX_RETRY_IDS``), or a failure the tracer cannot
+  tie to a row: no record is written.
 
 The file lives in ``record_dir`` (root-only: 0700 directory, 0600 file); a file that is a link,
 not owned by this user or writable by others is ignored, and never written through.
@@ -41,18 +49,18 @@ import hashlib
 import json
 import os
 import stat
-import threading
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_listing import join_key
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_head_index import HEAD_LIMIT_ROWS, HeadIndex
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_selection import (
+    DEFAULT_MARGIN,
+    Selection,
+    db_now,
+)
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_trace import RowTracker
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import resolve_endpoint
 
 RECORD_VERSION = 1
-DEFAULT_MARGIN = 600
-MAX_RETRY_IDS = 50000
 MAX_RECORD_BYTES = 16 * 1024 * 1024
-# Above this many selected rows, listing the bucket once is cheaper than a HEAD per object.
-HEAD_LIMIT_ROWS = 20000
-PREFETCH_ROWS = 256
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 
 
@@ -175,194 +183,9 @@ def save(record_dir, bound, kinds):
     return path
 
 
-def db_now(conn):
-    """The database's clock in UTC (naive, as Rails stores ``timestamp without time zone``).
-
-    ``now()`` is the start of the current transaction: called before the enumeration in the same
-    transaction, it is earlier than the snapshot of every query of the run.
-    """
-    with conn.cursor() as cur:
-        cur.execute("SELECT now() AT TIME ZONE 'UTC'")
-        return cur.fetchone()[0]
-
-
-class Selection(object):
-    """The ``changed`` callback of db.iter_rows_objects / count_rows for one run.
-
-    With ``record`` None every row is selected (a full run); the kinds queried are noted either
-    way, so the record written at the end covers them all.
-    """
-
-    def __init__(self, record=None, margin=DEFAULT_MARGIN):
-        self.record = record
-        self.margin = datetime.timedelta(seconds=max(0, int(margin)))
-        self.kinds = set()
-        self.full_kinds = set()
-
-    def __call__(self, kind, table, att, columns):
-        self.kinds.add(kind)
-        entry = (self.record or {}).get("kinds", {}).get(kind)
-        if entry is None or "updated_at" not in columns:
-            # No record for this kind (or no way to see what changed): every row.
-            self.full_kinds.add(kind)
-            return None
-        since = entry["since"] - self.margin
-        clauses = ["t.id > %s", "t.updated_at >= %s"]
-        params = [entry["high_id"], since]
-        if "%s_updated_at" % att in columns:
-            clauses.append("t.%s_updated_at >= %%s" % att)
-            params.append(since)
-        if entry["retry_ids"]:
-            clauses.append("t.id = ANY(%s)")
-            params.append(list(entry["retry_ids"]))
-        return " OR ".join(clauses), params
-
-
-class Tracker(object):
-    """Follows one run: the highest id per kind, and the rows whose objects failed or were missing.
-
-    ``attach(engine)`` hooks the engine's triage/copy_one/stats.record (no change to the engine):
-    outcomes are recorded in the thread that handles the object, which knows its row.
-    """
-
-    def __init__(self, max_retry_ids=MAX_RETRY_IDS):
-        self.high_ids = {}
-        self.retry = {}
-        self.retry_count = 0
-        self.max_retry_ids = max_retry_ids
-        self.overflow = False
-        self.unknown = False
-        self.complete = False
-        self._lock = threading.Lock()
-        self._local = threading.local()
-
-    def rows(self, rows):
-        high = self.high_ids
-        for row in rows:
-            if row.row_id > high.get(row.kind, -1):
-                high[row.kind] = row.row_id
-            yield row
-        self.complete = True
-
-    def _note(self, kind, outcome):
-        obj = getattr(self._local, "obj", None)
-        with self._lock:
-            if obj is None:
-                self.unknown = True
-                return
-            if self.overflow:
-                return  # no record will be written: stop growing the set
-            ids = self.retry.setdefault(kind, set())
-            if obj.row_id not in ids:
-                ids.add(obj.row_id)
-                self.retry_count += 1
-                if self.retry_count > self.max_retry_ids:
-                    self.overflow = True
-
-    def attach(self, engine):
-        local = self._local
-        triage, copy_one, record = engine.triage, engine.copy_one, engine.stats.record
-
-        def traced_triage(kind, obj):
-            local.obj = obj
-            try:
-                return triage(kind, obj)
-            finally:
-                local.obj = None
-
-        def traced_copy_one(kind, obj, size):
-            local.obj = obj
-            try:
-                return copy_one(kind, obj, size)
-            finally:
-                local.obj = None
-
-        def traced_record(kind, outcome, *args, **kwargs):
-            if outcome in ("failed", "missing_source"):
-                self._note(kind, outcome)
-            return record(kind, outcome, *args, **kwargs)
-
-        engine.triage = traced_triage
-        engine.copy_one = traced_copy_one
-        engine.stats.record = traced_record
-
-    def kinds_record(self, kinds, since, old=None):
-        """The record's kinds after a complete run, or None when it must not be written."""
-        if not self.complete or self.overflow or self.unknown:
-            return None
-        old_kinds = (old or {}).get("kinds", {})
-        out = {}
-        for kind in kinds:
-            high = self.high_ids.get(kind, -1)
-            if kind in old_kinds:
-                high = max(high, old_kinds[kind]["high_id"])
-            out[kind] = {"since": since, "high_id": max(high, 0), "retry_ids": sorted(self.retry.get(kind, ()))}
-        return out
-
-
-class HeadIndex(object):
-    """Stands in for the destination listing in an incremental run: the objects of the selected rows
-    are looked up with HeadObject, ``PREFETCH_ROWS`` rows at a time by ``workers`` threads, just
-    before the engine sees them. ``size_of`` answers from that batch (None: not there, or not known
-    -- then the object is copied)."""
-
-    def __init__(self, client, bucket, key_prefix="", limiter=None, workers=16, high_ids=None):
-        self.client = client
-        self.bucket = bucket
-        self.key_prefix = key_prefix or ""
-        self.limiter = limiter
-        self.workers = max(1, int(workers))
-        # {kind: the record's high id}: a row above it was never seen by a recorded run, so its objects
-        # are copied without a HeadObject first (nothing to skip; a re-run finds them by HEAD).
-        self.high_ids = high_ids or {}
-        self.unseen_rows = 0
-        self.looked_up = 0
-        self._sizes = {}
-
-    def _head(self, key):
-        if self.limiter is not None:
-            self.limiter.acquire()
-        try:
-            return key, int(self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
-        except Exception:  # noqa: BLE001 - not found, or unknown: either way the object is copied
-            return key, None
-
-    def prefetch(self, rows, batch=PREFETCH_ROWS):
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            pending = []
-            for row in rows:
-                pending.append(row)
-                if len(pending) >= batch:
-                    yield from self._resolve(pool, pending)
-                    pending = []
-            yield from self._resolve(pool, pending)
-
-    def unseen(self, row):
-        high = self.high_ids.get(row.kind)
-        return high is not None and row.row_id > high
-
-    def _resolve(self, pool, rows):
-        keys = []
-        for row in rows:
-            if self.unseen(row):
-                self.unseen_rows += 1
-            else:
-                keys.extend(join_key(self.key_prefix, obj.key) for obj in row.objects)
-        self.looked_up += len(keys)
-        self._sizes = dict(pool.map(self._head, keys)) if keys else {}
-        return rows
-
-    def size_of(self, key):
-        return self._sizes.get(key)
-
-    def __len__(self):
-        return len(self._sizes)
-
-
 class RunRecord(object):
-    """One run's use of the record: what to select, what to hook, what to write at the end.
+    """One run's use of the record: what to select (``begin``), which index of the bucket to use
+    (``choose_index``), the tracer to give the engine (``tracker``), what to write at the end (``finish``).
 
     ``since_last_run`` asks for an incremental run; ``write`` (a complete copy run, not check mode)
     allows writing the record at the end. Full runs write it too, so that the next pass can be
@@ -379,7 +202,7 @@ class RunRecord(object):
         self.reason = "a full run was asked for" if not since_last_run else None
         self.since = None
         self.selection = None
-        self.tracker = Tracker()
+        self.tracker = RowTracker()
         self.head_index = None
         self.listed = True
         self.written = None
@@ -397,22 +220,20 @@ class RunRecord(object):
         self.selection = Selection(self.old, self.margin)
         return self.selection
 
-    def wrap(self, engine, client, rows, rows_selected, bucket, key_prefix, skip_existing=True):
-        """Hook the engine, and in an incremental run give it a HeadIndex instead of a listing."""
-        self.tracker.attach(engine)
+    def choose_index(self, client, bucket, key_prefix, limiter, workers, rows_selected, skip_existing=True):
+        """The engine's index of the bucket: a HeadIndex in an incremental run that selected at most
+        ``HEAD_LIMIT_ROWS`` rows (the rows go through its ``prefetch``), else None (the engine lists
+        the bucket, or does not look, without skip_existing)."""
         self.listed = bool(skip_existing)
-        rows = self.tracker.rows(rows)
-        if self.incremental and skip_existing:
-            if rows_selected <= HEAD_LIMIT_ROWS:
-                high_ids = dict((kind, entry["high_id"]) for kind, entry in self.old.get("kinds", {}).items())
-                self.head_index = HeadIndex(client, bucket, key_prefix, engine.limiter, workers=engine.concurrency,
-                                            high_ids=high_ids)
-                engine.index = self.head_index
-                self.listed = False
-                rows = self.head_index.prefetch(rows)
-            else:
-                self.reason = "%d rows changed: the bucket is listed instead of one HEAD per object" % rows_selected
-        return rows
+        if not (self.incremental and skip_existing):
+            return None
+        if rows_selected > HEAD_LIMIT_ROWS:
+            self.reason = "%d rows changed: the bucket is listed instead of one HEAD per object" % rows_selected
+            return None
+        high_ids = dict((kind, entry["high_id"]) for kind, entry in self.old.get("kinds", {}).items())
+        self.head_index = HeadIndex(client, bucket, key_prefix, limiter, workers=workers, high_ids=high_ids)
+        self.listed = False
+        return self.head_index
 
     def finish(self):
         if not self.write:

@@ -246,7 +246,7 @@ def _kind_query(columns, spec, scope, include_backups, shard_index, shard_count,
     """(sql, params) selecting the rows of one kind, or None when the kind is out of scope/absent.
 
     ``select`` is "rows" (id, file_name, content_type, remote, version, suspended, var) or
-    "count". ``changed`` (see copy_record.py) is called as ``changed(kind, table, attachment,
+    "count". ``changed`` (see copy_selection.py) is called as ``changed(kind, table, attachment,
     columns)`` and returns None (every row) or an extra ``(sql, params)`` condition on ``t``;
     the media attachments (files, thumbnails) of suspended accounts are selected whatever it says.
     """

@@ -18,12 +18,14 @@ import stat
 from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_engine as engine_lib
 from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_record as record_lib
 from ansible_collections.fediverse.object_storage.plugins.module_utils import db as db_lib
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_selection import DEFAULT_MARGIN
 from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_sources import (
     RETIRED_CACHE,
     FilesystemSource,
     S3Source,
     same_account,
 )
+from ansible_collections.fediverse.object_storage.plugins.module_utils.rate_limit import RateLimiter
 from ansible_collections.fediverse.object_storage.plugins.module_utils.safe_fs import anchor_parent
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (
     S3ConfigError,
@@ -72,7 +74,7 @@ def argument_spec():
         ignore_failures=dict(type="bool", default=False),
         record_dir=dict(type="path"),
         since_last_run=dict(type="bool", default=False),
-        since_last_run_margin=dict(type="int", default=record_lib.DEFAULT_MARGIN),
+        since_last_run_margin=dict(type="int", default=DEFAULT_MARGIN),
     )
     return spec
 
@@ -182,7 +184,13 @@ def start_record(p, conn, check_mode=False):
 
 
 def handle_copy(p, client, source, conn, counts, check_mode=False):
-    """Run the copy (or verify, or count in check mode); the module's result."""
+    """Run the copy (or verify, or count in check mode); the module's result.
+
+    Without a copy record the engine gets every row, lists the bucket itself and follows nothing.
+    With one (``record_dir``), the record chooses the rows (``changed``), the index of the bucket
+    (a HeadIndex in an incremental run: the rows go through its ``prefetch``) and follows the run
+    (its ``tracker``, the engine's tracer).
+    """
     run_record = start_record(p, conn, check_mode)
     changed = run_record.selection if run_record is not None else None
     if run_record is not None and run_record.incremental:
@@ -191,15 +199,21 @@ def handle_copy(p, client, source, conn, counts, check_mode=False):
                                        p["limit"], changed=changed)
         except db_lib.DBError as exc:
             raise MediaCopyError("database: %s" % exc) from None
-    engine = engine_lib.CopyEngine(
-        client, p["bucket"], source, key_prefix=p["key_prefix"], acl=p["acl"], cache_control=p["cache_control"],
-        concurrency=p["concurrency"], max_requests_per_second=p["max_requests_per_second"],
-        multipart_threshold=p["multipart_threshold"], skip_existing=p["skip_existing"], mode=p["mode"],
-        check_mode=check_mode, progress_file=p["progress_file"])
+    limiter = RateLimiter(p["max_requests_per_second"])
     rows = db_lib.iter_rows_objects(conn, p["scope"], p["include_backups"], p["shard_index"], p["shard_count"], p["limit"],
                                     changed=changed)
+    index = tracer = None
     if run_record is not None:
-        rows = run_record.wrap(engine, client, rows, sum(counts.values()), p["bucket"], p["key_prefix"], p["skip_existing"])
+        tracer = run_record.tracker
+        index = run_record.choose_index(client, p["bucket"], p["key_prefix"], limiter, p["concurrency"],
+                                        sum(counts.values()), p["skip_existing"])
+        if index is not None:
+            rows = index.prefetch(rows)
+    engine = engine_lib.CopyEngine(
+        client, p["bucket"], source, key_prefix=p["key_prefix"], acl=p["acl"], cache_control=p["cache_control"],
+        concurrency=p["concurrency"], limiter=limiter, multipart_threshold=p["multipart_threshold"],
+        skip_existing=p["skip_existing"], mode=p["mode"], check_mode=check_mode, progress_file=p["progress_file"],
+        index=index, tracer=tracer)
     try:
         result = engine.run(rows, rows_total=sum(counts.values()))
     except db_lib.DBError as exc:

@@ -4,7 +4,7 @@
 """The token-bucket rate limiter shared by everything that sends an S3 request.
 
 Plain Python (no Ansible import). Every sender - the destination listing, the sources
-(plugins/module_utils/copy_sources.py), the engine's PUTs and parts, copy_record's HeadObjects -
+(plugins/module_utils/copy_sources.py), the engine's PUTs and parts, copy_head_index's HeadObjects -
 calls ``acquire()`` once per request, so one cap (``max_requests_per_second``) and one request count
 cover a whole run.
 """

@@ -77,6 +77,101 @@ def test_one_retry_loop_in_the_copy_engine():
         assert "_with_retries" in called_names(methods[user]), user
 
 
+# --- issue 21 item 4: composition, no monkey-patching ---------------------------------------------
+
+# Methods of third-party objects replaced on purpose, by attribute name, with the reason. The
+# collection's own classes take their collaborators as arguments instead.
+THIRD_PARTY_PATCHES = {
+    "_do_parse": "botocore's ListObjectsV2 parser: the fast ElementTree parse (s3_listing.use_fast_timestamps)",
+    "_create_connection": "http.client's connection to a pinned address (misskey_storage)",
+}
+
+
+def outside_attribute_assignments(module_tree):
+    """``[(line, base, attribute, value)]`` of every ``x.attr = value`` whose ``x`` is not self/cls."""
+    found = []
+    for node in ast.walk(module_tree):
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets, value = [node.target], node.value
+        else:
+            continue
+        for target in targets:
+            for attr in ast.walk(target):
+                if isinstance(attr, ast.Attribute) and isinstance(attr.ctx, ast.Store) and not (
+                        isinstance(attr.value, ast.Name) and attr.value.id in ("self", "cls")):
+                    found.append((node.lineno, ast.unparse(attr.value), attr.attr, value))
+    return found
+
+
+def own_methods():
+    """The names of the methods of every class of plugins/module_utils."""
+    return {f.name for path in sorted(UTILS.glob("*.py")) for node in ast.walk(tree(path))
+            if isinstance(node, ast.ClassDef) for f in node.body if isinstance(f, ast.FunctionDef)}
+
+
+def replaced_methods(module_tree, methods):
+    """The ``x.attr = ...`` of a module that replace a method: the value is a lambda, a function of the
+    module or a bound method of one of ``methods``, or the attribute is the name of one of ``methods``."""
+    local_functions = {f.name for f in ast.walk(module_tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    found = []
+    for line, base, attr, value in outside_attribute_assignments(module_tree):
+        callable_value = isinstance(value, ast.Lambda) or (
+            isinstance(value, ast.Name) and value.id in local_functions) or (
+            isinstance(value, ast.Attribute) and value.attr in methods)
+        if (callable_value or attr in methods) and attr not in THIRD_PARTY_PATCHES:
+            found.append((line, "%s.%s = %s" % (base, attr, ast.unparse(value))))
+    return found
+
+
+def test_no_room_replaces_another_objects_methods():
+    """copy_record.py used to replace CopyEngine's triage, copy_one and stats.record on the instance: a
+    reader of copy_engine.py could not tell what a run did. The engine takes a tracer instead."""
+    methods = own_methods()
+    assert {"triage", "copy_one", "record"} <= methods
+    offenders = ["%s:%d %s" % (path.relative_to(PLUGINS), line, text) for path in sorted(PLUGINS.rglob("*.py"))
+                 for line, text in replaced_methods(tree(path), methods)]
+    assert offenders == [], "methods replaced from outside their class:\n" + "\n".join(offenders)
+
+
+# What CopyEngine works with: given to its constructor (or made by it), never set from outside.
+ENGINE_COLLABORATORS = ("client", "source", "index", "limiter", "tracer", "stats", "progress")
+
+
+def test_the_engines_collaborators_are_never_swapped_from_outside():
+    """copy_record.py used to swap ``engine.index`` for its HeadIndex after building the engine; the
+    caller passes the index (and the limiter and tracer it shares) to the constructor instead."""
+    offenders = ["%s:%d %s.%s" % (path.relative_to(PLUGINS), line, base, attr) for path in sorted(PLUGINS.rglob("*.py"))
+                 for line, base, attr, _value in outside_attribute_assignments(tree(path))
+                 if attr in ENGINE_COLLABORATORS]
+    assert offenders == [], "CopyEngine's collaborators set from outside the engine:\n" + "\n".join(offenders)
+    init = functions(tree(UTILS / "copy_engine.py"))["CopyEngine.__init__"]
+    set_in_init = {t.attr for t in ast.walk(init) if isinstance(t, ast.Attribute) and isinstance(t.ctx, ast.Store)}
+    assert set(ENGINE_COLLABORATORS) <= set_in_init
+    # ...each given as an argument (the stats and the progress file are the engine's own)
+    assert set(ENGINE_COLLABORATORS) - {"stats", "progress"} <= {a.arg for a in init.args.args}
+
+
+def test_the_monkey_patch_guards_see_what_they_guard():
+    """The guards find the shapes they forbid, and leave plain data alone (a guard that finds nothing
+    proves nothing)."""
+    sample = ast.parse(
+        "def attach(engine, tracker, stats):\n"
+        "    def traced(kind, obj):\n"
+        "        return None\n"
+        "    engine.triage = traced\n"
+        "    engine.copy_one = lambda *a: None\n"
+        "    engine.stats.record = tracker.record\n"
+        "    engine.index = object()\n"
+        "    stats.phase = 'listing'\n")
+    assert [text for _line, text in replaced_methods(sample, own_methods())] == [
+        "engine.triage = traced", "engine.copy_one = lambda *a: None", "engine.stats.record = tracker.record"]
+    swapped = [attr for _line, _base, attr, _value in outside_attribute_assignments(sample)
+               if attr in ENGINE_COLLABORATORS]
+    assert swapped == ["index"]
+
+
 def test_one_definition_of_a_public_grant():
     plugin_files = sorted(PLUGINS.rglob("*.py"))
     for name in ("PUBLIC_GROUPS", "acl_is_public", "public_bucket_grants"):
