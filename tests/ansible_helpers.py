@@ -63,6 +63,15 @@ def ansible_env(extra: dict | None = None, callback: str = "json", venv=None) ->
     return env
 
 
+def failed_items(result):
+    """The failed items of a loop's result. The json callback's loop items carry no "failed": an item an
+    assert refused says evaluated_to false, and every item of a failed ansible.builtin.fail loop that ran
+    failed (a loop over the failed checks only)."""
+    is_fail = result.get("failed") and result.get("action") == "ansible.builtin.fail"
+    return [item for item in result.get("results", []) if isinstance(item, dict) and (
+        item.get("failed") or item.get("evaluated_to") is False or (is_fail and not item.get("skipped")))]
+
+
 @dataclass(repr=False)
 class PlaybookResult:
     rc: int
@@ -94,9 +103,8 @@ class PlaybookResult:
             if not result.get("failed"):
                 continue
             messages.append(result.get("msg", ""))
-            for item in result.get("results", []):
-                if isinstance(item, dict) and item.get("failed"):
-                    messages.append("%s: %s %s" % (t["name"], item.get("item"), item.get("msg") or item.get("status")))
+            for item in failed_items(result):
+                messages.append("%s: %s %s" % (t["name"], item.get("item"), item.get("msg") or item.get("status")))
         return messages
 
     def failure_report(self, limit: int = 4000) -> str:
@@ -111,10 +119,9 @@ class PlaybookResult:
             for key in ("msg", "rc", "cmd", "stdout", "stderr", "module_stdout", "module_stderr", "exception"):
                 if result.get(key) not in (None, "", [], "(traceback unavailable)"):
                     parts.append("%s: %s" % (key, _tail(result[key], limit)))
-            for item in result.get("results", []):
-                if isinstance(item, dict) and item.get("failed"):
-                    parts.append("item %s: %s" % (_tail(item.get("item"), 600),
-                                                  _tail({k: v for k, v in item.items() if k != "invocation"}, limit)))
+            for item in failed_items(result):
+                parts.append("item %s: %s" % (_tail(item.get("item"), 600),
+                                              _tail({k: v for k, v in item.items() if k != "invocation"}, limit)))
         return "\n".join(parts)
 
     def __str__(self) -> str:  # shown by pytest on assertion failures

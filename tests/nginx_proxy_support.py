@@ -9,6 +9,7 @@
 * reading nginx's cache files (their binary header holds the validity of each entry).
 """
 
+import functools
 import http.client
 import os
 import socket
@@ -55,12 +56,18 @@ def _trailing_newlines(text):
     return len(text) - len(text.rstrip("\n"))
 
 
+@functools.cache
+def _environment(directory):
+    """One Jinja environment per template folder: its compiled templates are kept (hypothesis renders often)."""
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(TEMPLATES, directory)),
+                              trim_blocks=True, keep_trailing_newline=False, undefined=jinja2.StrictUndefined)
+
+
 def render(template, values):
     """Render templates/<template> (e.g. "nginx/subdomain.conf.j2") like ansible.builtin.template:
     trim_blocks, included templates lose their trailing newline, the main one keeps its own."""
     directory, name = os.path.split(template)
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(TEMPLATES, directory)),
-                             trim_blocks=True, keep_trailing_newline=False, undefined=jinja2.StrictUndefined)
+    env = _environment(directory)
     with open(os.path.join(TEMPLATES, template)) as f:
         source = f.read()
     result = env.get_template(name).render(**values)

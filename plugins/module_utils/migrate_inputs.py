@@ -28,15 +28,15 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket_ru
     validate_bucket_name,
 )
 from ansible_collections.fediverse.object_storage.plugins.module_utils.media_plan import default_media_domain
+from ansible_collections.fediverse.object_storage.plugins.module_utils.nginx_values import is_valid
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import S3ConfigError, resolve_endpoint
 
 APPS = ("mastodon", "misskey")
 PROXY_MODES = ("subdomain", "directory", "system")
 COPY_SCOPES = ("cache", "local")
 
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})"
-_DNS_NAME = re.compile(_LABEL + r"(?:\." + _LABEL + r")+")
-_MEDIA_HOST = re.compile(r"(?:https://)?" + _LABEL + r"(?:\." + _LABEL + r")+(?::[0-9]{1,5})?")
+# An https URL or a host, with an optional port; the host is a DNS name (nginx_values' one checker).
+_MEDIA_HOST = re.compile(r"(?:https://)?([^:/]*)(?::[0-9]{1,5})?")
 
 
 def _shown(value, limit=80):
@@ -61,7 +61,12 @@ def _integer(value):
 
 
 def _dns_name(value):
-    return isinstance(value, str) and _DNS_NAME.fullmatch(value) is not None
+    return isinstance(value, str) and is_valid(value, "dns_name")
+
+
+def _media_host(value):
+    match = _MEDIA_HOST.fullmatch(value) if isinstance(value, str) else None
+    return match is not None and _dns_name(match.group(1))
 
 
 def _check_app(values, problems):
@@ -106,7 +111,7 @@ def _check_names(values, problems):
                          "migrate_extra_media_hosts must be a list of https URLs or host names, not %s."
                          % _shown(hosts)))
     else:
-        refused = [h for h in hosts if not (isinstance(h, str) and _MEDIA_HOST.fullmatch(h))]
+        refused = [h for h in hosts if not _media_host(h)]
         if refused:
             problems.append(("migrate_extra_media_hosts",
                              "migrate_extra_media_hosts refused %s: each must be an https URL or a host name such "

@@ -9,8 +9,13 @@ and line separators are refused too), no ``;``, ``{``, ``}``, quotes, ``\\``, ``
 the kind allows it where it is rendered (a header value, inside double quotes, may hold ``;``, ``#``
 and ``'``). Every pattern is matched whole (``fullmatch``): a trailing newline is never accepted.
 
-Plain Python, unit-tested in tests/unit/test_nginx_values.py; the nginx_proxy role calls it through
-the filter plugins/filter/nginx_refused.py (``values | fediverse.object_storage.nginx_refused('path')``).
+The one rule set per kind: a bucket name is ``bucket_rules.bucket_name_problems`` (the rules of the
+bucket module and of the ``bucket_name_error`` filter), a DNS name is checked here for the nginx_proxy
+role and for migrate.yml's inputs (``migrate_inputs.py``).
+
+Plain Python, unit-tested in tests/unit/test_nginx_values.py and (hostile values, hypothesis)
+tests/unit/test_nginx_inputs.py; the nginx_proxy role's checks (``nginx_inputs.py``) call it, and the
+filter plugins/filter/nginx_refused.py (``values | fediverse.object_storage.nginx_refused('path')``).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -18,6 +23,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # noqa: UP001 (ansible-test sanity requires it)
 
 import re
+
+from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket_rules import bucket_name_problems
 
 # Characters that are nginx syntax outside quotes (or start a variable, or a comment).
 _NGINX_SPECIAL = frozenset(" \t\r\n;{}\"'\\$#")
@@ -36,8 +43,6 @@ _PATTERNS = {
     "cache_levels": r"[12](?::[12]){0,2}",
     # nginx_proxy_name: the zone, the named locations, the variable and the file names
     "zone_name": r"[a-z][a-z0-9_]{0,31}",
-    # no dots (a dotted name breaks the endpoint's wildcard certificate)
-    "bucket": r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]",
     "s3_endpoint": r"(?:https://)?[A-Za-z0-9.-]+" + _PORT + r"/?",
     # two labels at least: s3.example.com
     "dns_name": _LABEL + r"(?:\." + _LABEL + r")+",
@@ -50,6 +55,8 @@ _PATTERNS = {
     # /storage/ (directory mode's URL prefix)
     "directory_path": r"/(?:[A-Za-z0-9_-]+/)+",
     "port": r"[0-9]{1,5}",
+    # systemd's RestartSec= (templates/systemd/nginx-restart.conf.j2): 5, 5s, 500ms, 1min
+    "systemd_time": r"[0-9]+(?:ms|s|min)?",
 }
 _COMPILED = {kind: re.compile(pattern) for kind, pattern in _PATTERNS.items()}
 
@@ -83,7 +90,14 @@ def _dns_name(text):
     return len(text) <= 253 and bool(_COMPILED["dns_name"].fullmatch(text))
 
 
+def _bucket(text):
+    """The bucket module's own rules (bucket_rules.py), which also refuse the dots that would break the
+    endpoint's wildcard certificate (BUCKET.ewr1.vultrobjects.com): 3-63 of a-z, 0-9 and -."""
+    return not bucket_name_problems(text)
+
+
 _FUNCTIONS = {
+    "bucket": _bucket,
     "path": _path,
     "header_value": _header_value,
     "port": _port,

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.ansible_helpers import run_playbook
+from tests.ansible_helpers import failed_items, run_playbook
 from tests.nginx_proxy_support import (
     APP_BACKEND_BODY,
     APP_HOST,
@@ -155,8 +155,7 @@ def failure_text(result):
         res = task["result"]
         if res.get("failed"):
             texts.append(str(res.get("msg", "")))
-            texts += [str(item.get("msg", "")) for item in res.get("results", [])
-                      if item.get("failed") or item.get("evaluated_to") is False]
+            texts += [str(item.get("msg", "")) for item in failed_items(res)]
     return "\n".join(texts)
 
 

@@ -320,3 +320,19 @@ def test_test_files_have_unique_names():
 
     names = collections.Counter(p.name for p in (ROOT / "tests").rglob("test_*.py"))
     assert [name for name, count in names.items() if count > 1] == []
+
+
+# --- issue 21: logic in Python, not in long Jinja expressions ------------------------------------------
+
+def test_no_long_jinja_expression_in_roles():
+    """No {{ }} or {% %} in roles/ longer than 160 characters (whitespace folded): what needs more is a
+    module_utils function behind a filter (nginx_proxy's input checks: nginx_inputs.py), or named parts."""
+    long_ones = []
+    for path in sorted((ROOT / "roles").rglob("*")):
+        if path.suffix not in (".yml", ".yaml", ".j2") or not path.is_file():
+            continue
+        for match in re.finditer(r"\{\{(.*?)\}\}|\{%(.*?)%\}", path.read_text(encoding="utf-8"), re.S):
+            expression = " ".join((match.group(1) or match.group(2) or "").split())
+            if len(expression) > 160:
+                long_ones.append("%s: %d characters: %s..." % (path.relative_to(ROOT), len(expression), expression[:60]))
+    assert long_ones == [], "\n".join(long_ones)
