@@ -217,11 +217,3 @@ def test_the_guard_sees_what_it_guards():
         label.startswith("os.") for _f, label in path_operations(SAFE_ROOM))
     assert {label for _f, label in path_operations(SAFE_ROOM)} >= {"os.open", "os.stat", "os.rename", "os.unlink",
                                                                    "os.rmdir", "os.mkdir", "os.link", "os.listdir"}
-
-
-def test_test_files_have_unique_names():
-    """pytest imports test files by base name (no packages): two files of one name stop the whole run."""
-    import collections
-
-    names = collections.Counter(p.name for p in (ROOT / "tests").rglob("test_*.py"))
-    assert [name for name, count in names.items() if count > 1] == []
