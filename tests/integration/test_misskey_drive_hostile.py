@@ -17,7 +17,7 @@ import pytest
 
 from tests.ansible_helpers import REPO, ansible_env, descendants, kill_tree, run_playbook
 from tests.fixtures.misskey_drive import PNG, WEBP
-from tests.integration.test_misskey_drive_move import MOVE, PREFIX, build_drive, objects, row
+from tests.misskey_drive_support import MOVE, PREFIX, build_drive, objects, row
 
 VERSION = "2025.4.0"  # the file handling does not depend on the version
 BIG = 8 * 1024 * 1024  # objects of a few MB, so that a kill lands mid-file
