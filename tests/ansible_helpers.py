@@ -205,24 +205,22 @@ def run_playbook(playbook, extra_vars=None, check=False, diff=False, tags=None, 
     return result
 
 
-def module_play(module, args, name="Run the module", no_log=False) -> str:
+def module_play(module, args, name="Run the module") -> str:
     """The YAML text of a play of one task on localhost, facts not gathered: the module ``module`` (a
     name of this collection, e.g. ``bucket``, or a fully qualified name) with ``args``, the task named
-    ``name`` and registered as ``out``; ``no_log`` hides its arguments and result from the output."""
+    ``name`` and registered as ``out``."""
     import yaml
 
     fqcn = module if "." in module else "fediverse.object_storage." + module
     task = {"name": name, fqcn: args, "register": "out"}
-    if no_log:
-        task["no_log"] = True
     return yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "tasks": [task]}], sort_keys=False)
 
 
-def run_module(module, args, name="Run the module", no_log=False, **run_kw) -> PlaybookResult:
+def run_module(module, args, name="Run the module", **run_kw) -> PlaybookResult:
     """Run ``module`` with ``args`` in a play of one task (module_play) through run_playbook, with its
     options (``check``, ``diff``, ``env``, ``callback``, ``venv``...). The module's result is
     ``.task(name)``."""
-    return run_playbook(module_play(module, args, name=name, no_log=no_log), **run_kw)
+    return run_playbook(module_play(module, args, name=name), **run_kw)
 
 
 def descendants(pid) -> list:
