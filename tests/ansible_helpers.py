@@ -8,12 +8,16 @@ oldest ansible-core the collection supports. With the default `callback="json"` 
 used and the result is parsed into `.stats` and `.tasks`; with `callback="default"` the human
 output is kept as text in `.stdout` (for "no secret in the output" checks). With
 FOS_TEST_PLAYBOOK_LOG_DIR set, each run's full output is also written to that directory.
+
+`run_module(module, args, ...)` runs one module of the collection in a play of one task (the text is
+`module_play(...)`, for a test that starts ansible-playbook itself) and takes run_playbook's options.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -206,6 +210,63 @@ def run_playbook(playbook, extra_vars=None, check=False, diff=False, tags=None, 
         # assertion message itself is cut); nothing shown for a test that expected the failure.
         print("ansible-playbook %s ended rc=%s\n%s" % (path.name, result.rc, result))
     return result
+
+
+def module_play(module, args, name="Run the module") -> str:
+    """The YAML text of a play of one task on localhost, facts not gathered: the module ``module`` (a
+    name of this collection, e.g. ``bucket``, or a fully qualified name) with ``args``, the task named
+    ``name`` and registered as ``out``."""
+    import yaml
+
+    fqcn = module if "." in module else "fediverse.object_storage." + module
+    task = {"name": name, fqcn: args, "register": "out"}
+    return yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "tasks": [task]}], sort_keys=False)
+
+
+def run_module(module, args, name="Run the module", **run_kw) -> PlaybookResult:
+    """Run ``module`` with ``args`` in a play of one task (module_play) through run_playbook, with its
+    options (``check``, ``diff``, ``env``, ``callback``, ``venv``...). The module's result is
+    ``.task(name)``."""
+    return run_playbook(module_play(module, args, name=name), **run_kw)
+
+
+def descendants(pid) -> list:
+    """Every process below ``pid`` (by parent pid, across sessions: ansible's worker calls setsid, so a
+    kill of the play's process group does not reach the module), parents before their children."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def kill_tree(proc, timeout=30):
+    """SIGKILL a background ansible-playbook (a subprocess.Popen) and everything it started, deepest first
+    (the module writing a file before the play), each by its id; then its process group when it leads one
+    (started with ``start_new_session``)."""
+    for pid in reversed(descendants(proc.pid)):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        if os.getpgid(proc.pid) == proc.pid:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=timeout)
 
 
 def _keep_output(name, proc):

@@ -4,7 +4,9 @@ ansible-runner (AWX) test and the demo.
 It lays out, under one temp root: a Debian-like /etc/nginx (conf.d, sites-available, sites-enabled,
 snippets) served by a throwaway nginx, Mastodon's live directory (.env.production pointing at the
 fixture database, public/system with the fixture's media files, lib/mastodon/version.rb), and returns
-the extra vars that point migrate.yml at all of it and at the Ceph RGW over HTTPS.
+the extra vars that point migrate.yml at all of it and at the Ceph RGW over HTTPS (prepare; a Misskey
+host: prepare_misskey); then runs migrate.yml or rollback.yml on it (migrate) and reads what they changed
+(keys_in, nginx_files).
 
 The host is shaped like production: the app's own site in the shape of Mastodon's shipped
 dist/nginx.conf (tests/nginx_proxy_support.py app_site: its CACHE zone under <root>/var/cache/nginx,
@@ -18,12 +20,12 @@ they go in the environment (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), as the AWX
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.ansible_helpers import run_playbook
 from tests.fixtures.mastodon_instance import build_instance
 from tests.nginx_proxy_support import APP_HOST, app_certs, app_site, backend_site, main_conf, misskey_site, request
 from tests.services.base import free_port
@@ -262,23 +264,15 @@ def prepare_misskey(root, pg, rgw, nginx, dns, bucket, version="2025.4.0") -> Mi
     documented nginx site (misskey-hub docs/admin/nginx: its cache zone, everything proxied to the app)
     on the TLS listener the media proxy (s3.DOMAIN, subdomain mode) shares; the app behind it is the
     stand-in for Misskey's /files/ route (tests/misskey_files_standin.py), started here: stop it."""
-    from tests.fixtures.misskey_drive import META_DDL_VERSION, Drive, sample_drive
-    from tests.integration.test_misskey_role import META_DDL
+    from tests.fixtures.misskey_drive import Drive, sample_drive
     from tests.misskey_files_standin import FilesStandIn
+    from tests.misskey_host import install_misskey
 
     root = str(root)
     layout = host_layout(root, {"misskey": ("misskey", "misskey")})
     os.chmod(os.path.dirname(layout["misskey"]), 0o755)
-    dbname = "misskey_" + uuid.uuid4().hex[:8]
-    pg.create_database(dbname)
-    pg.execute(META_DDL[META_DDL_VERSION[version]], dbname)
-    pg.execute("INSERT INTO meta (\"id\") VALUES ('x')", dbname)
-    with open(os.path.join(layout["misskey"], "package.json"), "w") as f:
-        json.dump({"name": "misskey", "version": version}, f, indent="\t")
-    os.makedirs(os.path.join(layout["misskey"], ".config"))
-    with open(os.path.join(layout["misskey"], ".config", "default.yml"), "w") as f:
-        f.write("url: https://%s/\nport: 3000\n\ndb:\n  host: %s\n  port: %d\n  db: %s\n  user: %s\n  pass: %s\n"
-                % (MISSKEY_HOST, pg.host, pg.port, dbname, pg.user, pg.password))
+    dbname, _config = install_misskey(layout["misskey"], pg, version, url="https://%s/" % MISSKEY_HOST,
+                                      db_prefix="misskey_")
     drive = sample_drive(Drive(pg, dbname, version, os.path.join(layout["misskey"], "files"),
                                "https://" + MISSKEY_HOST))
     standin = FilesStandIn(pg.dsn(dbname), drive.files_dir).start()
@@ -318,3 +312,34 @@ def prepare_misskey(root, pg, rgw, nginx, dns, bucket, version="2025.4.0") -> Mi
                        layout=layout, extra_vars=extra,
                        env={"AWS_ACCESS_KEY_ID": rgw.access_key, "AWS_SECRET_ACCESS_KEY": rgw.secret_key},
                        marker=marker, certs=certs)
+
+
+# --- running migrate.yml / rollback.yml on such a host, and what it changed -------------------------
+
+MIGRATE = str(REPO / "playbooks" / "migrate.yml")
+ROLLBACK = str(REPO / "playbooks" / "rollback.yml")
+
+
+def migrate(host, playbook=MIGRATE, **kw):
+    """Run ``playbook`` (migrate.yml) on ``host`` with its vars (and ``extra=``) and keys in the environment."""
+    return run_playbook(playbook, extra_vars=dict(host.extra_vars, **kw.pop("extra", {})), env=host.env, **kw)
+
+
+def keys_in(s3, bucket):
+    """The keys in ``bucket``; None when it does not exist."""
+    try:
+        return {o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+                for o in page.get("Contents", [])}
+    except s3.exceptions.NoSuchBucket:
+        return None
+
+
+def nginx_files(host):
+    """The nginx configuration files (backups ending in ~ aside) and their contents."""
+    found = {}
+    for name in ("conf_d", "available", "enabled", "snippets"):
+        for entry in sorted(os.listdir(host.layout[name])):
+            path = os.path.join(host.layout[name], entry)
+            if not entry.endswith("~"):
+                found[os.path.join(name, entry)] = Path(path).read_bytes()
+    return found

@@ -36,12 +36,6 @@ MISSKEY_VERSION = "12.117.1"
 MISSKEY_PROBE_KEY = "storage/fos-molecule-probe.png"
 
 
-def misskey_meta_ddl():
-    from tests.integration.test_misskey_role import META_DDL, STORAGE_COLUMNS
-
-    return META_DDL[MISSKEY_VERSION], STORAGE_COLUMNS
-
-
 def chmod_tree(root):
     """Directories 0755: nginx's workers (www-data or nginx) read the copied media in the container."""
     for dirpath, dirs, _files in os.walk(root):
@@ -73,19 +67,12 @@ def build_mastodon(pg, root):
 
 def build_misskey(pg, root):
     """A Misskey 12 install under ROOT/misskey/misskey with its meta row; returns the database name."""
-    ddl, _columns = misskey_meta_ddl()
-    dbname = "mol_misskey_" + uuid.uuid4().hex[:8]
-    pg.create_database(dbname)
-    pg.execute(ddl, dbname)
-    pg.execute("""INSERT INTO meta ("id", "name", "smtpPass") VALUES ('x', 'Molecule', 'smtp-secret')""", dbname)
-    directory = os.path.join(root, "misskey", "misskey")
-    os.makedirs(os.path.join(directory, ".config"))
-    with open(os.path.join(directory, "package.json"), "w") as fh:
-        json.dump({"name": "misskey", "version": MISSKEY_VERSION}, fh, indent="\t")
-    with open(os.path.join(directory, ".config", "default.yml"), "w") as fh:
-        fh.write("url: https://misskey.test/\nport: 3000\n\n# PostgreSQL\ndb:\n  host: %s\n  port: %d\n"
-                 "  db: %s\n  user: %s\n  pass: %s\n\nredis:\n  host: localhost\n  port: 6379\n"
-                 % (HOST_FROM_CONTAINER, pg.port, dbname, pg.user, pg.password))
+    from tests.misskey_host import install_misskey
+
+    # The container reaches the host's PostgreSQL (127.0.0.1:PORT) as 10.0.2.2:PORT.
+    dbname, _config = install_misskey(os.path.join(root, "misskey", "misskey"), pg, MISSKEY_VERSION,
+                                      url="https://misskey.test/", db_prefix="mol_misskey_", db_host=HOST_FROM_CONTAINER,
+                                      meta={"name": "Molecule", "smtpPass": "smtp-secret"})
     chmod_tree(os.path.join(root, "misskey"))
     return dbname
 

@@ -4,7 +4,7 @@
 """Object keys, bucket listings and the compact key index.
 
 Plain Python (no Ansible import), unit-tested in tests/unit/test_copy_engine.py and against Ceph
-RGW in tests/integration/test_media_copy.py and test_listing_fixed_costs.py.
+RGW in tests/integration/test_media_copy_rgw.py and test_listing_fixed_costs.py.
 
 - ``join_key``/``listing_prefix``: Mastodon's ``S3_KEY_PREFIX`` joined to a key, and the
   ListObjectsV2 prefix that covers a key prefix.

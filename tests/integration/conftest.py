@@ -1,4 +1,4 @@
-"""Fixtures shared by the integration tests that run nginx in front of the bucket."""
+"""Fixtures shared by the integration tests: nginx in front of the bucket, a Misskey drive and its site."""
 
 import json
 import os
@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from tests.misskey_drive_support import build_drive, start_site
 from tests.nginx_proxy_support import StubDNS
 
 @pytest.fixture
@@ -70,3 +71,20 @@ def resolve_s3_localhost(monkeypatch):
         return real(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", fake)
+
+
+@pytest.fixture(params=["12.119.0", "2025.4.0"])
+def drive(request, tmp_path, pg, rgw, bucket):
+    """A Misskey host of each drive version, its meta row pointing at the bucket, the fixture drive in its
+    files/ (tests/misskey_drive_support.py build_drive)."""
+    return build_drive(pg, rgw, bucket, tmp_path, request.param)
+
+
+@pytest.fixture
+def site(tmp_path, pg, drive, nginx_factory):
+    """The ``drive``'s Misskey site on a started nginx (tests/misskey_drive_support.py start_site); 2025.x only."""
+    if drive.version != "2025.4.0":
+        pytest.skip("the nginx location does not depend on the version; one run is enough")
+    s = start_site(tmp_path, pg, drive, nginx_factory())
+    yield s
+    s.standin.stop()

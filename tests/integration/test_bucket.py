@@ -15,7 +15,7 @@ import uuid
 import pytest
 import yaml
 
-from tests.ansible_helpers import run_playbook
+from tests.ansible_helpers import run_module, run_playbook
 
 
 
@@ -44,16 +44,6 @@ def connection(rgw, **over):
                 ca_bundle=rgw.ca_bundle)
     args.update(over)
     return args
-
-
-def run_module(module_args, check=False, diff=False, module="bucket", callback="json"):
-    play = [{
-        "hosts": "localhost",
-        "gather_facts": False,
-        "tasks": [{"name": "Run the module", "fediverse.object_storage.%s" % module: module_args,
-                   "register": "out"}],
-    }]
-    return run_playbook(yaml.safe_dump(play, sort_keys=False), check=check, diff=diff, callback=callback)
 
 
 def closed_port():
@@ -181,22 +171,22 @@ def test_role_reports_a_bad_name_before_any_request(rgw):
 
 def test_module_check_mode_creates_nothing_and_second_run_is_unchanged(rgw, s3):
     name = fresh_name()
-    checked = run_module(dict(connection(rgw), name=name), check=True)
+    checked = run_module("bucket", dict(connection(rgw), name=name), check=True)
     assert checked.rc == 0, checked
     assert checked.task("Run the module")["changed"] is True
     assert head_status(s3, name) == 404
 
     try:
-        created = run_module(dict(connection(rgw), name=name))
+        created = run_module("bucket", dict(connection(rgw), name=name))
         assert created.rc == 0, created
         out = created.task("Run the module")
         assert out["changed"] is True and out["existed"] is False
         assert out["endpoint_url"] == rgw.https_endpoint
         assert head_status(s3, name) == 200
-        again = run_module(dict(connection(rgw), name=name))
+        again = run_module("bucket", dict(connection(rgw), name=name))
         assert again.task("Run the module")["changed"] is False, again
         # check mode on an existing, correct bucket: nothing to do
-        assert run_module(dict(connection(rgw), name=name), check=True).task("Run the module")["changed"] is False
+        assert run_module("bucket", dict(connection(rgw), name=name), check=True).task("Run the module")["changed"] is False
         assert out["policy"] is None  # object-acl: no policy at all
         with pytest.raises(Exception, match="NoSuchBucketPolicy"):
             s3.get_bucket_policy(Bucket=name)
@@ -205,7 +195,7 @@ def test_module_check_mode_creates_nothing_and_second_run_is_unchanged(rgw, s3):
 
 
 def test_diff_shows_the_policy(rgw, s3, bucket):
-    result = run_module(dict(connection(rgw), name=bucket, policy="public-read"), diff=True, check=True)
+    result = run_module("bucket", dict(connection(rgw), name=bucket, policy="public-read"), diff=True, check=True)
     assert result.rc == 0, result
     diff = result.task("Run the module")["diff"]
     assert diff["before"]["policy"] is None
@@ -215,7 +205,7 @@ def test_diff_shows_the_policy(rgw, s3, bucket):
         s3.get_bucket_policy(Bucket=bucket)
     assert "NoSuchBucketPolicy" in str(err.value)
     # the human diff output shows it too
-    text = run_module(dict(connection(rgw), name=bucket, policy="public-read"), diff=True, check=True,
+    text = run_module("bucket", dict(connection(rgw), name=bucket, policy="public-read"), diff=True, check=True,
                       callback="default")
     assert "s3:GetObject" in text.stdout and "arn:aws:s3:::%s/*" % bucket in text.stdout
 
@@ -229,7 +219,7 @@ def test_diff_shows_the_policy(rgw, s3, bucket):
 def test_bad_names_fail_before_any_request(name, reason):
     # The endpoint is a closed port: reaching it would fail with a connection error instead.
     endpoint = "https://127.0.0.1:%d" % closed_port()
-    result = run_module(dict(endpoint=endpoint, **DUMMY_KEYS, name=name))
+    result = run_module("bucket", dict(endpoint=endpoint, **DUMMY_KEYS, name=name))
     assert result.rc != 0
     out = result.task("Run the module")
     assert reason in out["msg"]
@@ -240,7 +230,7 @@ def test_bad_names_fail_before_any_request(name, reason):
 def test_unreachable_endpoint_is_a_clear_error():
     endpoint = "https://127.0.0.1:%d" % closed_port()
     t0 = time.monotonic()
-    result = run_module(dict(endpoint=endpoint, **DUMMY_KEYS, name=fresh_name()))
+    result = run_module("bucket", dict(endpoint=endpoint, **DUMMY_KEYS, name=fresh_name()))
     seconds = time.monotonic() - t0
     out = result.task("Run the module")
     assert result.rc != 0
@@ -250,7 +240,7 @@ def test_unreachable_endpoint_is_a_clear_error():
 
 
 def test_wrong_secret_key_names_the_credential_problem(rgw, bucket):
-    result = run_module(dict(connection(rgw, secret_key="wrong-" + rgw.secret_key), name=bucket))
+    result = run_module("bucket", dict(connection(rgw, secret_key="wrong-" + rgw.secret_key), name=bucket))
     assert result.rc != 0
     out = result.task("Run the module")
     assert "secret key does not match" in out["msg"] and "SignatureDoesNotMatch" in out["msg"], out
@@ -259,7 +249,7 @@ def test_wrong_secret_key_names_the_credential_problem(rgw, bucket):
 
 
 def test_wrong_access_key_names_the_credential_problem(rgw, bucket):
-    result = run_module(dict(connection(rgw, access_key="NOSUCHKEY0000000"), name=bucket))
+    result = run_module("bucket", dict(connection(rgw, access_key="NOSUCHKEY0000000"), name=bucket))
     out = result.task("Run the module")
     assert result.rc != 0
     assert "access key is not known" in out["msg"] and "InvalidAccessKeyId" in out["msg"], out
@@ -274,7 +264,7 @@ def test_bucket_of_another_account(rgw, s3):
     name = fresh_name()
     other.create_bucket(Bucket=name)
     try:
-        result = run_module(dict(connection(rgw), name=name))
+        result = run_module("bucket", dict(connection(rgw), name=name))
         out = result.task("Run the module")
         assert result.rc != 0
         assert "another account" in out["msg"], out
@@ -289,26 +279,26 @@ def test_bucket_of_another_account(rgw, s3):
 def test_absent_refuses_non_empty_and_force_empties(rgw, s3, bucket):
     for i in range(3):
         s3.put_object(Bucket=bucket, Key="k/%d" % i, Body=b"x")
-    refused = run_module(dict(connection(rgw), name=bucket, state="absent"))
+    refused = run_module("bucket", dict(connection(rgw), name=bucket, state="absent"))
     assert refused.rc != 0
     assert "not empty" in refused.task("Run the module")["msg"]
     assert head_status(s3, bucket) == 200
 
-    checked = run_module(dict(connection(rgw), name=bucket, state="absent", force=True), check=True)
+    checked = run_module("bucket", dict(connection(rgw), name=bucket, state="absent", force=True), check=True)
     assert checked.task("Run the module")["changed"] is True
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 3
 
-    forced = run_module(dict(connection(rgw), name=bucket, state="absent", force=True))
+    forced = run_module("bucket", dict(connection(rgw), name=bucket, state="absent", force=True))
     assert forced.rc == 0, forced
     out = forced.task("Run the module")
     assert out["changed"] is True and out["deleted_objects"] == 3
     assert head_status(s3, bucket) == 404
-    again = run_module(dict(connection(rgw), name=bucket, state="absent"))
+    again = run_module("bucket", dict(connection(rgw), name=bucket, state="absent"))
     assert again.task("Run the module")["changed"] is False
 
 
 def test_absent_deletes_an_empty_bucket(rgw, s3, bucket):
-    result = run_module(dict(connection(rgw), name=bucket, state="absent"))
+    result = run_module("bucket", dict(connection(rgw), name=bucket, state="absent"))
     assert result.task("Run the module")["changed"] is True
     assert head_status(s3, bucket) == 404
 
@@ -323,7 +313,7 @@ def test_custom_policy_is_compared_semantically(rgw, s3, bucket):
              "Resource": ["arn:aws:s3:::%s/accounts/*" % bucket]},
         ],
     }
-    first = run_module(dict(connection(rgw), name=bucket, policy=json.dumps(policy)))
+    first = run_module("bucket", dict(connection(rgw), name=bucket, policy=json.dumps(policy)))
     assert first.task("Run the module")["changed"] is True, first
     stored = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
     assert len(stored["Statement"]) == 2
@@ -337,14 +327,15 @@ def test_custom_policy_is_compared_semantically(rgw, s3, bucket):
         ],
         "Version": "2012-10-17",
     }
-    same = run_module(dict(connection(rgw), name=bucket, policy=reordered))
+    same = run_module("bucket", dict(connection(rgw), name=bucket, policy=reordered))
     assert same.rc == 0, same
     assert same.task("Run the module")["changed"] is False
 
     # a real difference is a change; back to public-read
-    assert run_module(dict(connection(rgw), name=bucket, policy="public-read")).task("Run the module")["changed"] is True
+    public = run_module("bucket", dict(connection(rgw), name=bucket, policy="public-read"))
+    assert public.task("Run the module")["changed"] is True
     # private removes the policy
-    private = run_module(dict(connection(rgw), name=bucket, policy="private"))
+    private = run_module("bucket", dict(connection(rgw), name=bucket, policy="private"))
     assert private.task("Run the module")["changed"] is True
     assert anonymous(rgw, "GET", "/%s/x" % bucket) in (403, 404)
     with pytest.raises(Exception, match="NoSuchBucketPolicy"):
@@ -352,7 +343,7 @@ def test_custom_policy_is_compared_semantically(rgw, s3, bucket):
 
 
 def test_malformed_policy_is_a_clear_error(rgw, s3, bucket):
-    local = run_module(dict(connection(rgw), name=bucket, policy='{"Statement": [ {"Effect": "Allow",'))
+    local = run_module("bucket", dict(connection(rgw), name=bucket, policy='{"Statement": [ {"Effect": "Allow",'))
     assert local.rc != 0
     assert "not valid JSON" in local.task("Run the module")["msg"]
 
@@ -360,7 +351,7 @@ def test_malformed_policy_is_a_clear_error(rgw, s3, bucket):
     bad = {"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::%s/*" % bucket,
         "Condition": {"NoSuchOperator": {"aws:SourceIp": "127.0.0.1"}}}]}
-    remote = run_module(dict(connection(rgw), name=bucket, policy=bad))
+    remote = run_module("bucket", dict(connection(rgw), name=bucket, policy=bad))
     assert remote.rc != 0
     msg = remote.task("Run the module")["msg"]
     assert "rejected the bucket policy" in msg, msg
@@ -368,12 +359,12 @@ def test_malformed_policy_is_a_clear_error(rgw, s3, bucket):
 
 
 def test_cors_default_none_and_keep(rgw, s3, bucket):
-    run_module(dict(connection(rgw), name=bucket))
+    run_module("bucket", dict(connection(rgw), name=bucket))
     rules = s3.get_bucket_cors(Bucket=bucket)["CORSRules"]
     assert sorted(rules[0]["AllowedMethods"]) == ["GET", "HEAD"] and rules[0]["AllowedOrigins"] == ["*"]
-    assert run_module(dict(connection(rgw), name=bucket, cors="keep", policy="object-acl")) \
+    assert run_module("bucket", dict(connection(rgw), name=bucket, cors="keep", policy="object-acl")) \
         .task("Run the module")["changed"] is False
-    removed = run_module(dict(connection(rgw), name=bucket, cors="none"))
+    removed = run_module("bucket", dict(connection(rgw), name=bucket, cors="none"))
     assert removed.task("Run the module")["changed"] is True
     with pytest.raises(Exception, match="NoSuchCORSConfiguration"):
         s3.get_bucket_cors(Bucket=bucket)
@@ -381,23 +372,23 @@ def test_cors_default_none_and_keep(rgw, s3, bucket):
 
 def test_bucket_object_module(rgw, s3, bucket):
     args = dict(connection(rgw), bucket=bucket, key="probe dir/p.txt", content="hello\n")
-    put = run_module(args, module="bucket_object")
+    put = run_module("bucket_object", args)
     assert put.rc == 0, put
     out = put.task("Run the module")
     assert out["changed"] is True
     assert out["url"] == "%s/%s/probe%%20dir/p.txt" % (rgw.https_endpoint, bucket)
     assert s3.get_object(Bucket=bucket, Key="probe dir/p.txt")["Body"].read() == b"hello\n"
-    assert run_module(args, module="bucket_object").task("Run the module")["changed"] is False
-    gone = run_module(dict(args, state="absent", content=None), module="bucket_object")
+    assert run_module("bucket_object", args).task("Run the module")["changed"] is False
+    gone = run_module("bucket_object", dict(args, state="absent", content=None))
     assert gone.task("Run the module")["changed"] is True
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
 
 
 def test_bucket_object_acl(rgw, s3, bucket):
     args = dict(connection(rgw), bucket=bucket, key="p.txt", content="x\n", acl="public-read")
-    assert run_module(args, module="bucket_object").task("Run the module")["changed"] is True
+    assert run_module("bucket_object", args).task("Run the module")["changed"] is True
     assert anonymous(rgw, "GET", "/%s/p.txt" % bucket) == 200
-    assert run_module(args, module="bucket_object").task("Run the module")["changed"] is False
+    assert run_module("bucket_object", args).task("Run the module")["changed"] is False
     # same content, other ACL: rewritten
-    assert run_module(dict(args, acl="private"), module="bucket_object").task("Run the module")["changed"] is True
+    assert run_module("bucket_object", dict(args, acl="private")).task("Run the module")["changed"] is True
     assert anonymous(rgw, "GET", "/%s/p.txt" % bucket) == 403

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ansible_helpers import run_playbook
+from tests.ansible_helpers import module_play, run_module, run_playbook
 
 APP_UID = 1000
 APP_GID = 1000
@@ -203,16 +203,6 @@ def app_tree(appuser):
     shutil.rmtree(base, ignore_errors=True)
 
 
-def one_task(module, args):
-    return """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Run the module
-      fediverse.object_storage.%s: %s
-""" % (module, json.dumps(args))
-
-
 def plant_link(appuser, target, link):
     appuser.call(os.symlink, target, link)
     assert os.lstat(link).st_uid == appuser.uid
@@ -232,7 +222,7 @@ def test_a_link_planted_at_an_app_owned_config_file_is_refused(app_tree, appuser
     args = {k: v.format(app=app) if isinstance(v, str) else v for k, v in args.items()}
     for name in (".config/default.yml", ".env.production", "package.json"):
         plant_link(appuser, victim, os.path.join(app, name))
-    res = run_playbook(one_task(module, args), callback="default")
+    res = run_module(module, args, callback="default")
     out = res.stdout + res.stderr
     assert res.rc != 0, out
     assert "symbolic link" in out, out
@@ -256,7 +246,7 @@ def test_a_yaml_error_names_the_place_never_the_content(app_tree, appuser, modul
             fh.write("url: https://mk.example.net/\ndb:\n  host: 127.0.0.1\n  pass: App-S3cret-Pw: [x\n"
                      "drive:\n  storage: fs\n")
     appuser.call(write)
-    res = run_playbook(one_task(module, args), callback="default")
+    res = run_module(module, args, callback="default")
     out = res.stdout + res.stderr
     assert res.rc != 0, out
     assert "default.yml is not valid YAML (line 4, column" in out, out
@@ -277,7 +267,7 @@ def test_config_original_restores_with_a_masked_diff_in_check_mode_then_changes_
         with open(env + ".fediverse-object-storage.orig", "w") as fh:
             fh.write(ENV_TEXT)
     appuser.call(lay_out)
-    play = one_task("config_original", {"path": env, "state": "restored"})
+    play = module_play("config_original", {"path": env, "state": "restored"})
     res = run_playbook(play, check=True, diff=True, callback="default")
     out = res.stdout + res.stderr
     assert res.rc == 0 and "changed=1" in out, out
@@ -300,7 +290,7 @@ def test_config_original_kept_only_from_a_file_not_yet_switched(app_tree, appuse
     orig = env + ".fediverse-object-storage.orig"
     appuser.call(lambda: Path(env).write_text(ENV_TEXT))
     wanted = {"S3_ENABLED": "true", "S3_BUCKET": "media-bucket"}
-    play = one_task("config_original", {"path": env, "state": "kept", "unless_set": wanted})
+    play = module_play("config_original", {"path": env, "state": "kept", "unless_set": wanted})
     assert run_playbook(play).changed == 1
     assert Path(orig).read_text() == ENV_TEXT
     switched = ENV_TEXT.replace("S3_ENABLED=false", "S3_ENABLED='true'\nS3_BUCKET=media-bucket")

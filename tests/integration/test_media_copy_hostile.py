@@ -18,7 +18,7 @@ import psycopg2
 import pytest
 
 from tests.fixtures.mastodon_instance import LARGE_KEY, build_instance
-from tests.integration.test_media_copy import bucket_objects, module_args, run_copy
+from tests.media_copy_support import bucket_objects, module_args, run_copy
 
 AVATAR_FILE = "accounts/avatars/000/000/004/original/r6av.webp"  # remote account 4, cache scope
 PRIVATE_DIR = "cache/accounts/avatars/001/234/567/890/original"  # holds r4av.jpg

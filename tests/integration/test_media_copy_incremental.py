@@ -14,9 +14,6 @@ import datetime
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -26,18 +23,17 @@ import pytest
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_record as record_lib
 from ansible_collections.fediverse.object_storage.plugins.module_utils import db as db_lib
-from tests.ansible_helpers import ansible_env
+from tests.ansible_helpers import kill_tree
 from tests.conftest import empty_and_delete_bucket
 from tests.fixtures.mastodon_instance import build_instance
-from tests.integration.test_media_copy import (
+from tests.media_copy_support import (
     ERIN_ID,
     ERIN_MEDIA,
     assert_erin_media_public,
     bucket_objects,
-    descendants,
     module_args,
-    playbook,
     run_copy,
+    start_killable,
     suspend_account,
 )
 
@@ -204,24 +200,6 @@ def test_record_of_another_bucket_or_prefix_is_ignored(rgw, s3, bucket, inst, tm
         assert {k for k in bucket_objects(s3, bucket) if k.startswith("elsewhere/")} == {"elsewhere/" + k for k in want}
     finally:
         empty_and_delete_bucket(s3, other)
-
-
-def start_killable(tmp_path, args, name):
-    path = tmp_path / ("%s.yml" % name)
-    path.write_text(playbook(args))
-    inv = tmp_path / "inv.ini"
-    inv.write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable)
-    return subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), str(path), "-i", str(inv)],
-                            env=ansible_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def kill_tree(proc):
-    for pid in descendants(proc.pid) + [proc.pid]:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait()
 
 
 def wait_for(predicate, timeout=60):

@@ -4,10 +4,9 @@ keys are the copy's keys, with S3_KEY_PREFIX joined by the same function the cop
 
 import uuid
 
-import yaml
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_listing import join_key
-from tests.ansible_helpers import run_playbook
+from tests.ansible_helpers import run_module
 from tests.fixtures.mastodon_instance import build_instance
 
 
@@ -16,12 +15,9 @@ def test_sample_keys_are_the_copy_keys_with_the_prefix(pg, tmp_path):
     p = inst.db_params
     results = {}
     for prefix in ("", "/media/", "a/b"):
-        task = {"name": "Media info", "register": "out",
-                "fediverse.object_storage.media_info": dict(
-                    db_host=p["host"], db_port=p["port"], db_name=p["dbname"], db_user=p["user"],
-                    db_password=p["password"], key_prefix=prefix, sample_size=len(inst.expected) + 10)}
-        play = [{"hosts": "localhost", "gather_facts": False, "tasks": [task]}]
-        result = run_playbook(yaml.safe_dump(play, sort_keys=False))
+        result = run_module("media_info", dict(
+            db_host=p["host"], db_port=p["port"], db_name=p["dbname"], db_user=p["user"], db_password=p["password"],
+            key_prefix=prefix, sample_size=len(inst.expected) + 10), name="Media info")
         assert result.rc == 0, result
         results[prefix] = result.task("Media info")
     assert {o["key"] for o in results[""]["sample"]} == set(inst.expected)

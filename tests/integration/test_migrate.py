@@ -18,11 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.ansible_helpers import REPO, ansible_env, run_playbook
-from tests.migrate_support import APP_HOST, checksums, prepare
+from tests.ansible_helpers import ansible_env
+from tests.migrate_support import APP_HOST, MIGRATE, ROLLBACK, checksums, keys_in, migrate, nginx_files, prepare
 
-MIGRATE = str(REPO / "playbooks" / "migrate.yml")
-ROLLBACK = str(REPO / "playbooks" / "rollback.yml")
 INVENTORY = "localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable
 
 
@@ -41,18 +39,6 @@ def host_factory(pg, rgw, nginx_factory, dns, bucket_name):
     shutil.rmtree(root, ignore_errors=True)
 
 
-def migrate(host, playbook=MIGRATE, **kw):
-    return run_playbook(playbook, extra_vars=dict(host.extra_vars, **kw.pop("extra", {})), env=host.env, **kw)
-
-
-def keys_in(s3, bucket):
-    try:
-        return {o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-                for o in page.get("Contents", [])}
-    except s3.exceptions.NoSuchBucket:
-        return None
-
-
 def env_values(path):
     values = {}
     with open(path) as fh:
@@ -61,17 +47,6 @@ def env_values(path):
                 name, value = line.rstrip("\n").split("=", 1)
                 values[name] = value
     return values
-
-
-def nginx_files(host):
-    """The nginx configuration files (backups ending in ~ aside) and their contents."""
-    found = {}
-    for name in ("conf_d", "available", "enabled", "snippets"):
-        for entry in sorted(os.listdir(host.layout[name])):
-            path = os.path.join(host.layout[name], entry)
-            if not entry.endswith("~"):
-                found[os.path.join(name, entry)] = Path(path).read_bytes()
-    return found
 
 
 def check_migrated(host, res, s3, bucket_name, mode, before):

@@ -14,8 +14,15 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tests.fixtures.misskey_drive import PNG, WEBP, dump, tree
-from tests.integration.test_migrate import ROLLBACK, keys_in, migrate, nginx_files
-from tests.migrate_support import MISSKEY_HOST, MISSKEY_PROXY_DOMAIN, prepare_misskey
+from tests.migrate_support import (
+    MISSKEY_HOST,
+    MISSKEY_PROXY_DOMAIN,
+    ROLLBACK,
+    keys_in,
+    migrate,
+    nginx_files,
+    prepare_misskey,
+)
 
 PREFIX = "misskey"  # the misskey role's default prefix in subdomain mode
 SNIPPET = "fediverse-misskey-files.conf"

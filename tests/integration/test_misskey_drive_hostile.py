@@ -7,7 +7,6 @@ every plant (setuid files, FIFOs, links) made AS that user, through a descriptor
 import hashlib
 import json
 import os
-import signal
 import stat
 import subprocess
 import sys
@@ -16,9 +15,9 @@ import time
 
 import pytest
 
-from tests.ansible_helpers import REPO, ansible_env, run_playbook
+from tests.ansible_helpers import REPO, ansible_env, descendants, kill_tree, run_playbook
 from tests.fixtures.misskey_drive import PNG, WEBP
-from tests.integration.test_misskey_drive_move import MOVE, PREFIX, build_drive, objects, row
+from tests.misskey_drive_support import MOVE, PREFIX, build_drive, objects, row
 
 VERSION = "2025.4.0"  # the file handling does not depend on the version
 BIG = 8 * 1024 * 1024  # objects of a few MB, so that a kill lands mid-file
@@ -218,43 +217,12 @@ def _temporaries(files_dir):
     return found
 
 
-def _descendants(pid):
-    """The processes below ``pid`` (ansible's worker calls setsid, so a kill of the play's process group does
-    not reach the module: each is killed by its id)."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open("/proc/%s/stat" % entry) as handle:
-                    fields = handle.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 def _is_module(pid):
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as handle:
             return b"AnsiballZ" in handle.read()
     except OSError:
         return False
-
-
-def _kill_tree(proc):
-    """SIGKILL the play and everything it started (the module writing the file first: deepest first)."""
-    for pid in reversed(_descendants(proc.pid)):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
 
 
 def test_restore_killed_mid_file_then_rerun_ends_byte_identical(tmp_path, pg, s3, drive):
@@ -288,11 +256,11 @@ def test_restore_killed_mid_file_then_rerun_ends_byte_identical(tmp_path, pg, s3
             if partial:
                 break
     finally:
-        _kill_tree(proc)
+        kill_tree(proc)
     assert partial, "the kill did not land mid-file (the rollback ended with rc %s)" % proc.returncode
     time.sleep(1)
     left = _temporaries(d.files_dir)
-    assert left and not [p for p in _descendants(os.getpid()) if _is_module(p)], "the module was not killed"
+    assert left and not [p for p in descendants(os.getpid()) if _is_module(p)], "the module was not killed"
     assert min(left.values()) < BIG + len(PNG), left  # a partial file was left behind (under its temporary name)
     # No drive name holds a partial file: each is absent or complete.
     for key, md5 in originals.items():

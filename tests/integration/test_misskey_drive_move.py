@@ -1,5 +1,5 @@
 """misskey_drive_move (issue 14) on real PostgreSQL (Misskey v12.119 and 2025.x table definitions,
-tests/fixtures/misskey_drive.py) and real Ceph RGW over HTTPS."""
+tests/fixtures/misskey_drive.py; the host: tests/misskey_drive_support.py) and real Ceph RGW over HTTPS."""
 
 import os
 import urllib.request
@@ -7,66 +7,8 @@ import urllib.request
 import pytest
 
 from tests.ansible_helpers import REPO, run_playbook
-from tests.fixtures.misskey_drive import JPEG, PNG, WEBP, Drive, dump, sample_drive, tree
-from tests.integration.test_misskey_role import META_DDL, write_misskey
-
-MOVE = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Move the drive
-      fediverse.object_storage.misskey_drive_move:
-        config_file: "{{ config_file }}"
-        files_dir: "{{ files_dir }}"
-        ca_bundle: "{{ ca_bundle }}"
-        state: "{{ move_state | default('moved') }}"
-        limit: "{{ move_limit | default(omit) }}"
-        batch_size: 2
-        drop_backup: "{{ drop_backup | default(false) }}"
-"""
-PREFIX = "misskey"
-
-
-def build_drive(pg, rgw, bucket, tmp_path, version, db_prefix="mkd_"):
-    """A Misskey host of ``version``: its database (meta row pointing at the bucket), default.yml and a
-    sample drive in ``tmp_path/misskey/files`` (tests/fixtures/misskey_drive.py)."""
-    import uuid
-
-    db = db_prefix + uuid.uuid4().hex[:10]
-    pg.create_database(db)
-    pg.execute(META_DDL[{"12.119.0": "12.117.1"}.get(version, version)], db)
-    directory = tmp_path / "misskey"
-    instance = "https://mk.example.net"
-    base_url = "https://s3.localhost:%d/%s" % (rgw.https_port, bucket)
-    pg.execute("""INSERT INTO meta ("id", "useObjectStorage", "objectStorageBucket", "objectStoragePrefix",
-                  "objectStorageBaseUrl", "objectStorageEndpoint", "objectStorageRegion", "objectStorageUseSSL",
-                  "objectStorageAccessKey", "objectStorageSecretKey", "objectStorageSetPublicRead",
-                  "objectStorageS3ForcePathStyle")
-                  VALUES ('x', true, '%s', '%s', '%s', '127.0.0.1:%d', 'us-east-1', true, '%s', '%s', true, true)"""
-               % (bucket, PREFIX, base_url, rgw.https_port, rgw.access_key, rgw.secret_key), db)
-    config = write_misskey(directory, version, "url: %s/\ndb:\n  host: %s\n  port: %d\n  db: %s\n  user: %s\n"
-                           "  pass: %s\n" % (instance, pg.host, pg.port, db, pg.user, pg.password))
-    d = sample_drive(Drive(pg, db, version, str(directory / "files"), instance))
-    d.extra = dict(config_file=str(config), files_dir=d.files_dir, ca_bundle=rgw.ca_bundle)
-    d.base_url, d.bucket = base_url, bucket
-    return d
-
-
-@pytest.fixture(params=["12.119.0", "2025.4.0"])
-def drive(request, tmp_path, pg, rgw, bucket):
-    return build_drive(pg, rgw, bucket, tmp_path, request.param)
-
-
-def objects(s3, bucket):
-    return {o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
-
-
-def row(pg, d, file_id):
-    cols = ["accessKey", "thumbnailAccessKey", "webpublicAccessKey", "url", "thumbnailUrl", "webpublicUrl",
-            "storedInternal"]
-    [values] = pg.execute('SELECT %s FROM drive_file WHERE id = \'%s\'' % (", ".join('"%s"' % c for c in cols), file_id),
-                          d.db)
-    return dict(zip(cols, values))
+from tests.fixtures.misskey_drive import JPEG, PNG, WEBP, dump, tree
+from tests.misskey_drive_support import HOST, MOVE, NGINX_ROLE, PREFIX, objects, row
 
 
 def test_move_check_run_rerun_rollback(pg, s3, drive):
@@ -173,58 +115,6 @@ def test_partial_runs_continue_and_never_flip_without_objects(pg, s3, drive):
     assert rest.task("Move the drive")["stats"]["moved"] == 3
     assert run_playbook(MOVE, extra_vars=d.extra).stats["localhost"]["changed"] == 0
     assert os.path.isdir(d.files_dir)
-
-
-NGINX_ROLE = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Move Misskey's files with the role
-      ansible.builtin.include_role:
-        name: fediverse.object_storage.misskey
-        tasks_from: drive_move
-"""
-
-
-HOST = "mk.example.net"
-
-
-@pytest.fixture
-def site(tmp_path, pg, drive, nginx_factory):
-    """Misskey's site (the stand-in for its /files/ route behind it) on a started nginx: ``.nginx .standin
-    .file .snippets .drive .write(extra) .extra`` (the misskey role's nginx inputs)."""
-    import shlex
-
-    from tests.misskey_files_standin import FilesStandIn
-
-    if drive.version != "2025.4.0":
-        pytest.skip("the nginx location does not depend on the version; one run is enough")
-    standin = FilesStandIn(pg.dsn(drive.db), drive.files_dir).start()
-    nginx = nginx_factory()
-    sites, snippets = tmp_path / "sites", tmp_path / "snippets"
-    sites.mkdir()
-    snippets.mkdir()
-
-    class Site:
-        pass
-
-    s = Site()
-    s.nginx, s.standin, s.file, s.snippets, s.drive = nginx, standin, sites / "misskey", snippets, drive
-    s.write = lambda extra="": s.file.write_text(
-        "server {\n    listen 127.0.0.1:%d;\n    server_name %s;\n\n%s"
-        "    location / {\n        proxy_pass http://127.0.0.1:%d;\n    }\n}\n" % (nginx.port, HOST, extra, standin.port))
-    s.write()
-    nginx.write_config("include %s;\n" % s.file, wrap=True, kind="http")
-    nginx.start()
-    s.extra = dict(misskey_dir=os.path.dirname(os.path.dirname(drive.extra["config_file"])),
-                   misskey_files_dir=drive.files_dir, misskey_s3_ca_bundle=drive.extra["ca_bundle"],
-                   misskey_nginx_site_file=str(s.file), misskey_nginx_snippets_dir=str(snippets),
-                   misskey_files_upstream="http://127.0.0.1:%d" % standin.port,
-                   misskey_nginx_test_command=" ".join(shlex.quote(a) for a in nginx._cmd("-t")),
-                   misskey_nginx_reload_command=" ".join(shlex.quote(a) for a in nginx._cmd("-s", "reload")),
-                   misskey_services=[], misskey_restart_command="true")
-    yield s
-    standin.stop()
 
 
 def test_old_files_urls_through_nginx_after_the_move(s3, site):

@@ -15,7 +15,7 @@ import pytest
 
 from tests.ansible_helpers import run_playbook
 from tests.fixtures.misskey_drive import PNG, dump, tree
-from tests.integration.test_misskey_drive_move import HOST, NGINX_ROLE, drive, site  # noqa: F401 - the fixtures
+from tests.misskey_drive_support import HOST, NGINX_ROLE
 from tests.nginx_proxy_support import request
 
 SNIPPET = "fediverse-misskey-files.conf"
@@ -39,7 +39,7 @@ def nginx_reloads(s):
 # Only a final newline: every other character was refused before too (tests/unit/test_misskey_files_fallback.py
 # checks them all); "\n" + a directive fails a pattern ending in $ as well.
 @pytest.mark.parametrize("column, tail", [("objectStorageBaseUrl", "\n"), ("objectStoragePrefix", "\n")])
-def test_a_stored_value_nginx_would_read_as_syntax_is_refused_before_anything_is_written(pg, site, column, tail):  # noqa: F811 - site is the imported fixture
+def test_a_stored_value_nginx_would_read_as_syntax_is_refused_before_anything_is_written(pg, site, column, tail):
     s, d = site, site.drive
     pg.execute('UPDATE meta SET "%s" = "%s" || %s' % (column, column, "E'%s'" % tail.encode("unicode_escape").decode()),
                d.db)
@@ -57,7 +57,7 @@ def test_a_stored_value_nginx_would_read_as_syntax_is_refused_before_anything_is
     nginx_reloads(s)
 
 
-def test_nginx_refusing_the_fallback_puts_the_previous_files_back(pg, site):  # noqa: F811 - site is the imported fixture
+def test_nginx_refusing_the_fallback_puts_the_previous_files_back(pg, site):
     s, d = site, site.drive
     # The admin already routes /files/ in the site (a realistic hand-made cache location): the include of the
     # fallback makes a second `location /files/`, which nginx -t refuses.
@@ -75,7 +75,7 @@ def test_nginx_refusing_the_fallback_puts_the_previous_files_back(pg, site):  # 
     nginx_reloads(s)
 
 
-def test_fallback_removal_through_the_same_transaction(pg, site):  # noqa: F811 - site is the imported fixture
+def test_fallback_removal_through_the_same_transaction(pg, site):
     """files_fallback_remove takes the include line and the snippet away (nginx -t, reload), and a second run
     changes nothing; a removal nginx refuses is put back (snippet and include line as they were)."""
     s = site

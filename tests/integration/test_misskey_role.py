@@ -1,124 +1,29 @@
-"""Role fediverse.object_storage.misskey: v10 default.yml, v11+/v12/current meta row in real PostgreSQL.
-
-The meta tables are created with the object storage columns (names, types, defaults) of each
-version's TypeORM entity plus some of its other columns:
-  11.37.1   src/models/entities/meta.ts         (no useProxy / setPublicRead / s3ForcePathStyle yet)
-  12.117.1  packages/backend/src/models/entities/meta.ts   (varchar(512))
-  current   packages/backend/src/models/Meta.ts            (varchar(1024))
+"""Role fediverse.object_storage.misskey: v10 default.yml, v11+/v12/current meta row in real PostgreSQL
+(the meta tables of each version and the install: tests/misskey_host.py).
 """
 
 import glob
-import json
 import os
 import secrets
 import shutil
-import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.ansible_helpers import run_playbook
+from tests.misskey_host import (
+    ROLE_PLAY,
+    STORAGE_COLUMNS,
+    pg_misskey,
+    read_meta,
+    role_vars,
+    set_meta,
+    storage_of,
+    write_misskey,
+)
 
 FIXTURE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "misskey-v10-default.yml")
-
-PLAY = """
-- hosts: localhost
-  gather_facts: false
-  roles:
-    - role: fediverse.object_storage.misskey
-"""
-
-STORAGE_COLUMNS_V11 = """
-    "useObjectStorage" boolean NOT NULL DEFAULT false,
-    "objectStorageBucket" character varying({n}),
-    "objectStoragePrefix" character varying({n}),
-    "objectStorageBaseUrl" character varying({n}),
-    "objectStorageEndpoint" character varying({n}),
-    "objectStorageRegion" character varying({n}),
-    "objectStorageAccessKey" character varying({n}),
-    "objectStorageSecretKey" character varying({n}),
-    "objectStoragePort" integer,
-    "objectStorageUseSSL" boolean NOT NULL DEFAULT true"""
-STORAGE_COLUMNS_LATER = """,
-    "objectStorageUseProxy" boolean NOT NULL DEFAULT true,
-    "objectStorageSetPublicRead" boolean NOT NULL DEFAULT false,
-    "objectStorageS3ForcePathStyle" boolean NOT NULL DEFAULT true"""
-
-META_DDL = {
-    "11.37.1": """CREATE TABLE meta (
-    "id" character varying(32) PRIMARY KEY,
-    "name" character varying(128),
-    "description" character varying(1024),
-    "maintainerName" character varying(128),
-    "disableRegistration" boolean NOT NULL DEFAULT false,
-    "cacheRemoteFiles" boolean NOT NULL DEFAULT true,
-    "proxyRemoteFiles" boolean NOT NULL DEFAULT false,
-    "smtpPass" character varying(128),
-    "swPrivateKey" character varying(128),""" + STORAGE_COLUMNS_V11.format(n=512) + ")",
-    "12.117.1": """CREATE TABLE meta (
-    "id" character varying(32) PRIMARY KEY,
-    "name" character varying(128),
-    "description" character varying(1024),
-    "maintainerName" character varying(128),
-    "disableRegistration" boolean NOT NULL DEFAULT false,
-    "pinnedPages" character varying(512)[] NOT NULL DEFAULT '{"/featured", "/channels", "/explore"}',
-    "cacheRemoteFiles" boolean NOT NULL DEFAULT true,
-    "proxyRemoteFiles" boolean NOT NULL DEFAULT false,
-    "hcaptchaSecretKey" character varying(64),
-    "smtpPass" character varying(128),
-    "swPrivateKey" character varying(128),
-    "deeplAuthKey" character varying(128),
-    "repositoryUrl" character varying(512) NOT NULL DEFAULT 'https://github.com/misskey-dev/misskey',""" +
-    STORAGE_COLUMNS_V11.format(n=512) + STORAGE_COLUMNS_LATER + """,
-    "enableIpLogging" boolean NOT NULL DEFAULT false)""",
-    "2025.4.0": """CREATE TABLE meta (
-    "id" character varying(32) PRIMARY KEY,
-    "name" character varying(1024),
-    "shortName" character varying(64),
-    "description" character varying(1024),
-    "langs" character varying(1024)[] NOT NULL DEFAULT '{}',
-    "cacheRemoteFiles" boolean NOT NULL DEFAULT false,
-    "cacheRemoteSensitiveFiles" boolean NOT NULL DEFAULT true,
-    "turnstileSecretKey" character varying(1024),
-    "smtpPass" character varying(1024),
-    "swPrivateKey" character varying(1024),
-    "deeplAuthKey" character varying(1024),""" +
-    STORAGE_COLUMNS_V11.format(n=1024) + STORAGE_COLUMNS_LATER + """,
-    "enableIpLogging" boolean NOT NULL DEFAULT false,
-    "policies" jsonb NOT NULL DEFAULT '{}',
-    "serverRules" character varying(280)[] NOT NULL DEFAULT '{}')""",
-}
-STORAGE_COLUMNS = ["useObjectStorage", "objectStorageBucket", "objectStoragePrefix", "objectStorageBaseUrl",
-                   "objectStorageEndpoint", "objectStorageRegion", "objectStorageAccessKey", "objectStorageSecretKey",
-                   "objectStoragePort", "objectStorageUseSSL", "objectStorageUseProxy", "objectStorageSetPublicRead",
-                   "objectStorageS3ForcePathStyle"]
-
-
-def write_misskey(directory, version, config_text):
-    (directory / ".config").mkdir(parents=True)
-    (directory / "package.json").write_text(json.dumps({"name": "misskey", "version": version}, indent="\t"))
-    config = directory / ".config" / "default.yml"
-    config.write_text(config_text)
-    return config
-
-
-def role_vars(directory, marker, **more):
-    extra = dict(
-        misskey_dir=str(directory),
-        misskey_domain="mk.example.net",
-        misskey_proxy_mode="subdomain",
-        misskey_s3_bucket="mk-example-media",
-        misskey_s3_endpoint="ewr1",
-        misskey_s3_verify=False,
-        misskey_s3_access_key="AK" + secrets.token_hex(8).upper(),
-        misskey_s3_secret_key="Sk" + secrets.token_urlsafe(24),
-        misskey_services=[],
-        misskey_restart_command="touch %s" % marker,
-    )
-    extra.update(more)
-    return extra
-
 
 # --- v10 -------------------------------------------------------------------------------------
 
@@ -133,7 +38,7 @@ def v10(tmp_path):
 def test_v10_drive_section_set_and_everything_else_kept(v10):
     config, marker, extra = v10
     original = config.read_text()
-    result = run_playbook(PLAY, extra_vars=extra)
+    result = run_playbook(ROLE_PLAY, extra_vars=extra)
     assert result.rc == 0, result
     assert marker.exists(), "the restart handler did not run"
     new = config.read_text()
@@ -160,7 +65,7 @@ def test_v10_drive_section_set_and_everything_else_kept(v10):
     assert len(backups) == 1 and Path(backups[0]).read_text() == original
 
     marker.unlink()
-    again = run_playbook(PLAY, extra_vars=extra)
+    again = run_playbook(ROLE_PLAY, extra_vars=extra)
     assert again.rc == 0, again
     assert again.stats["localhost"]["changed"] == 0, again
     assert config.read_text() == new and not marker.exists()
@@ -169,7 +74,7 @@ def test_v10_drive_section_set_and_everything_else_kept(v10):
 def test_v10_check_mode_and_diff_without_secrets(v10):
     config, marker, extra = v10
     original = config.read_bytes()
-    result = run_playbook(PLAY, extra_vars=dict(extra, misskey_proxy_mode="directory"), check=True, diff=True,
+    result = run_playbook(ROLE_PLAY, extra_vars=dict(extra, misskey_proxy_mode="directory"), check=True, diff=True,
                           verbosity=1, callback="default")
     assert result.rc == 0, result.stdout[-3000:]
     output = result.stdout + result.stderr
@@ -183,33 +88,6 @@ def test_v10_check_mode_and_diff_without_secrets(v10):
 
 # --- v11+ / PostgreSQL -----------------------------------------------------------------------
 
-def make_meta_db(pg, version):
-    name = "mk_" + uuid.uuid4().hex[:10]
-    pg.create_database(name)
-    pg.execute(META_DDL[version], name)
-    pg.execute("""INSERT INTO meta ("id", "name", "smtpPass", "objectStorageEndpoint")
-                  VALUES ('x', 'Example', 'smtp-secret', 'old.example')""", name)
-    return name
-
-
-def read_meta(pg, name):
-    columns = [row[0] for row in pg.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'meta' ORDER BY ordinal_position", name)]
-    rows = pg.execute("SELECT * FROM meta", name)
-    return [dict(zip(columns, row)) for row in rows]
-
-
-def pg_misskey(tmp_path, pg, version):
-    name = make_meta_db(pg, version)
-    directory = tmp_path / "misskey"
-    config_text = ("url: https://mk.example.net/\nport: 3000\n\n# PostgreSQL\ndb:\n  host: %s\n  port: %d\n"
-                   "  db: %s\n  user: %s\n  pass: %s\n\nredis:\n  host: localhost\n  port: 6379\n"
-                   % (pg.host, pg.port, name, pg.user, pg.password))
-    config = write_misskey(directory, version, config_text)
-    marker = tmp_path / "restarted"
-    return name, config, marker, role_vars(directory, marker, misskey_proxy_mode="directory")
-
-
 @pytest.mark.parametrize("version,on_rgw", [("12.117.1", False), ("2025.4.0", True)])
 def test_meta_row_set_rerun_unchanged(tmp_path, pg, request, version, on_rgw):
     name, config, marker, extra = pg_misskey(tmp_path, pg, version)
@@ -222,7 +100,7 @@ def test_meta_row_set_rerun_unchanged(tmp_path, pg, request, version, on_rgw):
         # Misskey's S3 client reads the port from objectStorageEndpoint only; not Vultr: us-east-1
         endpoint, port, region = "127.0.0.1:%d" % rgw.https_port, rgw.https_port, "us-east-1"
     config_text = config.read_text()
-    result = run_playbook(PLAY, extra_vars=extra)
+    result = run_playbook(ROLE_PLAY, extra_vars=extra)
     assert result.rc == 0, result
     assert marker.exists()
     if on_rgw:
@@ -243,7 +121,7 @@ def test_meta_row_set_rerun_unchanged(tmp_path, pg, request, version, on_rgw):
     assert config.read_text() == config_text  # v11+: default.yml is only read
 
     marker.unlink()
-    again = run_playbook(PLAY, extra_vars=extra)
+    again = run_playbook(ROLE_PLAY, extra_vars=extra)
     assert again.rc == 0, again
     assert again.stats["localhost"]["changed"] == 0, again
     assert read_meta(pg, name) == [row] and not marker.exists()
@@ -251,20 +129,20 @@ def test_meta_row_set_rerun_unchanged(tmp_path, pg, request, version, on_rgw):
 
 def test_meta_only_existing_columns_v11(tmp_path, pg):
     name, _config, _marker, extra = pg_misskey(tmp_path, pg, "11.37.1")
-    result = run_playbook(PLAY, extra_vars=extra)
+    result = run_playbook(ROLE_PLAY, extra_vars=extra)
     assert result.rc == 0, result
     task = result.task("in the meta table")
     assert sorted(task["skipped_columns"]) == ["objectStorageS3ForcePathStyle", "objectStorageSetPublicRead",
                                                "objectStorageUseProxy"]
     [row] = read_meta(pg, name)
     assert row["useObjectStorage"] is True and row["objectStorageBucket"] == "mk-example-media"
-    assert run_playbook(PLAY, extra_vars=extra).stats["localhost"]["changed"] == 0
+    assert run_playbook(ROLE_PLAY, extra_vars=extra).stats["localhost"]["changed"] == 0
 
 
 def test_meta_check_mode_writes_nothing_and_diff_hides_secrets(tmp_path, pg):
     name, _config, marker, extra = pg_misskey(tmp_path, pg, "2025.4.0")
     before = read_meta(pg, name)
-    result = run_playbook(PLAY, extra_vars=extra, check=True, diff=True, verbosity=1, callback="default")
+    result = run_playbook(ROLE_PLAY, extra_vars=extra, check=True, diff=True, verbosity=1, callback="default")
     assert result.rc == 0, result.stdout[-3000:]
     output = result.stdout + result.stderr
     assert "objectStorageBucket" in output and "mk-example-media" in output  # the diff was shown
@@ -272,7 +150,7 @@ def test_meta_check_mode_writes_nothing_and_diff_hides_secrets(tmp_path, pg):
         assert secret not in output
     assert read_meta(pg, name) == before
     assert not marker.exists()
-    json_run = run_playbook(PLAY, extra_vars=extra, check=True)
+    json_run = run_playbook(ROLE_PLAY, extra_vars=extra, check=True)
     assert json_run.task("in the meta table")["changed"] is True
     assert "objectStorageSecretKey" in json_run.task("in the meta table")["changed_columns"]
     assert read_meta(pg, name) == before
@@ -284,7 +162,7 @@ def test_unknown_version_fails_before_any_change(tmp_path, pg):
     name, config, marker, extra = pg_misskey(tmp_path, pg, "12.117.1")
     (config.parent.parent / "package.json").write_text('{"name": "cherrypick", "version": "4.11.1"}')
     before_db, before_file = read_meta(pg, name), config.read_bytes()
-    result = run_playbook(PLAY, extra_vars=extra)
+    result = run_playbook(ROLE_PLAY, extra_vars=extra)
     assert result.rc != 0
     assert "unknown Misskey version 4.11.1" in " ".join(result.failure_messages())
     assert read_meta(pg, name) == before_db and config.read_bytes() == before_file
@@ -294,7 +172,7 @@ def test_unknown_version_fails_before_any_change(tmp_path, pg):
 def test_unknown_version_v10_file_untouched(v10):
     config, marker, extra = v10
     original = config.read_bytes()
-    result = run_playbook(PLAY, extra_vars=dict(extra, misskey_version="not-a-version"))
+    result = run_playbook(ROLE_PLAY, extra_vars=dict(extra, misskey_version="not-a-version"))
     assert result.rc != 0
     assert "cannot tell the Misskey version" in " ".join(result.failure_messages())
     assert config.read_bytes() == original and glob.glob(str(config) + ".*~") == []
@@ -309,7 +187,7 @@ def test_system_mode_refused_with_explanation(tmp_path, pg, v10, line):
         name, config, marker, extra = pg_misskey(tmp_path / "pg", pg, line)
     before_db = read_meta(pg, name) if name else None
     before_file = config.read_bytes()
-    result = run_playbook(PLAY, extra_vars=dict(extra, misskey_proxy_mode="system"))
+    result = run_playbook(ROLE_PLAY, extra_vars=dict(extra, misskey_proxy_mode="system"))
     assert result.rc != 0
     message = " ".join(result.failure_messages())
     assert "'system' does not apply to Misskey" in message and "/files/" in message
@@ -323,7 +201,7 @@ def test_system_mode_refused_with_explanation(tmp_path, pg, v10, line):
 def test_missing_package_json_fails_clearly(v10):
     config, _marker, extra = v10
     os.unlink(config.parent.parent / "package.json")
-    result = run_playbook(PLAY, extra_vars=extra)
+    result = run_playbook(ROLE_PLAY, extra_vars=extra)
     assert result.rc != 0
     assert "package.json does not exist" in " ".join(result.failure_messages())
     shutil.rmtree(config.parent)
@@ -335,7 +213,7 @@ def test_rejected_keys_fail_before_the_meta_row_changes(tmp_path, pg, rgw, bucke
                  misskey_s3_access_key=rgw.access_key, misskey_s3_secret_key="bad" + rgw.secret_key[3:],
                  misskey_s3_verify=True)
     before = read_meta(pg, name)
-    result = run_playbook(PLAY, extra_vars=extra)
+    result = run_playbook(ROLE_PLAY, extra_vars=extra)
     assert result.rc != 0
     assert "probe" in " ".join(result.failure_messages())
     assert read_meta(pg, name) == before and not marker.exists()
@@ -363,18 +241,6 @@ PREVIOUS = {
 }
 
 
-def set_meta(pg, name, values):
-    assignments = ", ".join('"%s" = %s' % (column, "NULL" if value is None else
-                                          ("'%s'" % value.replace("'", "''") if isinstance(value, str) else
-                                           str(value).lower())) for column, value in values.items())
-    pg.execute("UPDATE meta SET %s" % assignments, name)
-
-
-def storage_of(pg, name):
-    [row] = read_meta(pg, name)
-    return dict((c, row[c]) for c in STORAGE_COLUMNS if c in row)
-
-
 @pytest.mark.parametrize("version", ["12.117.1", "2025.4.0"])
 def test_rollback_restores_the_previous_meta_values_exactly(tmp_path, pg, version):
     name, _config, marker, extra = pg_misskey(tmp_path, pg, version)
@@ -382,12 +248,12 @@ def test_rollback_restores_the_previous_meta_values_exactly(tmp_path, pg, versio
     before = read_meta(pg, name)
     assert storage_of(pg, name) == PREVIOUS
 
-    assert run_playbook(PLAY, extra_vars=extra).rc == 0
+    assert run_playbook(ROLE_PLAY, extra_vars=extra).rc == 0
     switched = storage_of(pg, name)
     assert switched["objectStorageBucket"] == "mk-example-media"
     assert switched["objectStorageRegion"] == "ewr1"  # never NULL (aws-sdk v3: "Region is missing")
     # a second switch run (e.g. new keys) keeps the values from before the switch
-    again = run_playbook(PLAY, extra_vars=dict(extra, misskey_s3_secret_key="rotated-" + secrets.token_hex(8)))
+    again = run_playbook(ROLE_PLAY, extra_vars=dict(extra, misskey_s3_secret_key="rotated-" + secrets.token_hex(8)))
     assert again.rc == 0 and again.task("in the meta table")["backup"] == "kept"
 
     marker.unlink()
@@ -406,7 +272,7 @@ def test_rollback_restores_the_previous_meta_values_exactly(tmp_path, pg, versio
     # migrate, admin edit after the rollback, migrate, rollback: the edit comes back, not the old backup
     set_meta(pg, name, {"objectStorageBucket": "edited-after-rollback"})
     edited = read_meta(pg, name)
-    assert run_playbook(PLAY, extra_vars=extra).rc == 0
+    assert run_playbook(ROLE_PLAY, extra_vars=extra).rc == 0
     assert run_playbook(ROLLBACK_PLAY, extra_vars=extra).rc == 0
     assert read_meta(pg, name) == edited
     # the saved values are not readable by other database roles

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from tests.ansible_helpers import run_playbook
-from tests.integration.test_misskey_role import PLAY, pg_misskey, set_meta, storage_of, write_misskey
+from tests.misskey_host import ROLE_PLAY, pg_misskey, set_meta, storage_of, write_misskey
 
 CHECK = """
 - hosts: localhost
@@ -30,7 +30,7 @@ def switched(tmp_path, pg, rgw, bucket):
                  misskey_s3_access_key=rgw.access_key, misskey_s3_secret_key=rgw.secret_key,
                  misskey_s3_set_public_read=True,
                  misskey_s3_base_url="https://s3.localhost:%d/%s" % (rgw.https_port, bucket))
-    assert run_playbook(PLAY, extra_vars=extra).rc == 0
+    assert run_playbook(ROLE_PLAY, extra_vars=extra).rc == 0
     check_vars = dict(config_file=str(config), ca_bundle=rgw.ca_bundle, connect_to="127.0.0.1:%d" % rgw.https_port)
     return name, check_vars
 

@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests import molecule_host as mh
+from tests.misskey_host import STORAGE_COLUMNS, read_meta
 from tests.nginx_proxy_support import StubDNS
 from tests.services import podman
 
@@ -70,12 +71,6 @@ def data_dir():
     os.chmod(root, 0o755)
     yield root
     shutil.rmtree(root, ignore_errors=True)
-
-
-def read_meta(pg, dbname):
-    columns = [row[0] for row in pg.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'meta' ORDER BY ordinal_position", dbname)]
-    return [dict(zip(columns, row)) for row in pg.execute("SELECT * FROM meta", dbname)]
 
 
 def keys_in(s3, bucket):
@@ -132,9 +127,8 @@ def check_scenario(run, proc, pg, rgw, s3, bucket_prefix):
         assert keys_in(s3, bucket) == set(instance.expected) | set(instance.expected_local)
         return
     # Misskey v12: the meta row switched to the bucket (directory mode: baseUrl DOMAIN, prefix storage).
-    _ddl, columns = mh.misskey_meta_ddl()
     [row] = read_meta(pg, run["misskey_db"])
-    assert {c: row[c] for c in columns} == {
+    assert {c: row[c] for c in STORAGE_COLUMNS} == {
         "useObjectStorage": True, "objectStorageBucket": bucket, "objectStoragePrefix": "storage",
         # Misskey's S3 client reads the port from objectStorageEndpoint only; the region is never NULL
         # (Misskey 13.10+ cannot upload without one): not a Vultr cluster, so us-east-1.

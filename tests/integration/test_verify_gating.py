@@ -17,8 +17,9 @@ import uuid
 
 import pytest
 
-from tests.ansible_helpers import REPO, run_playbook
+from tests.ansible_helpers import REPO
 from tests.fixtures.mastodon_instance import build_instance
+from tests.media_copy_support import module_args, run_copy
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 NOBODY = 65534
@@ -70,14 +71,10 @@ def verify_as_nobody(world_root, inst, rgw, bucket):
 
 
 def copy_all(rgw, inst, bucket):
-    args = dict(db_host=inst.db_params["host"], db_port=inst.db_params["port"], db_name=inst.db_params["dbname"],
-                db_user=inst.db_params["user"], db_password=inst.db_params["password"], system_root=inst.system_root,
-                endpoint=rgw.https_endpoint, ca_bundle=rgw.ca_bundle, access_key=rgw.access_key,
-                secret_key=rgw.secret_key, bucket=bucket)
-    play = [{"hosts": "localhost", "gather_facts": False,
-             "tasks": [{"name": "Copy media", "fediverse.object_storage.media_copy": args, "register": "out"}]}]
-    import yaml
-    return run_playbook(yaml.safe_dump(play)), args, play
+    """media_copy of the instance to the bucket: ``(PlaybookResult, the module's arguments)``."""
+    args = module_args(rgw, inst, bucket)
+    res, _out = run_copy(args)
+    return res, args
 
 
 @pytest.mark.skipif(not os.path.exists(SYSTEM_PYTHON) or os.geteuid() != 0, reason="needs root and the system Python")
@@ -88,7 +85,7 @@ def test_unreadable_cache_fails_verify(pg, rgw, s3, bucket, world_root):
         os.chmod(dirpath, 0o755)
         for name in files:
             os.chmod(os.path.join(dirpath, name), 0o644)
-    res, _args, _play = copy_all(rgw, inst, bucket)
+    res, _args = copy_all(rgw, inst, bucket)
     assert res.rc == 0, res
 
     readable = verify_as_nobody(world_root, inst, rgw, bucket)
@@ -107,16 +104,13 @@ def test_a_source_error_other_than_not_found_fails_the_verify_module(pg, rgw, s3
     """As root: a looping link in cache/ (ELOOP) is not "file not found": the verify task fails."""
     inst = build_instance(pg, "verify_loop_" + uuid.uuid4().hex[:8], os.path.join(world_root, "public", "system"),
                           missing=())
-    res, args, play = copy_all(rgw, inst, bucket)
+    res, args = copy_all(rgw, inst, bucket)
     assert res.rc == 0, res
     avatars = os.path.join(inst.system_root, "cache", "accounts", "avatars")
     os.rename(avatars, avatars + ".moved")
     os.symlink("avatars", avatars)  # a link to itself: ELOOP
-    play[0]["tasks"][0]["fediverse.object_storage.media_copy"] = dict(args, mode="verify")
-    import yaml
-    verify = run_playbook(yaml.safe_dump(play))
+    verify, out = run_copy(dict(args, mode="verify"))
     assert verify.rc != 0
     msgs = " ".join(verify.failure_messages())
     assert "verify failed" in msgs and "could not be read" in msgs and "accounts/avatars" in msgs, msgs
-    out = verify.task("Copy media")
     assert out["verified"] is False and out["totals"]["failed"] > 0

@@ -8,7 +8,7 @@ import uuid
 import pytest
 import yaml
 
-from tests.ansible_helpers import run_playbook
+from tests.ansible_helpers import run_module, run_playbook
 from tests.services.vultr_api_server import VultrAPIServer
 
 API_KEY = "test-" + uuid.uuid4().hex
@@ -20,14 +20,6 @@ def vultr_api():
         yield server
 
 
-def run_module(args, check=False, diff=False, env=None, no_log=False):
-    task = {"name": "Run the module", "fediverse.object_storage.vultr_object_storage": args, "register": "out"}
-    if no_log:
-        task["no_log"] = True
-    play = [{"hosts": "localhost", "gather_facts": False, "tasks": [task]}]
-    return run_playbook(yaml.safe_dump(play, sort_keys=False), check=check, diff=diff, env=env)
-
-
 def base_args(api, **over):
     args = dict(api_key=API_KEY, api_url=api.url, label="mastodon-media", cluster="ewr1.vultrobjects.com",
                 wait_interval=0.2, wait_timeout=30)
@@ -37,7 +29,7 @@ def base_args(api, **over):
 
 def test_create_waits_for_active_and_returns_keys(vultr_api):
     t0 = time.monotonic()
-    result = run_module(base_args(vultr_api))
+    result = run_module("vultr_object_storage", base_args(vultr_api))
     seconds = time.monotonic() - t0
     assert result.rc == 0, result
     out = result.task("Run the module")
@@ -56,7 +48,7 @@ def test_create_waits_for_active_and_returns_keys(vultr_api):
     pages = [q for m, p, q, _a in vultr_api.requests if p == "/v2/object-storage/clusters"]
     assert len(pages) >= 1 and all(q.get("per_page") for q in pages)
 
-    again = run_module(base_args(vultr_api))
+    again = run_module("vultr_object_storage", base_args(vultr_api))
     assert again.rc == 0, again
     out2 = again.task("Run the module")
     assert out2["changed"] is False
@@ -68,29 +60,29 @@ def test_create_waits_for_active_and_returns_keys(vultr_api):
 def test_pagination_finds_a_cluster_and_subscription_on_later_pages(vultr_api):
     # del1 is the last cluster: with 2 per page it is on page 4
     for i in range(5):
-        assert run_module(base_args(vultr_api, label="s%d" % i, cluster="sgp1", wait=False)).rc == 0
+        assert run_module("vultr_object_storage", base_args(vultr_api, label="s%d" % i, cluster="sgp1", wait=False)).rc == 0
     args = base_args(vultr_api, label="target", region="del", wait=False)
     del args["cluster"]
-    result = run_module(args)
+    result = run_module("vultr_object_storage", args)
     assert result.rc == 0, result
     assert result.task("Run the module")["cluster"]["hostname"] == "del1.vultrobjects.com"
     cursors = [q.get("cursor") for m, p, q, _a in vultr_api.requests if p == "/v2/object-storage/clusters"]
     assert any(cursors), "the cluster list was never paged"
     # the subscription is the 6th: found again by label + cluster through the pages, not re-created
-    again = run_module(base_args(vultr_api, label="target", cluster="del1", wait=False))
+    again = run_module("vultr_object_storage", base_args(vultr_api, label="target", cluster="del1", wait=False))
     assert again.task("Run the module")["changed"] is False
     assert len(vultr_api.subscriptions) == 6
 
 
 def test_same_label_on_another_cluster_is_another_subscription(vultr_api):
-    assert run_module(base_args(vultr_api)).rc == 0
-    other = run_module(base_args(vultr_api, cluster="sgp1"))
+    assert run_module("vultr_object_storage", base_args(vultr_api)).rc == 0
+    other = run_module("vultr_object_storage", base_args(vultr_api, cluster="sgp1"))
     assert other.task("Run the module")["changed"] is True
     assert sorted(s["cluster_id"] for s in vultr_api.subscriptions.values()) == [2, 5]
 
 
 def test_check_mode_creates_nothing(vultr_api):
-    result = run_module(base_args(vultr_api), check=True, diff=True)
+    result = run_module("vultr_object_storage", base_args(vultr_api), check=True, diff=True)
     assert result.rc == 0, result
     out = result.task("Run the module")
     assert out["changed"] is True
@@ -100,39 +92,39 @@ def test_check_mode_creates_nothing(vultr_api):
 
 
 def test_tier_by_name_and_unknown_tier(vultr_api):
-    result = run_module(base_args(vultr_api, tier="premium"))
+    result = run_module("vultr_object_storage", base_args(vultr_api, tier="premium"))
     assert result.task("Run the module")["object_storage"]["tier_id"] == 4
-    bad = run_module(base_args(vultr_api, label="other", tier="Gold"))
+    bad = run_module("vultr_object_storage", base_args(vultr_api, label="other", tier="Gold"))
     assert bad.rc != 0
     assert "no tier 'Gold'" in bad.task("Run the module")["msg"]
 
 
 def test_no_wait_returns_pending(vultr_api):
-    result = run_module(base_args(vultr_api, wait=False))
+    result = run_module("vultr_object_storage", base_args(vultr_api, wait=False))
     out = result.task("Run the module")
     assert out["changed"] is True and out["object_storage"]["status"] == "pending"
 
 
 def test_wait_timeout(vultr_api):
     vultr_api.polls_until_active = 10 ** 6
-    result = run_module(base_args(vultr_api, wait_timeout=1))
+    result = run_module("vultr_object_storage", base_args(vultr_api, wait_timeout=1))
     assert result.rc != 0
     assert "still 'pending' after 1 seconds" in result.task("Run the module")["msg"]
 
 
 def test_absent(vultr_api):
-    assert run_module(base_args(vultr_api)).rc == 0
-    checked = run_module(base_args(vultr_api, state="absent"), check=True)
+    assert run_module("vultr_object_storage", base_args(vultr_api)).rc == 0
+    checked = run_module("vultr_object_storage", base_args(vultr_api, state="absent"), check=True)
     assert checked.task("Run the module")["changed"] is True
     assert len(vultr_api.subscriptions) == 1
-    gone = run_module(base_args(vultr_api, state="absent"))
+    gone = run_module("vultr_object_storage", base_args(vultr_api, state="absent"))
     assert gone.task("Run the module")["changed"] is True
     assert vultr_api.subscriptions == {}
-    assert run_module(base_args(vultr_api, state="absent")).task("Run the module")["changed"] is False
+    assert run_module("vultr_object_storage", base_args(vultr_api, state="absent")).task("Run the module")["changed"] is False
 
 
 def test_bad_api_key_is_a_clear_error(vultr_api):
-    result = run_module(base_args(vultr_api, api_key="wrong-key"))
+    result = run_module("vultr_object_storage", base_args(vultr_api, api_key="wrong-key"))
     assert result.rc != 0
     out = result.task("Run the module")
     assert "rejected the API key (401 Unauthorized: Invalid API token.)" in out["msg"], out
@@ -143,19 +135,19 @@ def test_bad_api_key_is_a_clear_error(vultr_api):
 def test_api_key_from_environment(vultr_api):
     args = base_args(vultr_api)
     del args["api_key"]
-    result = run_module(args, env={"VULTR_API_KEY": API_KEY})
+    result = run_module("vultr_object_storage", args, env={"VULTR_API_KEY": API_KEY})
     assert result.rc == 0, result
     assert result.task("Run the module")["changed"] is True
 
 
 def test_unknown_cluster_lists_the_clusters(vultr_api):
-    result = run_module(base_args(vultr_api, cluster="xyz9"))
+    result = run_module("vultr_object_storage", base_args(vultr_api, cluster="xyz9"))
     msg = result.task("Run the module")["msg"]
     assert result.rc != 0 and "no Object Storage cluster 'xyz9'" in msg and "sgp1.vultrobjects.com" in msg
 
 
 def test_unreachable_api_is_a_clear_error():
-    result = run_module(dict(api_key="k", api_url="http://127.0.0.1:9/v2", label="x", cluster="ewr1"))
+    result = run_module("vultr_object_storage", dict(api_key="k", api_url="http://127.0.0.1:9/v2", label="x", cluster="ewr1"))
     assert result.rc != 0
     assert "cannot reach the Vultr API" in result.task("Run the module")["msg"]
 
@@ -210,7 +202,7 @@ def test_create_is_never_retried_and_an_ambiguous_failure_finds_the_subscription
     # The create succeeds behind a 500: the client must not POST again (a second paid
     # subscription) but find the one that exists, by label and cluster.
     with VultrAPIServer(api_key=API_KEY, polls_until_active=2, create_errors_after_commit=1) as api:
-        result = run_module(base_args(api))
+        result = run_module("vultr_object_storage", base_args(api))
         assert result.rc == 0, result
         assert api.count("POST", "/v2/object-storage") == 1
         assert len(api.subscriptions) == 1
@@ -224,7 +216,7 @@ def test_create_is_never_retried_and_an_ambiguous_failure_finds_the_subscription
 
 
 def test_stand_in_shapes_follow_the_api(vultr_api):
-    result = run_module(base_args(vultr_api))
+    result = run_module("vultr_object_storage", base_args(vultr_api))
     assert result.rc == 0, result
     assert all("name" in c for c in vultr_api.clusters)
     assert all(t["locations"] and all("hostname" in c for c in t["locations"]) for t in vultr_api.tiers)

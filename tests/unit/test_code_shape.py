@@ -314,14 +314,6 @@ def test_the_guard_sees_what_it_guards():
                                                                    "os.rmdir", "os.mkdir", "os.link", "os.listdir"}
 
 
-def test_test_files_have_unique_names():
-    """pytest imports test files by base name (no packages): two files of one name stop the whole run."""
-    import collections
-
-    names = collections.Counter(p.name for p in (ROOT / "tests").rglob("test_*.py"))
-    assert [name for name, count in names.items() if count > 1] == []
-
-
 # --- issue 21: logic in Python, not in long Jinja expressions ------------------------------------------
 
 def test_no_long_jinja_expression_in_roles():

@@ -1,7 +1,7 @@
 """Unit tests of plugins/module_utils/copy_engine.py and its rooms (s3_listing, copy_sources, copy_progress,
 rate_limit): the parts that need no S3 server.
 
-(S3 behaviour is tested against a real Ceph RGW in tests/integration/test_media_copy.py.)
+(S3 behaviour is tested against a real Ceph RGW in tests/integration/test_media_copy_rgw.py.)
 """
 
 from __future__ import annotations

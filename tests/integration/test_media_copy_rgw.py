@@ -7,24 +7,29 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
-import ssl
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 
-import psycopg2
 import pytest
 
-from tests.ansible_helpers import ansible_env, run_playbook
+from tests.ansible_helpers import kill_tree
 from tests.fixtures.mastodon_instance import build_instance
+from tests.media_copy_support import (
+    ERIN_AVATAR,
+    ERIN_ID,
+    ERIN_MEDIA,
+    anonymous_get_status,
+    assert_erin_media_public,
+    bucket_objects,
+    is_public,
+    module_args,
+    readable_by_others,
+    run_copy,
+    start_killable,
+    suspend_account,
+)
 
-MODULE = "fediverse.object_storage.media_copy"
 CACHE_CONTROL = "public, max-age=315576000, immutable"
-ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
 
 # --- fixtures and helpers ---------------------------------------------------------------------
@@ -44,76 +49,6 @@ def tree_checksums(root):
                 st = os.stat(path)
                 sums[os.path.relpath(path, root)] = (hashlib.sha256(fh.read()).hexdigest(), st.st_mode, st.st_mtime_ns)
     return sums
-
-
-def module_args(rgw, instance, bucket, **extra):
-    args = dict(
-        db_host=instance.db_params["host"], db_port=instance.db_params["port"], db_name=instance.db_params["dbname"],
-        db_user=instance.db_params["user"], db_password=instance.db_params["password"],
-        system_root=instance.system_root,
-        endpoint=rgw.https_endpoint, ca_bundle=rgw.ca_bundle, access_key=rgw.access_key, secret_key=rgw.secret_key,
-        bucket=bucket,
-    )
-    args.update(extra)
-    return args
-
-
-def playbook(args):
-    # JSON is YAML: the arguments go in verbatim.
-    return """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Copy media
-      %s: %s
-""" % (MODULE, json.dumps(args))
-
-
-def run_copy(args, check=False):
-    res = run_playbook(playbook(args), check=check)
-    return res, res.task("Copy media")
-
-
-def bucket_objects(s3, bucket):
-    out = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for item in page.get("Contents", []):
-            out[item["Key"]] = item
-    return out
-
-
-def descendants(pid):
-    """Every process below ``pid`` (by parent pid, across sessions)."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open("/proc/%s/stat" % entry) as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def anonymous_get_status(rgw, bucket, key):
-    ctx = ssl.create_default_context(cafile=rgw.ca_bundle)
-    url = "%s/%s/%s" % (rgw.https_endpoint, bucket, urllib.request.quote(key))
-    try:
-        with urllib.request.urlopen(url, context=ctx, timeout=10) as resp:
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
-def is_public(s3, bucket, key):
-    grants = s3.get_object_acl(Bucket=bucket, Key=key)["Grants"]
-    return any(g["Grantee"].get("URI") == ALL_USERS and g["Permission"] in ("READ", "FULL_CONTROL") for g in grants)
 
 
 def present(expected, instance):
@@ -242,12 +177,7 @@ def test_shards_split_the_set_without_overlap(rgw, s3, bucket, instance):
 def test_interrupted_run_resumes_to_complete(rgw, s3, bucket, instance, tmp_path):
     progress = tmp_path / "progress.json"
     args = module_args(rgw, instance, bucket, max_requests_per_second=3, concurrency=2, progress_file=str(progress))
-    path = tmp_path / "play.yml"
-    path.write_text(playbook(args))
-    inv = tmp_path / "inv.ini"
-    inv.write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable)
-    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), str(path), "-i", str(inv)],
-                            env=ansible_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_killable(tmp_path, args)
     want = set(present(instance.expected, instance))
     try:
         deadline = time.monotonic() + 60
@@ -262,14 +192,7 @@ def test_interrupted_run_resumes_to_complete(rgw, s3, bucket, instance, tmp_path
         data = json.loads(progress.read_text())
         assert data["finished"] is False and data["phase"] in ("copying", "listing")
     finally:
-        # kill -9 the whole tree: ansible-playbook, its worker and the module's python (the worker
-        # runs in a session of its own, so killing the process group would miss the module)
-        for pid in descendants(proc.pid) + [proc.pid]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        proc.wait()
+        kill_tree(proc)
     time.sleep(1)  # a request whose body was fully sent may still complete on the server
     landed = set(bucket_objects(s3, bucket))
     assert 0 < len(landed) < len(want)
@@ -480,16 +403,6 @@ def test_destination_listing_covers_every_key(s3, bucket, parallel):
 
 # --- issue 11: an account suspended after its media were copied --------------------------------
 
-ALL_PUBLIC_GROUPS = (ALL_USERS, "http://acs.amazonaws.com/groups/global/AuthenticatedUsers")
-# erin (id 4): a remote account the fixture does NOT suspend; media attachments 7 and 1234567891
-ERIN_ID = 4
-ERIN_MEDIA = (
-    "cache/media_attachments/files/000/000/007/original/m5.heic",
-    "cache/media_attachments/files/000/000/007/small/m5.jpeg",
-    "media_attachments/files/001/234/567/891/original/m10.webp",
-    "media_attachments/files/001/234/567/891/small/m10.webp",
-)
-ERIN_AVATAR = "accounts/avatars/000/000/004/original/r6av.webp"
 
 
 @pytest.fixture
@@ -498,33 +411,6 @@ def fresh_instance(pg, tmp_path):
     return build_instance(pg, "acl_" + uuid.uuid4().hex[:8], tmp_path / "mastodon" / "public" / "system")
 
 
-def suspend_account(inst, account_id):
-    """What SuspendAccountService does with filesystem storage: suspended_at (and updated_at) on the
-    account row, the media attachments' local files chmod 0600; the media rows are not touched."""
-    conn = psycopg2.connect(host=inst.db_params["host"], port=inst.db_params["port"], dbname=inst.db_params["dbname"],
-                            user=inst.db_params["user"], password=inst.db_params["password"])
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute("UPDATE accounts SET suspended_at = now(), updated_at = now() WHERE id = %s", (account_id,))
-            assert cur.rowcount == 1
-    finally:
-        conn.close()
-    for key in ERIN_MEDIA:
-        os.chmod(os.path.join(inst.system_root, key), 0o600)
-
-
-def readable_by_others(s3, bucket, key):
-    grants = s3.get_object_acl(Bucket=bucket, Key=key)["Grants"]
-    return any(g["Grantee"].get("URI") in ALL_PUBLIC_GROUPS for g in grants)
-
-
-def assert_erin_media_public(rgw, s3, bucket, public):
-    for key in ERIN_MEDIA:
-        assert readable_by_others(s3, bucket, key) is public, key
-        assert anonymous_get_status(rgw, bucket, key) == (200 if public else 403), key
-    # the avatar of a suspended account stays public, as Mastodon leaves it
-    assert is_public(s3, bucket, ERIN_AVATAR)
-    assert anonymous_get_status(rgw, bucket, ERIN_AVATAR) == 200
 
 
 def test_account_suspended_after_copy_is_made_private(rgw, s3, bucket, fresh_instance):
