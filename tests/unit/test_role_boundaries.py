@@ -299,3 +299,20 @@ def test_migrate_skips_a_roles_argument_check_only_where_preflight_made_it():
     # ...and pre-flight runs on every run of migrate.yml, whatever --tags says.
     main = load(ROLES_DIR / "migrate" / "tasks" / "main.yml")[0]["block"]
     assert [t for t in main if t.get("ansible.builtin.import_tasks") == "preflight.yml"][0]["tags"] == ["always"]
+
+
+def test_no_include_passes_omit_as_a_variable():
+    """`omit` leaves out a module's option; as the value of a variable given to an include it is the placeholder
+    text itself (a Misskey prefix of '__omit_place_holder__...' once)."""
+    found = []
+    for path in sorted(ROLES_DIR.glob("*/tasks/*.yml")):
+        def walk(tasks):
+            for task in tasks or []:
+                for key in TASK_LISTS:
+                    walk(task.get(key))
+                if any(key in task for key in ROLE_INCLUDES | INCLUDES):
+                    for name, value in (task.get("vars") or {}).items():
+                        if "omit" in str(value):
+                            found.append("%s: %s: %s" % (path.relative_to(ROOT), task.get("name"), name))
+        walk(load(path))
+    assert not found, found
