@@ -304,15 +304,15 @@ def test_migrate_skips_a_roles_argument_check_only_where_preflight_made_it():
 def test_no_include_passes_omit_as_a_variable():
     """`omit` leaves out a module's option; as the value of a variable given to an include it is the placeholder
     text itself (a Misskey prefix of '__omit_place_holder__...' once)."""
-    found = []
-    for path in sorted(ROLES_DIR.glob("*/tasks/*.yml")):
-        def walk(tasks):
-            for task in tasks or []:
-                for key in TASK_LISTS:
-                    walk(task.get(key))
-                if any(key in task for key in ROLE_INCLUDES | INCLUDES):
-                    for name, value in (task.get("vars") or {}).items():
-                        if "omit" in str(value):
-                            found.append("%s: %s: %s" % (path.relative_to(ROOT), task.get("name"), name))
-        walk(load(path))
+    def walk(tasks, where):
+        for task in tasks or []:
+            for key in TASK_LISTS:
+                yield from walk(task.get(key), where)
+            if any(key in task for key in ROLE_INCLUDES | INCLUDES):
+                for name, value in (task.get("vars") or {}).items():
+                    if "omit" in str(value):
+                        yield "%s: %s: %s" % (where, task.get("name"), name)
+
+    found = [item for path in sorted(ROLES_DIR.glob("*/tasks/*.yml"))
+             for item in walk(load(path), path.relative_to(ROOT))]
     assert not found, found
