@@ -31,7 +31,7 @@ for p in (os.path.join(REPO, ".cache", "collections"), REPO):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import s3_client  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.client import s3_client  # noqa: E402
 
 CACHE_CONTROL = "public, max-age=315576000, immutable"
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
@@ -197,7 +197,7 @@ class Bench:
     def mutate(self):
         """Add 1 % new rows with files, update 0.5 % of the rows in place (new file name, new file).
         Returns what revert() needs and the number of new objects."""
-        from ansible_collections.fediverse.object_storage.plugins.module_utils import mastodon_layout as layout
+        from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon import layout
 
         conn = self.db()
         with conn, conn.cursor() as cur:

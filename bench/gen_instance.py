@@ -6,7 +6,7 @@
 Rows: remote media attachments (jpeg, storage schema 1, snowflake ids) of one remote account,
 created one every 10 seconds until an hour ago (as an instance's cache grows over time);
 each row owns two objects (original + small), so --objects N makes N/2 rows. Keys come from the
-collection's own enumeration (plugins/module_utils/db.py), so files and DB always agree.
+collection's own enumeration (plugins/module_utils/mastodon/db.py), so files and DB always agree.
 
 Size mix (a scaled-down but realistic cache: many small previews, a long tail of big files):
   small style: 2-30 KiB
@@ -29,7 +29,7 @@ for p in (os.path.join(REPO, ".cache", "collections"), REPO):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import db as db_lib  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon import db as db_lib  # noqa: E402
 from tests.fixtures.mastodon_schema import schema_sql  # noqa: E402
 
 KIB = 1024

@@ -25,7 +25,7 @@ for p in (os.path.join(REPO, ".cache", "collections"), REPO):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import s3_client  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.client import s3_client  # noqa: E402
 
 VENV_PY = os.path.join(REPO, ".venv", "bin", "python")
 

@@ -4,7 +4,7 @@ Session fixtures start lazily (only when a test asks for them) and once per sess
   rgw  - single-node Ceph RGW: .http_endpoint .https_endpoint .ca_bundle .access_key .secret_key
          .dns_name .http_port .https_port
   pg   - PostgreSQL: .host .port .socket_dir .user .password .dsn(db) .create_database(name) .execute(sql, db)
-  s3   - the collection's S3 client (plugins/module_utils/s3.py) on rgw.https_endpoint with its CA
+  s3   - the collection's S3 client (plugins/module_utils/s3/client.py) on rgw.https_endpoint with its CA
   podman_image - localhost/fos-bookworm-systemd:latest (tests/services/podman.py: runc, lowered ulimits)
 Function fixtures:
   bucket        - a fresh, empty bucket on rgw (emptied and deleted afterwards)
@@ -73,7 +73,7 @@ def pg():
 
 @pytest.fixture(scope="session")
 def s3(rgw):
-    from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import s3_client
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.client import s3_client
 
     return s3_client(rgw.https_endpoint, access_key=rgw.access_key, secret_key=rgw.secret_key,
                      ca_bundle=rgw.ca_bundle)
@@ -93,7 +93,7 @@ def empty_and_delete_bucket(client, name):
 
 @pytest.fixture
 def bucket(s3):
-    from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import is_not_found
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.client import is_not_found
 
     name = "fos-test-" + uuid.uuid4().hex[:16]
     s3.create_bucket(Bucket=name)

@@ -13,7 +13,7 @@ import threading
 
 import psycopg2
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive import sniff_image_type
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.drive import sniff_image_type
 
 
 class FilesStandIn:

@@ -4,7 +4,7 @@
 """Wait for an async media_copy job and print its progress lines while it runs.
 
 Runs on the controller and calls the media_copy_wait module on the app host, which watches the
-job's status file there (module_utils/async_wait.py) and returns as soon as the job has finished, or
+job's status file there (module_utils/copy/async_wait.py) and returns as soon as the job has finished, or
 after at most ``interval`` seconds with the job's ``progress_file``: one progress line is printed per
 change (done/total, MB/s, ETA), and the module is called again. Returns the finished job's result,
 as ``async_status`` would.

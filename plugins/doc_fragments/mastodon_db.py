@@ -8,7 +8,7 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # The Mastodon database options shared by media_copy and media_info (module_utils/db.py).
+    # The Mastodon database options shared by media_copy and media_info (module_utils/mastodon/db.py).
     DOCUMENTATION = r"""
 notes:
   - The module is in the C(fediverse.object_storage.db) action group, so C(module_defaults) can set

@@ -8,7 +8,7 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # The Misskey (v11+) database options shared by the Misskey modules (module_utils/misskey_db.py).
+    # The Misskey (v11+) database options shared by the Misskey modules (module_utils/misskey/db.py).
     DOCUMENTATION = r"""
 notes:
   - The module is in the C(fediverse.object_storage.db) action group, so C(module_defaults) can set

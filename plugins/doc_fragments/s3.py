@@ -8,7 +8,7 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # The S3 connection options shared by every S3 module (plugins/module_utils/s3.py).
+    # The S3 connection options shared by every S3 module (plugins/module_utils/s3/client.py).
     DOCUMENTATION = r"""
 options:
   endpoint:

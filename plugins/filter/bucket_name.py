@@ -7,7 +7,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # noqa: UP001 (ansible-test sanity requires it)
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket_rules import (
+from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket.rules import (
     BucketNameError,
     validate_bucket_name,
 )

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: fediverse.object_storage contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""media_plan: where the media are served (module_utils/media_plan.py), for the roles."""
+"""media_plan: where the media are served (module_utils/migrate/media_plan.py), for the roles."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -9,10 +9,10 @@ __metaclass__ = type  # noqa: UP001 (ansible-test sanity requires it)
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.media_plan import (
+from ansible_collections.fediverse.object_storage.plugins.module_utils.migrate.media_plan import (
     MediaPlanError,
 )
-from ansible_collections.fediverse.object_storage.plugins.module_utils.media_plan import (
+from ansible_collections.fediverse.object_storage.plugins.module_utils.migrate.media_plan import (
     media_plan as _media_plan,
 )
 

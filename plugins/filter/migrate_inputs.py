@@ -1,13 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: fediverse.object_storage contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""migrate_input_problems and migrate_words: migrate.yml's input checks (module_utils/migrate_inputs.py)."""
+"""migrate_input_problems and migrate_words: migrate.yml's input checks (module_utils/migrate/inputs.py)."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # noqa: UP001 (ansible-test sanity requires it)
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.migrate_inputs import (
+from ansible_collections.fediverse.object_storage.plugins.module_utils.migrate.inputs import (
     in_user_words,
     input_problems,
 )

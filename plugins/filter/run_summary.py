@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: fediverse.object_storage contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Jinja2 filters over module_utils/run_summary.py: the summaries of migrate.yml and rollback.yml."""
+"""Jinja2 filters over module_utils/migrate/run_summary.py: the summaries of migrate.yml and rollback.yml."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -10,7 +10,7 @@ __metaclass__ = type  # noqa: UP001 (ansible-test sanity requires it)
 from ansible import context
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import run_summary
+from ansible_collections.fediverse.object_storage.plugins.module_utils.migrate import run_summary
 
 
 def _cli():

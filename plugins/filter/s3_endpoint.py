@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: fediverse.object_storage contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Jinja2 filters over module_utils/s3.py, so that roles resolve endpoints like the modules do."""
+"""Jinja2 filters over module_utils/s3/client.py, so that roles resolve endpoints like the modules do."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -9,7 +9,7 @@ __metaclass__ = type  # noqa: UP001 (ansible-test sanity requires it)
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.client import (
     S3ConfigError,
     region_for,
     resolve_endpoint,

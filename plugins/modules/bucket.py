@@ -171,7 +171,7 @@ deleted_objects:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket import (  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket.steps import (  # noqa: E402
     BucketError,
     bucket_error_message,
     handle_bucket_absent,
@@ -180,7 +180,7 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket im
     handle_cors,
     handle_policy,
 )
-from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket_rules import (  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket.rules import (  # noqa: E402
     NAMED_POLICIES,
     OBJECT_ACL,
     BucketNameError,
@@ -193,7 +193,7 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket_ru
     strip_anonymous_allows,
     validate_bucket_name,
 )
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.client import (  # noqa: E402
     BotoCoreError,
     ClientError,
     client_and_endpoint,

@@ -91,13 +91,13 @@ etag:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket import (  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket.steps import (  # noqa: E402
     bucket_error_message,
     handle_object_absent,
     handle_object_present,
 )
-from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket_rules import object_url  # noqa: E402
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket.rules import object_url  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.client import (  # noqa: E402
     BotoCoreError,
     ClientError,
     client_and_endpoint,

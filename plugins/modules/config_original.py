@@ -21,7 +21,7 @@ description:
     Every file is opened once, relative to a descriptor of the directory, without following a link;
     a link or anything but a regular file (a FIFO, a directory) at the config file's or the
     original's name is refused and nothing is written. Writes go to an exclusive temporary file
-    renamed over the target (module_utils/safe_fs.py).
+    renamed over the target (module_utils/fs/safe_fs.py).
   - The restored file keeps the owner, group and mode of the file it replaces, so the app can still
     read it. When the config file is absent, it gets the owner and group of the directory (the app's
     user) and the mode of the original.
@@ -112,17 +112,17 @@ backup_file:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.atomic import (  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.fs.atomic import (  # noqa: E402
     AtomicWriteError,
     keep_original,
     restore_original,
 )
-from ansible_collections.fediverse.object_storage.plugins.module_utils.envfile import (  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon.envfile import (  # noqa: E402
     EnvFileError,
     mask_secrets,
     read_env,
 )
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import mask_yaml_secrets  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.config import mask_yaml_secrets  # noqa: E402
 
 
 def _text(data):

@@ -92,8 +92,8 @@ backup_file:
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible.module_utils.common.text.converters import to_native  # noqa: E402
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.atomic import finish_edit, read_for_edit  # noqa: E402
-from ansible_collections.fediverse.object_storage.plugins.module_utils.envfile import (  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.fs.atomic import finish_edit, read_for_edit  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon.envfile import (  # noqa: E402
     EnvFileError,
     mask_secrets,
     update_env,

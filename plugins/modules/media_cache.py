@@ -130,8 +130,8 @@ missing:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import cache_retirement as cr  # noqa: E402
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon import cache_retirement as cr  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.client import (  # noqa: E402
     describe_error,
     client_from_module,
     s3_argument_spec,
@@ -140,7 +140,7 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import
 
 def bucket_size_lookup(module):
     """size_of(key) for the bucket: one listing of [key_prefix/]cache/ (BucketIndex, 16 bytes per object)."""
-    from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_listing import (
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.listing import (
         BucketIndex,
         join_key,
         listing_prefix,

@@ -445,9 +445,9 @@ full:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import db as db_lib  # noqa: E402
-from ansible_collections.fediverse.object_storage.plugins.module_utils import media_copy as steps  # noqa: E402
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import (  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon import db as db_lib  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import steps  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.client import (  # noqa: E402
     BOTO3_IMPORT_ERROR,
     HAS_BOTO3,
     client_from_module,

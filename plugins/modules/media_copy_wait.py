@@ -85,7 +85,7 @@ totals:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.async_wait import (  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy.async_wait import (  # noqa: E402
     WaitError,
     wait_for_job,
 )

@@ -70,8 +70,8 @@ database:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import db
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_listing import join_key
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon import db
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.listing import join_key
 
 
 def main():

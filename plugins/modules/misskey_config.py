@@ -116,15 +116,15 @@ import copy  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.atomic import finish_edit, read_for_edit  # noqa: E402
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import (  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.fs.atomic import finish_edit, read_for_edit  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.config import (  # noqa: E402
     HAS_YAML,
     MASK,
     drive_settings,
     mask_yaml_secrets,
     replace_drive,
 )
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_db import (  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.db import (  # noqa: E402
     drive_argument_spec,
     run_module,
 )

@@ -225,26 +225,24 @@ still_moved:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import (  # noqa: E402
-    misskey_db,
-    misskey_drive_restore,
-    misskey_storage,
-)
-from ansible_collections.fediverse.object_storage.plugins.module_utils.atomic import read_config  # noqa: E402
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import (  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey import db as misskey_db  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey import drive_restore as misskey_drive_restore  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey import storage as misskey_storage  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.fs.atomic import read_config  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.config import (  # noqa: E402
     MisskeyConfigError,
     parse_yaml,
 )
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive import (  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.drive import (  # noqa: E402
     DriveMoveError,
     move_diff,
 )
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_engine import (  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.drive_engine import (  # noqa: E402
     DriveMover,
     rollback,
 )
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_purge import Purger  # noqa: E402
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import HAS_BOTO3, s3_client  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.drive_purge import Purger  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.client import HAS_BOTO3, s3_client  # noqa: E402
 
 
 def instance_url(params):

@@ -68,13 +68,13 @@ import os  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.atomic import read_config  # noqa: E402
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import (  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.fs.atomic import read_config  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.config import (  # noqa: E402
     MisskeyConfigError,
     detect_version,
     parse_version,
 )
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_db import run_module  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.db import run_module  # noqa: E402
 
 
 def handle_version(module):

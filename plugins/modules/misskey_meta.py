@@ -138,8 +138,9 @@ restored:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import misskey_db, postgres  # noqa: E402
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import META_COLUMNS  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey import db as misskey_db  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.db import postgres  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.config import META_COLUMNS  # noqa: E402
 
 REQUIRED_FOR_PRESENT = ("bucket", "base_url", "endpoint", "access_key", "secret_key")
 

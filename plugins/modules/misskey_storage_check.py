@@ -102,11 +102,12 @@ region:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import misskey_db, misskey_storage  # noqa: E402
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import (  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey import db as misskey_db  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey import storage as misskey_storage  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.config import (  # noqa: E402
     MisskeyConfigError,
 )
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import HAS_BOTO3  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.client import HAS_BOTO3  # noqa: E402
 
 
 def read_settings(params):

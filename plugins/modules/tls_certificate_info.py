@@ -146,7 +146,7 @@ certificates:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.tls_certificate import (  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.nginx.tls_certificate import (  # noqa: E402
     CRYPTOGRAPHY_ERROR,
     HAS_CRYPTOGRAPHY,
     check_pair,

@@ -139,7 +139,7 @@ cluster:
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback  # noqa: E402
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.vultr_api import (  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket.vultr_api import (  # noqa: E402
     DEFAULT_API_URL,
     VultrAPI,
     VultrAPIError,

@@ -259,7 +259,7 @@ def test_bucket_of_another_account(rgw, s3):
     uid = "fos-other-" + uuid.uuid4().hex[:6]
     access, secret = uuid.uuid4().hex[:20].upper(), uuid.uuid4().hex
     rgw.admin("user", "create", "--uid", uid, "--display-name", "other", "--access-key", access, "--secret-key", secret)
-    other = __import__("ansible_collections.fediverse.object_storage.plugins.module_utils.s3",
+    other = __import__("ansible_collections.fediverse.object_storage.plugins.module_utils.s3.client",
                        fromlist=["s3_client"]).s3_client(rgw.https_endpoint, access, secret, ca_bundle=rgw.ca_bundle)
     name = fresh_name()
     other.create_bucket(Bucket=name)

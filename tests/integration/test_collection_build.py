@@ -28,7 +28,7 @@ def test_build_install_and_list_modules(tmp_path):
     with tarfile.open(tarball) as tar:
         names = tar.getnames()
     assert "galaxy.yml" not in names and "MANIFEST.json" in names
-    assert "meta/runtime.yml" in names and "plugins/module_utils/s3.py" in names
+    assert "meta/runtime.yml" in names and "plugins/module_utils/s3/client.py" in names
     # Development material stays out: the harness and its tests (only tests/sanity, which ansible-test
     # sanity reads from the built collection, may ship), molecule scenarios (they need the harness),
     # the developers' map, unreleased changelog fragments, the AWX project's own requirements file.

@@ -1,4 +1,4 @@
-"""Rollback's copy back (plugins/module_utils/copy_back.py) against the real Ceph RGW over HTTPS, on a
+"""Rollback's copy back (plugins/module_utils/copy/back.py) against the real Ceph RGW over HTTPS, on a
 public/system tree owned by the real unprivileged app user (the `appuser` fixture):
 
 * a file already on disk of another size than its object (truncated) is reported, never skipped;
@@ -25,11 +25,11 @@ import time
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_back as cb
-from ansible_collections.fediverse.object_storage.plugins.module_utils import media_copy as steps
-from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_progress import Stats
-from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon_layout import MediaObject, RowObjects
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_listing import BucketIndex
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import back as cb
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import steps
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy.progress import Stats
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon.layout import MediaObject, RowObjects
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.listing import BucketIndex
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FILES = "media_attachments/files"
@@ -241,11 +241,11 @@ CHILD = r"""
 import json, sys
 paths, config = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 sys.path[:0] = paths
-from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_back as cb
-from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_progress import Stats
-from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon_layout import MediaObject, RowObjects
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import s3_client
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_listing import BucketIndex
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import back as cb
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy.progress import Stats
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon.layout import MediaObject, RowObjects
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.client import s3_client
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.listing import BucketIndex
 
 client = s3_client(config["endpoint"], access_key=config["access_key"], secret_key=config["secret_key"],
                    ca_bundle=config["ca_bundle"])

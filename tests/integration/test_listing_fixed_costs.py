@@ -1,7 +1,7 @@
 """Fixed costs of a re-run (issue 15): a destination of up to one page is listed with one request."""
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import rate_limit
-from ansible_collections.fediverse.object_storage.plugins.module_utils import s3_listing as listing
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import rate_limit
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import listing
 
 
 def test_small_destination_is_listed_with_one_request(s3, bucket):
@@ -26,7 +26,7 @@ def test_the_first_keys_levels_are_asked_at_once_and_every_key_is_indexed_once(r
     is indexed exactly once - also objects directly in a level of that chain the walk did not stop at."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import s3_client
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.client import s3_client
 
     client = s3_client(rgw.https_endpoint, access_key=rgw.access_key, secret_key=rgw.secret_key,
                        ca_bundle=rgw.ca_bundle, lean=True)

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import db
-from ansible_collections.fediverse.object_storage.plugins.module_utils.db import (
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon import db
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon.db import (
     DBError,
     connect,
     connection_params,
@@ -17,7 +17,7 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.db import
     iter_rows_objects,
     table_columns,
 )
-from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon_layout import RowObjects
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon.layout import RowObjects
 from tests.fixtures.mastodon_instance import build_instance
 from tests.services.base import free_port
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_record as record_lib
-from ansible_collections.fediverse.object_storage.plugins.module_utils import db as db_lib
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import record as record_lib
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon import db as db_lib
 from tests.ansible_helpers import kill_tree
 from tests.conftest import empty_and_delete_bucket
 from tests.fixtures.mastodon_instance import build_instance

@@ -381,8 +381,8 @@ def test_failed_objects_fail_the_task_unless_ignored(rgw, s3, instance):
 @pytest.mark.parametrize("parallel", [1, 4])
 def test_destination_listing_covers_every_key(s3, bucket, parallel):
     """Parallel listing (tree walk + key ranges) sees every key exactly as a plain listing does."""
-    from ansible_collections.fediverse.object_storage.plugins.module_utils import rate_limit
-    from ansible_collections.fediverse.object_storage.plugins.module_utils import s3_listing as listing
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import rate_limit
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import listing
 
     keys = ["a", "a-b/c", "a/", "a/b", "p/x y+z.png", "p/%41", "top.txt"]
     keys += ["p/media/%03d/%03d/original/f.png" % (i // 7, i) for i in range(60)]

@@ -52,7 +52,7 @@ def play(tasks_from="main"):
 """ % tasks_from + OUTPUTS
 
 
-# The outputs of retire_cache and restore_cache that migrate's summary reads (module_utils/run_summary.py).
+# The outputs of retire_cache and restore_cache that migrate's summary reads (module_utils/migrate/run_summary.py).
 OUTPUTS = """
     - name: Outputs
       ansible.builtin.debug:
@@ -202,7 +202,7 @@ def test_delete_old_cache_refuses_unverified_or_foreign_cache_old(rgw, s3, bucke
     os.unlink(stray)
 
     # A cache.old this migration did not create (no marker: moved there by someone else): not deleted.
-    from ansible_collections.fediverse.object_storage.plugins.module_utils.cache_retirement import marker_path
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon.cache_retirement import marker_path
 
     os.unlink(marker_path(str(tmp_path / "markers"), old))
     foreign = run_playbook(play("retire_cache"), extra_vars=dict(values, media_copy_delete_old_cache=True))

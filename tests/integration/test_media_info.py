@@ -5,7 +5,7 @@ keys are the copy's keys, with S3_KEY_PREFIX joined by the same function the cop
 import uuid
 
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_listing import join_key
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.listing import join_key
 from tests.ansible_helpers import run_module
 from tests.fixtures.mastodon_instance import build_instance
 

@@ -57,7 +57,7 @@ def check_migrated(host, res, s3, bucket_name, mode, before):
     env = env_values(host.env_file)
     alias = {"system": APP_HOST + "/system", "directory": APP_HOST + "/storage", "subdomain": "s3." + APP_HOST}[mode]
     assert (env["S3_ENABLED"], env["S3_BUCKET"], env["S3_ALIAS_HOST"]) == ("true", bucket_name, alias)
-    # The summary names the media URL the app now writes (one plan: module_utils/media_plan.py).
+    # The summary names the media URL the app now writes (one plan: module_utils/migrate/media_plan.py).
     summary = res.task("Summary of the migration")["msg"]
     assert "media URLs: https://%s/... through the nginx proxy cache (mode %s)" % (alias, mode) in summary, summary
     assert env["AWS_SECRET_ACCESS_KEY"] == host.env["AWS_SECRET_ACCESS_KEY"]

@@ -7,8 +7,8 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import bucket as bucket_lib
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import error_code, probe_bucket, s3_client
+from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket import steps as bucket_lib
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.client import error_code, probe_bucket, s3_client
 
 
 class Counting:

@@ -1,4 +1,4 @@
-"""The lean request path (plugins/module_utils/s3_lean.py) against the real Ceph RGW, over HTTP (signed
+"""The lean request path (plugins/module_utils/s3/lean.py) against the real Ceph RGW, over HTTP (signed
 payload) and HTTPS (UNSIGNED-PAYLOAD): what it writes is what boto3 reads back, byte for byte with the
 headers Mastodon sends; its listing equals boto3's; errors carry botocore's codes."""
 
@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from botocore.exceptions import ClientError
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import LeanClient, describe_error, s3_client
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.client import LeanClient, describe_error, s3_client
 
 KEYS = [
     "cache/media_attachments/files/110/000/001/original/a1b2c3.png",
@@ -159,9 +159,9 @@ def test_a_refused_put_is_access_denied_not_an_unreachable_endpoint(rgw, s3, buc
         return send(self, data)
 
     monkeypatch.setattr(http.client.HTTPConnection, "send", counting_send)
-    from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_engine import CopyEngine
-    from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_sources import FilesystemSource
-    from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon_layout import (
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.copy.engine import CopyEngine
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.copy.sources import FilesystemSource
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon.layout import (
         MediaObject,
         RowObjects,
     )

@@ -1,5 +1,5 @@
 """Issue 24 item 7: one copy run, one way out. With HTTPS_PROXY (HTTP_PROXY for an http endpoint) set,
-the copy engine's small PUTs (the lean path, s3_lean.py) and its multipart uploads (boto3) both go
+the copy engine's small PUTs (the lean path, s3/lean.py) and its multipart uploads (boto3) both go
 through the forward proxy, a real relaying proxy with credentials (tests/forward_proxy.py) in front of
 the real Ceph RGW, and the objects land in the bucket; with NO_PROXY naming the endpoint, neither
 does. Unit tests of the choice itself: tests/unit/test_s3_proxy.py."""
@@ -8,10 +8,10 @@ import os
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_engine import CopyEngine
-from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_sources import FilesystemSource
-from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon_layout import MediaObject, RowObjects
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import LeanClient, s3_client
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy.engine import CopyEngine
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy.sources import FilesystemSource
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon.layout import MediaObject, RowObjects
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.client import LeanClient, s3_client
 from tests.forward_proxy import ForwardProxy
 
 THRESHOLD = 1024 * 1024  # objects above it are multipart uploads (boto3), the others lean PUTs

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import s3_client
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.client import s3_client
 from tests.conftest import empty_and_delete_bucket
 
 

@@ -92,7 +92,7 @@ def test_stop_is_by_pid_and_checks_the_command_line():
 
 
 def test_cli_up_down(tmp_path):
-    from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import s3_client
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.client import s3_client
 
     state = tmp_path / "state"
     up = subprocess.run([sys.executable, "-m", "tests.services", "up", "--state-dir", str(state),

@@ -15,7 +15,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import error_code, s3_client
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.client import error_code, s3_client
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEMPLATES = os.path.join(REPO, "templates")
@@ -224,8 +224,8 @@ def sample_vars(workdir, port, https_port):
     )
     variables.setdefault("nginx_proxy_cors_origin", "*")
     # misskey-files.conf.j2 (the misskey role's drive_move entry point): the checked values of Misskey's upstream,
-    # bucket URL and prefix, as the role computes them (module_utils/misskey_files_fallback.py).
-    from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_files_fallback import (
+    # bucket URL and prefix, as the role computes them (module_utils/misskey/files_fallback.py).
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.files_fallback import (
         fallback_values,
     )
 

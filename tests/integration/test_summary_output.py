@@ -11,7 +11,7 @@ import re
 import pytest
 import yaml
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.media_plan import media_plan
+from ansible_collections.fediverse.object_storage.plugins.module_utils.migrate.media_plan import media_plan
 from tests.ansible_helpers import REPO, run_playbook
 
 ROOT = "/home/mastodon/live/public/system"

@@ -27,8 +27,10 @@ NOBODY = 65534
 ENGINE_SCRIPT = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_engine as e, copy_sources as sources, db
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import s3_client
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import engine as e
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import sources
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon import db
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.client import s3_client
 cfg = json.loads(sys.argv[2])
 client = s3_client(cfg["endpoint"], access_key=cfg["access_key"], secret_key=cfg["secret_key"], ca_bundle=cfg["ca"])
 conn = db.connect(**cfg["db"])

@@ -1,6 +1,6 @@
 """A local stand-in for the Vultr API v2 Object Storage endpoints (the one remote thing we fake).
 
-It follows the real API's shapes (see plugins/module_utils/vultr_api.py for the sources):
+It follows the real API's shapes (see plugins/module_utils/bucket/vultr_api.py for the sources):
 bearer-token auth (401 ``{"error": ..., "status": 401}``), cursor pagination with ``per_page``,
 ``cursor`` and ``meta.links.next`` (pages are capped at ``max_per_page``, so a small cap makes
 every list span several pages), cluster tiers, a create that answers ``pending`` and becomes

@@ -28,7 +28,10 @@ def code_spans(text):
 
 
 def python_stems(folder):
-    return sorted(p.stem for p in (PLUGINS / folder).glob("*.py") if p.stem != "__init__")
+    """The Python files below plugins/FOLDER, as paths below it without .py (module_utils has sub-packages:
+    `s3/client`)."""
+    return sorted(str(p.relative_to(PLUGINS / folder).with_suffix("")) for p in (PLUGINS / folder).rglob("*.py")
+                  if p.stem != "__init__")
 
 
 def filter_names():
@@ -68,7 +71,7 @@ def pieces():
 def test_the_tree_has_the_pieces_this_test_reads():
     kinds = {kind for kind, _name in pieces()}
     assert kinds == {"module", "module_utils room", "action", "doc fragment", "filter", "playbook", "template"}
-    assert ("filter", "s3_endpoint") in pieces() and ("module_utils room", "safe_fs") in pieces()
+    assert ("filter", "s3_endpoint") in pieces() and ("module_utils room", "fs/safe_fs") in pieces()
     assert ("migrate", "rollback") in entry_points() and len(entry_points()) >= 15
 
 
@@ -106,7 +109,7 @@ def test_every_path_on_the_map_exists():
 
 def test_every_room_the_map_describes_exists():
     """A `**`name.py`** ...` heading on the map is a module_utils room that exists."""
-    described = re.findall(r"^\*\*`([a-z_0-9*]+)\.py`", map_text(), flags=re.M)
+    described = re.findall(r"^\*\*`([a-z_0-9*/]+)\.py`", map_text(), flags=re.M)
     assert described
     rooms = set(python_stems("module_utils"))
     gone = [name for name in described if "*" not in name and name not in rooms]

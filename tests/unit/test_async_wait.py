@@ -1,4 +1,4 @@
-"""The host side of media_copy_wait (plugins/module_utils/async_wait.py): one module run watches the async
+"""The host side of media_copy_wait (plugins/module_utils/copy/async_wait.py): one module run watches the async
 job's status file and returns as soon as the job has finished (as async_status reads that file), or after
 ``wait`` seconds with the progress document; never through a link."""
 
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import async_wait
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import async_wait
 
 JID = "j123456789.4242"
 

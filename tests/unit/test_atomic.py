@@ -1,4 +1,4 @@
-"""plugins/module_utils/atomic.py: the one atomic write, safe in a directory another user owns."""
+"""plugins/module_utils/fs/atomic.py: the one atomic write, safe in a directory another user owns."""
 
 import json
 import os
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import atomic
-from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_progress
+from ansible_collections.fediverse.object_storage.plugins.module_utils.fs import atomic
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import progress as copy_progress
 
 APP_UID = 1000
 

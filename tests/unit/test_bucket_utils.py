@@ -1,12 +1,13 @@
-"""Unit tests of plugins/module_utils/bucket_rules.py and plugins/module_utils/vultr_api.py (no service)."""
+"""Unit tests of plugins/module_utils/bucket/rules.py and plugins/module_utils/bucket/vultr_api.py (no service)."""
 
 import json
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import bucket, copy_engine
-from ansible_collections.fediverse.object_storage.plugins.module_utils import bucket_rules as b
-from ansible_collections.fediverse.object_storage.plugins.module_utils import vultr_api as v
+from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket import steps as bucket
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import engine as copy_engine
+from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket import rules as b
+from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket import vultr_api as v
 
 # --- bucket names ---------------------------------------------------------------------------------
 
@@ -314,7 +315,7 @@ def test_wait_active_times_out():
 
 
 def test_one_comparison_of_local_bytes_with_an_object():
-    from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket_rules import content_mismatch
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket.rules import content_mismatch
 
     md5 = "5d41402abc4b2a76b9719d911017c592"
     assert content_mismatch(5, md5, 5, '"%s"' % md5) is None

@@ -1,4 +1,4 @@
-"""plugins/module_utils/cache_retirement.py on real files in a temp directory (the bucket side is a dict
+"""plugins/module_utils/mastodon/cache_retirement.py on real files in a temp directory (the bucket side is a dict
 of key -> size here; against Ceph RGW see tests/integration/test_media_copy_role.py)."""
 
 import json
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import cache_retirement as cr
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon import cache_retirement as cr
 
 
 def M(tmp_path):

@@ -52,7 +52,7 @@ def called_names(node):
 
 
 def imported_from(module_tree, module_utils_name):
-    """The names a module imports from ``plugins/module_utils/<module_utils_name>.py``."""
+    """The names a module imports from ``plugins/module_utils/<module_utils_name>.py`` (dotted: ``fs.atomic``)."""
     names = set()
     for node in ast.walk(module_tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.endswith(
@@ -62,7 +62,7 @@ def imported_from(module_tree, module_utils_name):
 
 
 def test_one_retry_loop_in_the_copy_engine():
-    engine = tree(UTILS / "copy_engine.py")
+    engine = tree(UTILS / "copy/engine.py")
     retrying = sorted(name for name, fn in functions(engine).items() if "is_retryable" in called_names(fn))
     assert retrying == ["CopyEngine._with_retries"]
     # a retry loop: a loop whose exception handler goes round again (``continue``)
@@ -107,7 +107,7 @@ def outside_attribute_assignments(module_tree):
 
 def own_methods():
     """The names of the methods of every class of plugins/module_utils."""
-    return {f.name for path in sorted(UTILS.glob("*.py")) for node in ast.walk(tree(path))
+    return {f.name for path in sorted(UTILS.rglob("*.py")) for node in ast.walk(tree(path))
             if isinstance(node, ast.ClassDef) for f in node.body if isinstance(f, ast.FunctionDef)}
 
 
@@ -127,7 +127,7 @@ def replaced_methods(module_tree, methods):
 
 def test_no_room_replaces_another_objects_methods():
     """copy_record.py used to replace CopyEngine's triage, copy_one and stats.record on the instance: a
-    reader of copy_engine.py could not tell what a run did. The engine takes a tracer instead."""
+    reader of copy/engine.py could not tell what a run did. The engine takes a tracer instead."""
     methods = own_methods()
     assert {"triage", "copy_one", "record"} <= methods
     offenders = ["%s:%d %s" % (path.relative_to(PLUGINS), line, text) for path in sorted(PLUGINS.rglob("*.py"))
@@ -146,7 +146,7 @@ def test_the_engines_collaborators_are_never_swapped_from_outside():
                  for line, base, attr, _value in outside_attribute_assignments(tree(path))
                  if attr in ENGINE_COLLABORATORS]
     assert offenders == [], "CopyEngine's collaborators set from outside the engine:\n" + "\n".join(offenders)
-    init = functions(tree(UTILS / "copy_engine.py"))["CopyEngine.__init__"]
+    init = functions(tree(UTILS / "copy/engine.py"))["CopyEngine.__init__"]
     set_in_init = {t.attr for t in ast.walk(init) if isinstance(t, ast.Attribute) and isinstance(t.ctx, ast.Store)}
     assert set(ENGINE_COLLABORATORS) <= set_in_init
     # ...each given as an argument (the stats and the progress file are the engine's own)
@@ -177,21 +177,21 @@ def test_one_definition_of_a_public_grant():
     for name in ("PUBLIC_GROUPS", "acl_is_public", "public_bucket_grants"):
         assert not [p.name for p in plugin_files if re.search(r"\b%s\b" % name, source(p))], name
     # the group URIs are spelled in one file only
-    assert [p.name for p in plugin_files if "groups/global/AllUsers" in source(p)] == ["bucket_rules.py"]
-    assert "public_grants" in functions(tree(UTILS / "bucket_rules.py"))
-    for user in ("copy_engine.py", "bucket.py"):
+    assert [str(p.relative_to(UTILS)) for p in plugin_files if "groups/global/AllUsers" in source(p)] == ["bucket/rules.py"]
+    assert "public_grants" in functions(tree(UTILS / "bucket/rules.py"))
+    for user in ("copy/engine.py", "bucket/steps.py"):
         module_tree = tree(UTILS / user)
-        assert "public_grants" in imported_from(module_tree, "bucket_rules"), user
+        assert "public_grants" in imported_from(module_tree, "bucket.rules"), user
         assert "public_grants" in called_names(module_tree), user
 
 
 @pytest.mark.parametrize("name", CONFIG_EDITING_MODULES)
 def test_config_editing_modules_read_and_write_through_atomic_edit_helpers(name):
     module_tree = tree(MODULES / (name + ".py"))
-    assert {"read_for_edit", "finish_edit"} <= imported_from(module_tree, "atomic")
+    assert {"read_for_edit", "finish_edit"} <= imported_from(module_tree, "fs.atomic")
     assert {"read_for_edit", "finish_edit"} <= called_names(module_tree)
     # no module repeats the read/backup/write steps itself
-    assert not {"read_bytes", "write_atomic", "backup_copy"} & (imported_from(module_tree, "atomic")
+    assert not {"read_bytes", "write_atomic", "backup_copy"} & (imported_from(module_tree, "fs.atomic")
                                                                | called_names(module_tree))
 
 
@@ -214,7 +214,7 @@ def test_drive_options_are_one_argument_spec(name):
 
 
 def test_meta_row_changes_share_one_transaction():
-    text = source(UTILS / "misskey_db.py")
+    text = source(UTILS / "misskey/db.py")
     assert text.count("conn.commit()") == 1
     assert text.count("except PGError") <= 2  # connect() and the one meta-row transaction
     assert text.count("database error on the meta table") == 1
@@ -242,8 +242,8 @@ def test_no_plugin_file_over_500_lines():
 
 # --- issue 20: one safe file-system room ---------------------------------------------------------
 
-SAFE_ROOM = UTILS / "safe_fs.py"
-SAFE_ROOM_FILES = (SAFE_ROOM, UTILS / "safe_fs_open.py")  # the room, and its fast open below an anchor
+SAFE_ROOM = UTILS / "fs/safe_fs.py"
+SAFE_ROOM_FILES = (SAFE_ROOM, UTILS / "fs/safe_fs_open.py")  # the room, and its fast open below an anchor
 _OS_PATH_OPS = {"exists", "lexists", "isdir", "isfile", "islink", "realpath", "getsize", "samefile"}
 _OS_OPS = {"open", "stat", "lstat", "rename", "renames", "replace", "unlink", "remove", "rmdir", "mkdir",
            "makedirs", "walk", "fwalk", "listdir", "scandir", "chmod", "chown", "lchown", "link", "symlink",
@@ -251,12 +251,13 @@ _OS_OPS = {"open", "stat", "lstat", "rename", "renames", "replace", "unlink", "r
 # Functions that touch only files of root's own, outside every app tree, with the reason. Anything
 # else in plugins/ that opens, stats, lists, removes or renames a path goes through safe_fs.
 OWN_FILES = {
-    ("module_utils/copy_record.py", "_safe_dir"): "record_dir: root's 0700 directory of run records",
-    ("module_utils/copy_record.py", "load"): "the run record, in record_dir",
-    ("module_utils/copy_record.py", "save"): "the run record, in record_dir",
-    ("module_utils/cache_retirement.py", "_open_marker_dir"): "creates the marker directory: root's own 0700 "
+    ("module_utils/copy/record.py", "_safe_dir"): "record_dir: root's 0700 directory of run records",
+    ("module_utils/copy/record.py", "load"): "the run record, in record_dir",
+    ("module_utils/copy/record.py", "save"): "the run record, in record_dir",
+    ("module_utils/mastodon/cache_retirement.py", "_open_marker_dir"): "creates the marker directory: root's own 0700 "
                                                                "directory outside every app tree",
-    ("module_utils/s3.py", "s3_client"): "ca_bundle: an admin's CA file on the controller's path, only tested for existence",
+    ("module_utils/s3/client.py", "s3_client"): "ca_bundle: an admin's CA file on the controller's path, only tested "
+                                                 "for existence",
 }
 
 
@@ -302,7 +303,7 @@ def test_only_the_safe_room_touches_files_by_name():
         for function, label in path_operations(path):
             if (rel, function) not in OWN_FILES:
                 offenders.append("%s:%s %s" % (rel, function, label))
-    assert offenders == [], ("file-system calls by name outside the safe room (safe_fs.py, safe_fs_open.py):\n"
+    assert offenders == [], ("file-system calls by name outside the safe room (fs/safe_fs.py, fs/safe_fs_open.py):\n"
                              + "\n".join(offenders))
 
 
@@ -318,7 +319,7 @@ def test_the_guard_sees_what_it_guards():
 
 def test_no_long_jinja_expression_in_roles():
     """No {{ }} or {% %} in roles/ longer than 160 characters (whitespace folded): what needs more is a
-    module_utils function behind a filter (nginx_proxy's input checks: nginx_inputs.py), or named parts."""
+    module_utils function behind a filter (nginx_proxy's input checks: nginx/inputs.py), or named parts."""
     long_ones = []
     for path in sorted((ROOT / "roles").rglob("*")):
         if path.suffix not in (".yml", ".yaml", ".j2") or not path.is_file():

@@ -1,4 +1,4 @@
-"""plugins/module_utils/copy_back.py on real files in a temp directory: the rollback's copy back
+"""plugins/module_utils/copy/back.py on real files in a temp directory: the rollback's copy back
 writes several objects of one new directory at once (its workers share the directories they create),
 through the safe room (safe_fs). Against Ceph RGW, killed mid-file too: tests/integration/test_copy_back_rgw.py."""
 
@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_back as cb
-from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket_rules import etag_md5
-from ansible_collections.fediverse.object_storage.plugins.module_utils.safe_fs import Dir, UnsafePath
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import back as cb
+from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket.rules import etag_md5
+from ansible_collections.fediverse.object_storage.plugins.module_utils.fs.safe_fs import Dir, UnsafePath
 
 OWNER = (os.getuid(), os.getgid())
 

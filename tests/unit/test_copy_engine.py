@@ -1,4 +1,4 @@
-"""Unit tests of plugins/module_utils/copy_engine.py and its rooms (s3_listing, copy_sources, copy_progress,
+"""Unit tests of plugins/module_utils/copy/engine.py and its rooms (s3_listing, copy_sources, copy_progress,
 rate_limit): the parts that need no S3 server.
 
 (S3 behaviour is tested against a real Ceph RGW in tests/integration/test_media_copy_rgw.py.)
@@ -20,14 +20,14 @@ _COLLECTIONS = str(REPO / ".cache" / "collections")
 if _COLLECTIONS not in sys.path:
     sys.path.insert(0, _COLLECTIONS)
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_engine as ce  # noqa: E402
-from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_progress as progress  # noqa: E402
-from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_sources as sources  # noqa: E402
-from ansible_collections.fediverse.object_storage.plugins.module_utils import rate_limit  # noqa: E402
-from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket_rules import public_grants  # noqa: E402
-from ansible_collections.fediverse.object_storage.plugins.module_utils import s3_listing as listing  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import engine as ce  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import progress  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import sources  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import rate_limit  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket.rules import public_grants  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import listing  # noqa: E402
 
-# The shapes of plugins/module_utils/mastodon_layout.py, redeclared so these tests stand alone.
+# The shapes of plugins/module_utils/mastodon/layout.py, redeclared so these tests stand alone.
 MediaObject = namedtuple("MediaObject", "kind key content_type acl row_id")
 RowObjects = namedtuple("RowObjects", "kind row_id objects")
 
@@ -278,7 +278,7 @@ def test_verify_mode_reports_missing_and_different(system_root):
 
 
 def _retire(system_root):
-    """What the migration's retirement does (cache_retirement.py): public/system/cache -> cache.old."""
+    """What the migration's retirement does (mastodon/cache_retirement.py): public/system/cache -> cache.old."""
     os.rename(system_root / "cache", system_root / "cache.old")
 
 
@@ -339,7 +339,7 @@ def test_a_retired_file_is_read_from_cache_old_and_never_through_a_link(system_r
 
 
 def test_the_media_copy_module_reads_retired_files_from_cache_old(system_root):
-    from ansible_collections.fediverse.object_storage.plugins.module_utils import media_copy
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import steps as media_copy
 
     _retire(system_root)
     source = media_copy.handle_source({"source": "filesystem", "system_root": str(system_root)}, None)
@@ -523,7 +523,7 @@ def test_engine_reports_unsafe_sources_and_rejected_names(tmp_path, system_root)
     linked = "accounts/avatars/000/000/009/original/x.png"
     (system_root / linked).parent.mkdir(parents=True)
     os.symlink(str(secret), str(system_root / linked))
-    from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon_layout import (
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon.layout import (
         RowObjects as LayoutRowObjects,
     )
 

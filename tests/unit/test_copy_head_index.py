@@ -1,10 +1,10 @@
-"""The bucket by HeadObject (plugins/module_utils/copy_head_index.py): what an incremental run looks up.
+"""The bucket by HeadObject (plugins/module_utils/copy/head_index.py): what an incremental run looks up.
 
 (Against a real Ceph RGW, with its request count: tests/integration/test_media_copy_incremental.py.)"""
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_head_index import HeadIndex
-from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon_layout import MediaObject, RowObjects
-from ansible_collections.fediverse.object_storage.plugins.module_utils.rate_limit import RateLimiter
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy.head_index import HeadIndex
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon.layout import MediaObject, RowObjects
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.rate_limit import RateLimiter
 
 
 class Answers:

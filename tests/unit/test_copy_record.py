@@ -1,4 +1,4 @@
-"""The copy record (plugins/module_utils/copy_record.py): file safety, binding, and one run's use of it (RunRecord).
+"""The copy record (plugins/module_utils/copy/record.py): file safety, binding, and one run's use of it (RunRecord).
 
 Its pieces have their own tests: test_copy_selection.py, test_copy_head_index.py, test_copy_trace.py."""
 
@@ -7,9 +7,9 @@ import json
 import os
 
 import pytest
-from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_record as rec
-from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_head_index import HEAD_LIMIT_ROWS, HeadIndex
-from ansible_collections.fediverse.object_storage.plugins.module_utils.rate_limit import RateLimiter
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import record as rec
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy.head_index import HEAD_LIMIT_ROWS, HeadIndex
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.rate_limit import RateLimiter
 
 SINCE = datetime.datetime(2026, 1, 2, 3, 4, 5, 678000)
 

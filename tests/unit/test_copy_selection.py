@@ -1,10 +1,10 @@
-"""Which rows an incremental copy selects (plugins/module_utils/copy_selection.py): the SQL of Selection.
+"""Which rows an incremental copy selects (plugins/module_utils/copy/selection.py): the SQL of Selection.
 
 (The SQL runs against a real PostgreSQL in tests/integration/test_media_copy_incremental.py.)"""
 
 import datetime
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_selection as sel_lib
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import selection as sel_lib
 
 SINCE = datetime.datetime(2026, 1, 2, 3, 4, 5, 678000)
 COLUMNS = {"id", "updated_at", "file_updated_at", "file_file_name"}

@@ -1,14 +1,14 @@
-"""Following a copy run (plugins/module_utils/copy_trace.py): what CopyEngine tells its tracer, and the
+"""Following a copy run (plugins/module_utils/copy/trace.py): what CopyEngine tells its tracer, and the
 copy record's RowTracker fed by a real CopyEngine run (no S3 request is sent: the objects are skipped,
 missing, unreadable or vanish before their transfer)."""
 
 import datetime
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_engine as ce
-from ansible_collections.fediverse.object_storage.plugins.module_utils import copy_trace as trace
-from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_sources import FilesystemSource
-from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon_layout import MediaObject, RowObjects
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3_listing import BucketIndex
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import engine as ce
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import trace
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy.sources import FilesystemSource
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon.layout import MediaObject, RowObjects
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.listing import BucketIndex
 
 SINCE = datetime.datetime(2026, 1, 2, 3, 4, 5, 678000)
 KIND = "media_attachments/files"

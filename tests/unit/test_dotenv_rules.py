@@ -7,11 +7,11 @@ Rows marked "was wrong" gave another value with the collection's earlier line re
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.db import (
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon.db import (
     connection_params,
     parse_env_text,
 )
-from ansible_collections.fediverse.object_storage.plugins.module_utils.envfile import read_env
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon.envfile import read_env
 
 DOTENV_TABLE = [
     # (text, expected)

@@ -1,8 +1,8 @@
-"""plugins/module_utils/envfile.py: dotenv editing that keeps every other line byte for byte."""
+"""plugins/module_utils/mastodon/envfile.py: dotenv editing that keeps every other line byte for byte."""
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.envfile import (
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon.envfile import (
     MARKER,
     EnvFileError,
     format_value,

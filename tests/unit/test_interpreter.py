@@ -1,9 +1,9 @@
-"""plugins/module_utils/interpreter.py and its filter: the interpreter Ansible runs modules with, decided
+"""plugins/module_utils/copy/interpreter.py and its filter: the interpreter Ansible runs modules with, decided
 as ansible-core's module_common does (issue 20, finding 14)."""
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.interpreter import (
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy.interpreter import (
     is_discovery_mode,
     module_interpreter,
 )

@@ -21,30 +21,33 @@ COLLECTIONS_PATH = ROOT / ".cache" / "collections"
 COLLECTION = "ansible_collections.fediverse.object_storage"
 ROOMS = COLLECTION + ".plugins.module_utils."
 
-# Imports the entry point given in argv[2] with argv[1] on sys.path, prints the rooms it loaded.
+# Imports the entry point given in argv[2] with argv[1] on sys.path, prints the rooms it loaded (the
+# sub-packages themselves, e.g. `s3`, are folders, not rooms).
 PROBE = """
 import importlib, json, sys
 sys.path.insert(0, sys.argv[1])
 importlib.import_module(sys.argv[2])
 prefix = sys.argv[3]
-print(json.dumps(sorted(name[len(prefix):] for name in sys.modules if name.startswith(prefix))))
+print(json.dumps(sorted(name[len(prefix):] for name, mod in list(sys.modules.items())
+                        if name.startswith(prefix) and not getattr(mod, "__path__", None))))
 """
 
 # entry point -> (the rooms it may load, the rooms it must load: what it is about)
 ALLOWED = {
-    # resolve_endpoint / region_for only: s3 without the lean path (s3_lean, s3_wire, s3_listing, rate_limit)
-    "plugins.filter.s3_endpoint": ({"s3"}, {"s3"}),
+    # resolve_endpoint / region_for only: s3.client without the lean path (s3.lean, s3.wire, s3.listing, s3.rate_limit)
+    "plugins.filter.s3_endpoint": ({"s3.client"}, {"s3.client"}),
     # package.json's version and run_module: Misskey's rooms, the shared PostgreSQL room and s3's
-    # endpoint rules; no Mastodon room (db, envfile, mastodon_layout), no copy, no lean S3 path
+    # endpoint rules; no Mastodon room (mastodon.*), no copy, no lean S3 path
     "plugins.modules.misskey_info": (
-        {"misskey_config", "misskey_db", "postgres", "s3", "atomic", "safe_fs"},
-        {"misskey_config", "misskey_db", "atomic"},
+        {"misskey.config", "misskey.db", "db.postgres", "s3.client", "fs.atomic", "fs.safe_fs"},
+        {"misskey.config", "misskey.db", "fs.atomic"},
     ),
-    # Mastodon's database through the shared PostgreSQL room, s3_listing's join_key for the sample's keys;
+    # Mastodon's database through the shared PostgreSQL room, s3.listing's join_key for the sample's keys;
     # no S3 client, no copy
     "plugins.modules.media_info": (
-        {"db", "postgres", "mastodon_layout", "envfile", "atomic", "safe_fs", "s3_listing", "rate_limit"},
-        {"db", "postgres"},
+        {"mastodon.db", "db.postgres", "mastodon.layout", "mastodon.envfile", "fs.atomic", "fs.safe_fs",
+         "s3.listing", "s3.rate_limit"},
+        {"mastodon.db", "db.postgres"},
     ),
 }
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import db
-from ansible_collections.fediverse.object_storage.plugins.module_utils.db import (
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon import db
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon.db import (
     DBError,
     connection_params,
     parse_env_file,

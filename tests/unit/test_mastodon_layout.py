@@ -7,8 +7,8 @@ GifTranscoder/TypeCorrector) -- none is computed with the code under test.
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import mastodon_layout as L
-from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon_layout import (
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon import layout as L
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon.layout import (
     MediaObject,
     RowObjects,
     id_partition,

@@ -1,4 +1,4 @@
-"""plugins/module_utils/media_copy.py, the steps of the media_copy module: its options, the checks of
+"""plugins/module_utils/copy/steps.py, the steps of the media_copy module: its options, the checks of
 its input before anything happens, the source it reads, and when a finished run fails the task.
 
 The steps that talk to PostgreSQL and the bucket (handle_database, handle_copy, handle_copy_back) run
@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import media_copy as steps
-from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_sources import FilesystemSource
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import steps
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy.sources import FilesystemSource
 
 MB = 1024 * 1024
 

@@ -1,4 +1,4 @@
-"""The media plan (module_utils/media_plan.py): one computation of where the media are served, for each
+"""The media plan (module_utils/migrate/media_plan.py): one computation of where the media are served, for each
 app x proxy mode x media domain; and no role or template composes a media URL itself."""
 
 import re
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.media_plan import MediaPlanError, media_plan
+from ansible_collections.fediverse.object_storage.plugins.module_utils.migrate.media_plan import MediaPlanError, media_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 DOMAIN = "example.social"
@@ -89,4 +89,4 @@ def test_no_role_or_template_composes_a_media_url():
                 continue
             if COMPOSED.search(line):
                 found.append("%s:%d: %s" % (path.relative_to(ROOT), number, line.strip()))
-    assert not found, "a media URL composed outside module_utils/media_plan.py:\n" + "\n".join(found)
+    assert not found, "a media URL composed outside module_utils/migrate/media_plan.py:\n" + "\n".join(found)

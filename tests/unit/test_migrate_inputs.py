@@ -1,10 +1,10 @@
-"""migrate.yml's input checks (plugins/module_utils/migrate_inputs.py, issue 24 item 5): each wrong input
+"""migrate.yml's input checks (plugins/module_utils/migrate/inputs.py, issue 24 item 5): each wrong input
 gets exactly one message, which names the migrate_* variable the user set; no request is sent."""
 
 import pytest
 from ansible_collections.fediverse.object_storage.plugins.filter.migrate_inputs import migrate_input_problems
-from ansible_collections.fediverse.object_storage.plugins.module_utils import migrate_inputs as mi
-from ansible_collections.fediverse.object_storage.plugins.module_utils import s3 as s3u
+from ansible_collections.fediverse.object_storage.plugins.module_utils.migrate import inputs as mi
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import client as s3u
 
 # What a correct run passes (roles/migrate/defaults/main.yml with the required inputs set).
 GOOD = {

@@ -1,4 +1,4 @@
-"""plugins/module_utils/misskey_config.py: version line, v10 drive: editing, meta row decisions."""
+"""plugins/module_utils/misskey/config.py: version line, v10 drive: editing, meta row decisions."""
 
 import json
 import os
@@ -6,7 +6,7 @@ import os
 import pytest
 import yaml
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import (
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.config import (
     MASK,
     MisskeyConfigError,
     db_settings,

@@ -1,9 +1,9 @@
-"""plugins/module_utils/misskey_db.py: connection settings from default.yml, what the meta row gets."""
+"""plugins/module_utils/misskey/db.py: connection settings from default.yml, what the meta row gets."""
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import MisskeyConfigError
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_db import (
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.config import MisskeyConfigError
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.db import (
     connection_params,
     connection_params_from,
     db_argument_spec,

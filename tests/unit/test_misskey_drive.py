@@ -1,8 +1,8 @@
-"""plugins/module_utils/misskey_drive.py and the pure parts of misskey_drive_db.py."""
+"""plugins/module_utils/misskey/drive.py and the pure parts of misskey/drive_db.py."""
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive import (
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.drive import (
     CACHE_CONTROL,
     DriveMoveError,
     content_disposition,
@@ -14,7 +14,7 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_d
     sniff_image_type,
     upload_type,
 )
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_db import _rewrite, js_encode
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.drive_db import _rewrite, js_encode
 
 U = "0b6f3b1e-2c4d-4f6a-8b9c-0d1e2f3a4b5c"
 
@@ -94,7 +94,7 @@ def test_rewrite_exact_and_proxied_avatar_urls():
 # --- the purge's file checks (misskey_drive_purge) ------------------------------------------------
 
 def _files(tmp_path):
-    from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_purge import open_dir
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.drive_purge import open_dir
 
     files = tmp_path / "files"
     files.mkdir()
@@ -104,7 +104,7 @@ def _files(tmp_path):
 def test_open_entry_regular_file_and_absent(tmp_path):
     import os
 
-    from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_purge import (
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.drive_purge import (
         md5_of_fd,
         open_entry,
     )
@@ -124,7 +124,7 @@ def test_open_entry_regular_file_and_absent(tmp_path):
 def test_open_entry_keeps_what_is_not_a_regular_file(tmp_path, kind):
     import os
 
-    from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_purge import Kept, open_entry
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.drive_purge import Kept, open_entry
 
     files, drive_dir = _files(tmp_path)
     target = tmp_path / "target"
@@ -151,7 +151,7 @@ def test_open_entry_keeps_what_is_not_a_regular_file(tmp_path, kind):
 def test_unlink_checked_refuses_a_replaced_name(tmp_path):
     import os
 
-    from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_purge import (
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.drive_purge import (
         Kept,
         open_entry,
         unlink_checked,
@@ -177,7 +177,7 @@ def test_unlink_checked_refuses_a_replaced_name(tmp_path):
 def test_open_dir_refuses_a_link(tmp_path, appuser):
     import os
 
-    from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_purge import open_dir
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.drive_purge import open_dir
 
     (tmp_path / "real").mkdir()
     os.symlink(str(tmp_path / "real"), str(tmp_path / "files"))
@@ -187,7 +187,7 @@ def test_open_dir_refuses_a_link(tmp_path, appuser):
 
 
 def test_object_matches():
-    from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_purge import object_matches
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.drive_purge import object_matches
 
     md5 = "5d41402abc4b2a76b9719d911017c592"
     assert object_matches({"ContentLength": 5, "ETag": '"%s"' % md5}, md5, 5) is None

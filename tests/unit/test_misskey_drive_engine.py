@@ -1,4 +1,4 @@
-"""plugins/module_utils/misskey_drive_engine.py: how the move opens files/ and each local file, the
+"""plugins/module_utils/misskey/drive_engine.py: how the move opens files/ and each local file, the
 checksum it compares with the bucket, and what a check-mode pass over rows counts and reports (no
 database or bucket is touched in check mode before the flip).
 
@@ -12,8 +12,8 @@ import os
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive import DriveMoveError
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_engine import (
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.drive import DriveMoveError
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.drive_engine import (
     DriveMover,
     Unsafe,
     _md5_and_size,

@@ -1,4 +1,4 @@
-"""plugins/module_utils/misskey_drive_restore.py: the rollback's write-back of the files a purge deleted
+"""plugins/module_utils/misskey/drive_restore.py: the rollback's write-back of the files a purge deleted
 (the mode of the files written back, the temporaries a killed run left, the names it takes, its refusals
 before any database or bucket is read). The write-back itself, from the bucket through the rows, is
 tested on PostgreSQL and Ceph RGW in tests/integration/test_misskey_drive_move.py (the purge test) and
@@ -9,9 +9,9 @@ import os
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive import DriveMoveError
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_purge import open_dir
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_drive_restore import (
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.drive import DriveMoveError
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.drive_purge import open_dir
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.drive_restore import (
     DEFAULT_MODE,
     OLD_TEMPORARY,
     absent,

@@ -1,9 +1,9 @@
-"""The values the Misskey /files/ fallback renders into nginx (plugins/module_utils/misskey_files_fallback.py,
+"""The values the Misskey /files/ fallback renders into nginx (plugins/module_utils/misskey/files_fallback.py,
 issue 20 finding 5): whole-value matches, so a final newline or any nginx syntax is refused."""
 
 import pytest
 from ansible_collections.fediverse.object_storage.plugins.filter.misskey_files_fallback import FilterModule
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_files_fallback import fallback_values
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.files_fallback import fallback_values
 
 BASE, PREFIX, UPSTREAM, SNIPPET = ("https://s3.example.net/", "misskey", "http://127.0.0.1:3000",
                                    "/etc/nginx/snippets/fediverse-misskey-files.conf")

@@ -1,4 +1,4 @@
-"""plugins/module_utils/misskey_storage.py: the settings Misskey's S3 client is built from, the check
+"""plugins/module_utils/misskey/storage.py: the settings Misskey's S3 client is built from, the check
 object's key and URL, and the fetch through baseUrl (a real HTTP server on this machine).
 
 The write and the fetch against the bucket (run_check) are tested on Ceph RGW in
@@ -11,8 +11,8 @@ import threading
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import misskey_storage as ms
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import MisskeyConfigError
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey import storage as ms
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.config import MisskeyConfigError
 
 META = {
     "useObjectStorage": True, "objectStorageBucket": "mk-media", "objectStoragePrefix": "misskey",

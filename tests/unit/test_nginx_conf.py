@@ -1,7 +1,7 @@
-"""Reading nginx -T output and Mastodon's version.rb (plugins/module_utils/nginx_conf.py)."""
+"""Reading nginx -T output and Mastodon's version.rb (plugins/module_utils/nginx/conf.py)."""
 
 import pytest
-from ansible_collections.fediverse.object_storage.plugins.module_utils import nginx_conf as nc
+from ansible_collections.fediverse.object_storage.plugins.module_utils.nginx import conf as nc
 
 DUMP = """nginx: the configuration file /etc/nginx/nginx.conf syntax is ok
 nginx: configuration file /etc/nginx/nginx.conf test is successful

@@ -1,4 +1,4 @@
-"""The nginx_proxy role's input checks in Python (plugins/module_utils/nginx_inputs.py, issue 21 item 2),
+"""The nginx_proxy role's input checks in Python (plugins/module_utils/nginx/inputs.py, issue 21 item 2),
 fed hostile values (hypothesis): a value a checker refuses never reaches a template (the role fails
 first), a value it accepts renders as one nginx token where the template puts it. Also: one rule set per
 value (the DNS name of migrate.yml's inputs, the bucket name of the bucket module), and every option the
@@ -16,10 +16,10 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 from ansible_collections.fediverse.object_storage.plugins.filter.bucket_name import bucket_name_error
 from ansible_collections.fediverse.object_storage.plugins.filter.nginx_inputs import FilterModule
-from ansible_collections.fediverse.object_storage.plugins.module_utils import migrate_inputs as mi
-from ansible_collections.fediverse.object_storage.plugins.module_utils import nginx_conf as nc
-from ansible_collections.fediverse.object_storage.plugins.module_utils import nginx_inputs as ni
-from ansible_collections.fediverse.object_storage.plugins.module_utils import nginx_values as nv
+from ansible_collections.fediverse.object_storage.plugins.module_utils.migrate import inputs as mi
+from ansible_collections.fediverse.object_storage.plugins.module_utils.nginx import conf as nc
+from ansible_collections.fediverse.object_storage.plugins.module_utils.nginx import inputs as ni
+from ansible_collections.fediverse.object_storage.plugins.module_utils.nginx import values as nv
 from tests.nginx_proxy_support import REPO, ROLE, TEMPLATES, render, role_defaults
 
 # Hypothesis' caches stay out of the tree (the collection is built from it).

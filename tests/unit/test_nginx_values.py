@@ -1,8 +1,8 @@
-"""The checkers of the values rendered into nginx's configuration (plugins/module_utils/nginx_values.py,
+"""The checkers of the values rendered into nginx's configuration (plugins/module_utils/nginx/values.py,
 issue 20 finding 6): every kind refuses what would become nginx syntax, a trailing newline included."""
 
 import pytest
-from ansible_collections.fediverse.object_storage.plugins.module_utils import nginx_values as nv
+from ansible_collections.fediverse.object_storage.plugins.module_utils.nginx import values as nv
 
 # What a hostile value appends to a good one to break out of where the template puts it.
 HOSTILE_SUFFIXES = ["\n", "\nreturn 200 x;", '"', '") { return 200; } #', ";", "; return 200 x", "{", "}",

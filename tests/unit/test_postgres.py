@@ -1,4 +1,4 @@
-"""plugins/module_utils/postgres.py, the PostgreSQL room both apps share, without a server.
+"""plugins/module_utils/db/postgres.py, the PostgreSQL room both apps share, without a server.
 
 The column lookup and the connection to a live server are covered by tests/integration/test_mastodon_db.py
 and the Misskey module tests; here: the shared options, libpq's wording, a refused connection.
@@ -6,8 +6,10 @@ and the Misskey module tests; here: the shared options, libpq's wording, a refus
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import db, misskey_db, postgres
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import MisskeyConfigError
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon import db
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey import db as misskey_db
+from ansible_collections.fediverse.object_storage.plugins.module_utils.db import postgres
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.config import MisskeyConfigError
 from tests.services.base import free_port
 
 

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import mastodon_layout as L
-from ansible_collections.fediverse.object_storage.plugins.module_utils.envfile import (
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon import layout as L
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon.envfile import (
     EnvFileError,
     _covered_lines,
     _lines,

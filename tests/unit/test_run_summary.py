@@ -1,4 +1,4 @@
-"""Unit tests of plugins/module_utils/run_summary.py: the summaries of migrate.yml and rollback.yml say
+"""Unit tests of plugins/module_utils/migrate/run_summary.py: the summaries of migrate.yml and rollback.yml say
 what each phase did, from the phases' results (issue 24 item 4): a tags-limited run, a check run, a re-run
 after retirement, a sharded run that did not retire, a rollback."""
 
@@ -15,7 +15,7 @@ _COLLECTIONS = str(REPO / ".cache" / "collections")
 if _COLLECTIONS not in sys.path:
     sys.path.insert(0, _COLLECTIONS)
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import run_summary as rs  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.migrate import run_summary as rs  # noqa: E402
 
 ROOT = "/home/mastodon/live/public/system"
 ENV = "/home/mastodon/live/.env.production"

@@ -1,7 +1,7 @@
-"""The S3 client factory (plugins/module_utils/s3.py): pure parts, no network."""
+"""The S3 client factory (plugins/module_utils/s3/client.py): pure parts, no network."""
 
 import pytest
-from ansible_collections.fediverse.object_storage.plugins.module_utils import s3 as s3u
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import client as s3u
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 

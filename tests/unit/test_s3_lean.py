@@ -1,4 +1,4 @@
-"""The lean request path (plugins/module_utils/s3_lean.py): its signature is botocore's, its
+"""The lean request path (plugins/module_utils/s3/lean.py): its signature is botocore's, its
 requests are the ones botocore sends, its retries follow botocore's rules, and a copy run that only
 needs its four operations never imports boto3. Loopback HTTP servers record what is sent; the real
 Ceph RGW is in tests/integration/test_s3_lean_rgw.py."""
@@ -14,8 +14,8 @@ from urllib.parse import unquote
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import s3_lean
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import LeanClient, describe_error, s3_client
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import lean as s3_lean
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.client import LeanClient, describe_error, s3_client
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -260,10 +260,10 @@ def test_a_copy_run_on_the_lean_path_never_imports_boto3(recorder):
     code = r"""
 import io, sys
 sys.path[:0] = [%r, %r]
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import s3_client
-from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_engine import CopyEngine
-from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_sources import FilesystemSource
-from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon_layout import MediaObject, RowObjects
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.client import s3_client
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy.engine import CopyEngine
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy.sources import FilesystemSource
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon.layout import MediaObject, RowObjects
 import tempfile, os
 root = tempfile.mkdtemp()
 os.makedirs(os.path.join(root, "cache/a"))
@@ -417,9 +417,9 @@ def test_expect_continue_sends_the_body_after_100_or_after_the_wait(refuser, sil
 
 
 def test_the_engine_counts_an_early_refusal_failed_with_access_denied(refuser, tmp_path):
-    from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_engine import CopyEngine
-    from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_sources import FilesystemSource
-    from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon_layout import (
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.copy.engine import CopyEngine
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.copy.sources import FilesystemSource
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon.layout import (
         MediaObject,
         RowObjects,
     )

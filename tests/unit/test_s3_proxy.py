@@ -1,4 +1,4 @@
-"""Issue 24 item 7: the lean S3 path (s3_lean.py) takes the forward proxy boto3 takes from the
+"""Issue 24 item 7: the lean S3 path (s3/lean.py) takes the forward proxy boto3 takes from the
 environment (HTTPS_PROXY/HTTP_PROXY/NO_PROXY, either case), so small PUTs and boto3's multipart
 uploads of one run leave by the same way. The choice is compared with botocore's own
 (botocore.utils.get_environ_proxies + httpsession.ProxyConfiguration); what goes on the wire is seen
@@ -13,8 +13,9 @@ import threading
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import s3_lean, s3_wire
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import LeanClient, S3ConfigError, s3_client
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import lean as s3_lean
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import wire as s3_wire
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.client import LeanClient, S3ConfigError, s3_client
 from tests.forward_proxy import ForwardProxy
 
 KEY, SECRET = "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"

@@ -1,4 +1,4 @@
-"""The safe file-system room (plugins/module_utils/safe_fs.py), on real files.
+"""The safe file-system room (plugins/module_utils/fs/safe_fs.py), on real files.
 
 The hostile cases run as root against a tree an unprivileged user owns (the `appuser` fixture),
 with links, FIFOs and swapped directories planted the way that user could.
@@ -11,8 +11,8 @@ import threading
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import safe_fs
-from ansible_collections.fediverse.object_storage.plugins.module_utils.safe_fs import Dir, UnsafePath
+from ansible_collections.fediverse.object_storage.plugins.module_utils.fs import safe_fs
+from ansible_collections.fediverse.object_storage.plugins.module_utils.fs.safe_fs import Dir, UnsafePath
 
 
 @pytest.fixture

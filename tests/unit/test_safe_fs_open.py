@@ -1,4 +1,4 @@
-"""plugins/module_utils/safe_fs_open.py: a file a/b/c below an anchor in one system call, never
+"""plugins/module_utils/fs/safe_fs_open.py: a file a/b/c below an anchor in one system call, never
 through a link (openat2, the /proc/self/fd comparison, and the walk), on real files."""
 
 import errno
@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils import safe_fs_open
-from ansible_collections.fediverse.object_storage.plugins.module_utils.safe_fs import Dir, UnsafePath
+from ansible_collections.fediverse.object_storage.plugins.module_utils.fs import safe_fs_open
+from ansible_collections.fediverse.object_storage.plugins.module_utils.fs.safe_fs import Dir, UnsafePath
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.copy_sources import FilesystemSource, UnsafeSource
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy.sources import FilesystemSource, UnsafeSource
 
 
 def test_not_found_is_none_other_errors_raise(tmp_path):

@@ -1,13 +1,13 @@
-"""The TLS certificate check of the pre-flight (plugins/module_utils/tls_certificate.py), on certificates
+"""The TLS certificate check of the pre-flight (plugins/module_utils/nginx/tls_certificate.py), on certificates
 made here with cryptography, and reading an admin's file (safe_fs_open.read_admin_file)."""
 
 import datetime
 import os
 
 import pytest
-from ansible_collections.fediverse.object_storage.plugins.module_utils import tls_certificate as tc
-from ansible_collections.fediverse.object_storage.plugins.module_utils.safe_fs import UnsafePath
-from ansible_collections.fediverse.object_storage.plugins.module_utils.safe_fs_open import read_admin_file
+from ansible_collections.fediverse.object_storage.plugins.module_utils.nginx import tls_certificate as tc
+from ansible_collections.fediverse.object_storage.plugins.module_utils.fs.safe_fs import UnsafePath
+from ansible_collections.fediverse.object_storage.plugins.module_utils.fs.safe_fs_open import read_admin_file
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec

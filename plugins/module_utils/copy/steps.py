@@ -1,0 +1,294 @@
+# -*- coding: utf-8 -*-
+# Copyright: fediverse.object_storage contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The steps of the ``media_copy`` module, in the amazon.aws spirit: the module is a thin wrapper.
+
+Plain Python (no Ansible import). Each step takes the module's ``params`` (and the clients or
+connections the previous steps made) and raises ``MediaCopyError`` with a message an admin can act
+on - and, once the copy ran, its result - which the module turns into ``fail_json``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # noqa: UP001 - required by ansible-test sanity
+
+import os
+import stat
+
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import engine as engine_lib
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import record as record_lib
+from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon import db as db_lib
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy.selection import DEFAULT_MARGIN
+from ansible_collections.fediverse.object_storage.plugins.module_utils.copy.sources import (
+    RETIRED_CACHE,
+    FilesystemSource,
+    S3Source,
+    same_account,
+)
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.rate_limit import RateLimiter
+from ansible_collections.fediverse.object_storage.plugins.module_utils.fs.safe_fs import anchor_parent
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.client import (
+    S3ConfigError,
+    describe_error,
+    probe_bucket,
+    s3_argument_spec,
+    s3_client,
+)
+
+
+class MediaCopyError(Exception):
+    """A step failed: ``msg`` for the admin, ``result`` (the copy's result so far, maybe empty)."""
+
+    def __init__(self, msg, result=None):
+        super(MediaCopyError, self).__init__(msg)
+        self.msg = msg
+        self.result = result or {}
+
+
+def argument_spec():
+    spec = s3_argument_spec()
+    spec.update(db_lib.db_argument_spec())
+    spec.update(
+        source=dict(type="str", default="filesystem", choices=["filesystem", "s3"]),
+        system_root=dict(type="path", default="/home/mastodon/live/public/system"),
+        source_endpoint=dict(type="str"),
+        source_bucket=dict(type="str"),
+        source_access_key=dict(type="str", no_log=True),
+        source_secret_key=dict(type="str", no_log=True),
+        source_key_prefix=dict(type="str", default="", no_log=False),
+        bucket=dict(type="str", required=True),
+        key_prefix=dict(type="str", default="", no_log=False),
+        scope=dict(type="list", elements="str", choices=["cache", "local"], default=["cache"]),
+        include_backups=dict(type="bool", default=False),
+        acl=dict(type="str", default=engine_lib.DEFAULT_ACL),
+        cache_control=dict(type="str", default=engine_lib.DEFAULT_CACHE_CONTROL),
+        concurrency=dict(type="int", default=engine_lib.DEFAULT_CONCURRENCY),
+        max_requests_per_second=dict(type="float", default=0),
+        multipart_threshold=dict(type="bytes", default="15MB"),
+        skip_existing=dict(type="bool", default=True),
+        mode=dict(type="str", default="copy", choices=["copy", "verify", "copy_back"]),
+        limit=dict(type="int"),
+        shard_index=dict(type="int", default=0),
+        shard_count=dict(type="int", default=1),
+        progress_file=dict(type="path"),
+        ignore_failures=dict(type="bool", default=False),
+        record_dir=dict(type="path"),
+        since_last_run=dict(type="bool", default=False),
+        since_last_run_margin=dict(type="int", default=DEFAULT_MARGIN),
+    )
+    return spec
+
+
+def check_params(p, check_mode=False):
+    """Bad input gets a clear error before anything happens."""
+    if p["progress_file"] and not check_mode:
+        progress = os.path.abspath(p["progress_file"])
+        try:
+            directory, base = anchor_parent(progress)
+        except FileNotFoundError:
+            raise MediaCopyError("progress_file %s: its directory does not exist" % progress) from None
+        except OSError as exc:
+            raise MediaCopyError("progress_file %s: %s" % (progress, exc.strerror or exc)) from None
+        with directory:
+            st = directory.lstat(base)
+        if st is not None and stat.S_ISLNK(st.st_mode):
+            raise MediaCopyError("progress_file %s is a symbolic link: refusing to write through it" % progress)
+    if p["concurrency"] < 1:
+        raise MediaCopyError("concurrency must be at least 1")
+    if p["max_requests_per_second"] < 0:
+        raise MediaCopyError("max_requests_per_second must be 0 (no cap) or more")
+    if p["shard_count"] < 1 or not 0 <= p["shard_index"] < p["shard_count"]:
+        raise MediaCopyError("shard_index must be between 0 and shard_count - 1 (got %s of %s)"
+                             % (p["shard_index"], p["shard_count"]))
+    if p["limit"] is not None and p["limit"] < 0:
+        raise MediaCopyError("limit must be 0 or more")
+    if p["multipart_threshold"] < engine_lib.MIN_PART_SIZE:
+        raise MediaCopyError("multipart_threshold must be at least 5 MiB (the S3 minimum part size)")
+    if p["source"] == "s3" and not p["source_bucket"]:
+        raise MediaCopyError("source=s3 needs source_bucket")
+    if p["since_last_run"] and not p["record_dir"]:
+        raise MediaCopyError("since_last_run needs record_dir (where the last run's record is)")
+    if p["since_last_run_margin"] < 0:
+        raise MediaCopyError("since_last_run_margin must be 0 or more seconds")
+    if p["mode"] == "copy_back" and p["source"] != "filesystem":
+        raise MediaCopyError("mode=copy_back writes to system_root: it needs source=filesystem")
+
+
+def handle_database(p):
+    """Connect and count the rows to process: ``(connection, {kind: rows})``."""
+    try:
+        params = db_lib.connection_params_from(p)
+        conn = db_lib.connect(**params)
+        counts = db_lib.count_rows(conn, p["scope"], p["include_backups"], p["shard_index"], p["shard_count"], p["limit"])
+    except (db_lib.DBError, ValueError, OSError) as exc:
+        raise MediaCopyError("database: %s" % exc) from None
+    return conn, counts
+
+
+def check_bucket(client, bucket, endpoint, what):
+    """The bucket exists and the keys may use it, or MediaCopyError with the precise reason."""
+    try:
+        probe_bucket(client, bucket)
+    except Exception as exc:  # noqa: BLE001 - every failure is reported with describe_error
+        raise MediaCopyError("%s: %s" % (what, describe_error(exc, endpoint, bucket))) from None
+
+
+def handle_source(p, client):
+    """The source the objects are read from (copy/sources.py), checked before anything is copied."""
+    if p["source"] == "filesystem":
+        # A cache file retired to cache.old by an earlier run is read (and counted) there, not missing.
+        source = FilesystemSource(p["system_root"], retired_prefixes=RETIRED_CACHE)
+        try:
+            source.anchor()  # once, before anything is read: a link the app user could swap is refused here
+        except OSError as exc:
+            raise MediaCopyError("system_root %s is not a directory that can be read safely: %s"
+                                 % (p["system_root"], exc)) from None
+        return source
+    endpoint = p["source_endpoint"] or p["endpoint"]
+    access_key = p["source_access_key"] or p["access_key"]
+    secret_key = p["source_secret_key"] or p["secret_key"]
+    same = same_account(endpoint, p["source_access_key"], p["endpoint"], p["access_key"]) and (
+        not p["source_secret_key"] or p["source_secret_key"] == p["secret_key"])
+    if same:
+        source_client = client
+    else:
+        try:
+            source_client = s3_client(endpoint, access_key=access_key, secret_key=secret_key,
+                                      addressing_style=p["addressing_style"], ca_bundle=p["ca_bundle"],
+                                      validate_certs=p["validate_certs"], max_pool_connections=p["concurrency"] + 2,
+                                      lean=True)
+        except S3ConfigError as exc:
+            raise MediaCopyError("source: %s" % exc) from None
+    check_bucket(source_client, p["source_bucket"], endpoint, "source bucket")
+    return S3Source(source_client, p["source_bucket"], p["source_key_prefix"], same_account=same)
+
+
+def start_record(p, conn, check_mode=False):
+    """The copy record of this copy run (module_utils/copy/record.py), or None without record_dir."""
+    if not p["record_dir"] or p["mode"] != "copy":
+        return None
+    try:
+        bound = record_lib.binding(
+            p["endpoint"], p["bucket"], p["key_prefix"], p["scope"], p["include_backups"], p["shard_index"],
+            p["shard_count"], record_lib.source_binding(p["source"], p["system_root"], p["source_endpoint"] or p["endpoint"],
+                                                        p["source_bucket"], p["source_key_prefix"]),
+            db_lib.connection_params_from(p))
+        run_record = record_lib.RunRecord(p["record_dir"], bound, p["since_last_run"], p["since_last_run_margin"],
+                                          write=not check_mode and p["limit"] is None)
+        run_record.begin(conn)
+    except (db_lib.DBError, ValueError) as exc:
+        raise MediaCopyError("copy record: %s" % exc) from None
+    except db_lib.PGError as exc:
+        raise MediaCopyError("database: %s" % exc) from None
+    return run_record
+
+
+def handle_copy(p, client, source, conn, counts, check_mode=False):
+    """Run the copy (or verify, or count in check mode); the module's result.
+
+    Without a copy record the engine gets every row, lists the bucket itself and follows nothing.
+    With one (``record_dir``), the record chooses the rows (``changed``), the index of the bucket
+    (a HeadIndex in an incremental run: the rows go through its ``prefetch``) and follows the run
+    (its ``tracker``, the engine's tracer).
+    """
+    run_record = start_record(p, conn, check_mode)
+    changed = run_record.selection if run_record is not None else None
+    if run_record is not None and run_record.incremental:
+        try:
+            counts = db_lib.count_rows(conn, p["scope"], p["include_backups"], p["shard_index"], p["shard_count"],
+                                       p["limit"], changed=changed)
+        except db_lib.DBError as exc:
+            raise MediaCopyError("database: %s" % exc) from None
+    limiter = RateLimiter(p["max_requests_per_second"])
+    rows = db_lib.iter_rows_objects(conn, p["scope"], p["include_backups"], p["shard_index"], p["shard_count"], p["limit"],
+                                    changed=changed)
+    index = tracer = None
+    if run_record is not None:
+        tracer = run_record.tracker
+        index = run_record.choose_index(client, p["bucket"], p["key_prefix"], limiter, p["concurrency"],
+                                        sum(counts.values()), p["skip_existing"])
+        if index is not None:
+            rows = index.prefetch(rows)
+    engine = engine_lib.CopyEngine(
+        client, p["bucket"], source, key_prefix=p["key_prefix"], acl=p["acl"], cache_control=p["cache_control"],
+        concurrency=p["concurrency"], limiter=limiter, multipart_threshold=p["multipart_threshold"],
+        skip_existing=p["skip_existing"], mode=p["mode"], check_mode=check_mode, progress_file=p["progress_file"],
+        index=index, tracer=tracer)
+    try:
+        result = engine.run(rows, rows_total=sum(counts.values()))
+    except db_lib.DBError as exc:
+        raise MediaCopyError("database: %s" % exc, engine.result()) from None
+    except Exception as exc:  # noqa: BLE001 - listing the destination/source failed
+        if hasattr(exc, "response"):
+            raise MediaCopyError("S3: %s" % describe_error(exc, p["endpoint"], p["bucket"]), engine.result()) from None
+        raise
+    finally:
+        conn.close()
+    result["rows_total"] = counts
+    if run_record is not None:
+        run_record.finish()
+        result["copy_record"] = run_record.report()
+    result["full"] = p["shard_count"] == 1 and p["limit"] is None
+    return result
+
+
+def handle_copy_back(p, client, conn, counts, check_mode=False):
+    """mode=copy_back: bucket -> system_root for every DB-referenced object missing on disk."""
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import back as back_lib
+
+    engine = engine_lib.CopyEngine(client, p["bucket"], None, key_prefix=p["key_prefix"], mode="copy",
+                                   concurrency=p["concurrency"], max_requests_per_second=p["max_requests_per_second"],
+                                   check_mode=check_mode, progress_file=p["progress_file"])
+    stats = engine.stats
+    stats.rows_total = sum(counts.values())
+    engine.progress.start()
+    try:
+        index = engine.build_index()
+        stats.phase = "copying back"
+        rows = db_lib.iter_rows_objects(conn, p["scope"], p["include_backups"], p["shard_index"], p["shard_count"],
+                                        p["limit"])
+        back_lib.copy_back(client, p["bucket"], p["system_root"], rows, key_prefix=p["key_prefix"], stats=stats,
+                           concurrency=p["concurrency"], check_mode=check_mode, index=index,
+                           limiter=engine.limiter)
+    except db_lib.DBError as exc:
+        raise MediaCopyError("database: %s" % exc, engine.result()) from None
+    except back_lib.CopyBackError as exc:
+        raise MediaCopyError("copy back: %s" % exc, engine.result()) from None
+    except Exception as exc:  # noqa: BLE001 - listing the bucket failed
+        if hasattr(exc, "response"):
+            raise MediaCopyError("S3: %s" % describe_error(exc, p["endpoint"], p["bucket"]), engine.result()) from None
+        raise
+    finally:
+        stats.phase = "done"
+        engine.progress.stop()
+        conn.close()
+    result = engine.result()
+    result["mode"] = "copy_back"
+    result["different_on_disk"] = stats.different_on_disk
+    result["different_on_disk_sample"] = list(stats.different_on_disk_sample)
+    result["rows_total"] = counts
+    result["full"] = p["shard_count"] == 1 and p["limit"] is None
+    return result
+
+
+def check_result(p, result):
+    """MediaCopyError when a verify could not read every source, or objects failed (unless ignored)."""
+    failed = result["totals"]["failed"]
+    if p["mode"] == "verify" and failed:
+        raise MediaCopyError(
+            "verify failed: %d source file(s) could not be read (e.g. %s): an object whose source cannot be read "
+            "is not verified. Fix the permissions or the disk, then retry."
+            % (failed, "; ".join("%s: %s" % (f["key"], f["reason"]) for f in result["failed_sample"][:3])), result)
+    different = result.get("different_on_disk") or 0
+    if p["mode"] == "copy_back" and different and not p["ignore_failures"]:
+        raise MediaCopyError(
+            "copy back: %d file(s) on disk differ in size from their object in the bucket (%s): they were not "
+            "overwritten, and the app would serve them once switched back (a copy back of an earlier version "
+            "killed mid-file left such truncated files). Check each one: when the bucket's object is the right "
+            "content, move the file on disk away (or delete it) and run the rollback again; it writes the object "
+            "back. (%d object(s) failed in all, see failed_sample.)"
+            % (different, "; ".join("%s: %d bytes on disk, %d in the bucket" % (d["key"], d["size"], d["bucket_size"])
+                                    for d in result.get("different_on_disk_sample", [])[:5]), failed), result)
+    if failed and not p["ignore_failures"]:
+        raise MediaCopyError("%d object(s) could not be copied (see failed_sample); the others were copied. "
+                             "Run again to retry, or set ignore_failures." % failed, result)
