@@ -114,3 +114,23 @@ def test_every_room_the_map_describes_exists():
     rooms = set(python_stems("module_utils"))
     gone = [name for name in described if "*" not in name and name not in rooms]
     assert not gone, "docs/ARCHITECTURE.md describes rooms that do not exist: %s" % gone
+
+
+def test_module_utils_is_grouped_by_concern():
+    """Issue 21 item 9: every room lives in a folder per concern (no flat room at the top), and the tree
+    drawn at the start of the map's rooms section is the tree on disk, folder by folder."""
+    utils = PLUGINS / "module_utils"
+    flat = sorted(p.name for p in utils.glob("*.py") if p.name != "__init__.py")
+    assert not flat, "module_utils rooms outside a concern's folder: %s" % flat
+    on_disk = {p.name: sorted(f.name for f in p.glob("*.py") if f.name != "__init__.py")
+               for p in utils.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert all((utils / folder / "__init__.py").is_file() for folder in on_disk)
+    block = map_text().split("## The module_utils rooms", 1)[1].split("```", 2)[1]
+    drawn, folder = {}, None
+    for line in block.strip("\n").splitlines():
+        if not line.startswith(" "):
+            folder = line.split("/", 1)[0]
+            drawn[folder] = []
+        else:
+            drawn[folder] += [name.strip() for name in line.split(",") if name.strip()]
+    assert drawn == on_disk
