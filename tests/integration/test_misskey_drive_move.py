@@ -39,9 +39,21 @@ def test_move_check_run_rerun_rollback(pg, s3, drive):
     original = head(k(d.photo["accessKey"]))
     assert original["ContentType"] == "image/png" and original["CacheControl"] == "max-age=31536000, immutable"
     assert original["ContentDisposition"] == 'inline; filename="photo.png"'
+    # The headers of each variant as the version's own DriveService.upload sets them (misskey_fork.py):
+    # v12 the names as stored and no name on thumbnails; 2025.x webpublic corrected, thumbnail named.
     thumb = head(k(d.photo["thumbnailAccessKey"]))
-    assert thumb["ContentType"] == "image/webp" and "ContentDisposition" not in thumb
-    assert head(k(d.photo["webpublicAccessKey"]))["ContentDisposition"] == 'inline; filename="photo.png.webp"'
+    assert thumb["ContentType"] == "image/webp"
+    webpublic = head(k(d.photo["webpublicAccessKey"]))["ContentDisposition"]
+    svg_thumb = head(k(d.svg["thumbnailAccessKey"]))
+    if d.version == "12.119.0":
+        assert result.task("Move the drive")["upload_headers"] == "v12"
+        assert "ContentDisposition" not in thumb and "ContentDisposition" not in svg_thumb
+        assert webpublic == 'inline; filename="photo.png"'
+    else:
+        assert result.task("Move the drive")["upload_headers"] == "named"
+        assert thumb["ContentDisposition"] == 'inline; filename="photo.png.thumbnail.webp"'
+        assert svg_thumb["ContentDisposition"] == 'inline; filename="drawing.svg.thumbnail.webp"'
+        assert webpublic == 'inline; filename="photo.png.webp"'
     assert head(k(d.plain["accessKey"]))["ContentDisposition"] == (
         "inline; filename=\"IMG_01.jpg\"; filename*=UTF-8''IMG%2001.jpg")
     assert head(k(d.svg["accessKey"]))["ContentType"] == "application/octet-stream"
