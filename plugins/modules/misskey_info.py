@@ -81,8 +81,8 @@ upstream_version:
   type: str
   version_added: 0.2.0
 upload_headers:
-  description: The generation of upload headers of the version (option O(fediverse.object_storage.misskey_drive_move#module:upload_headers));
-    null for v10.
+  description: The generation of upload headers of the version (option
+    O(fediverse.object_storage.misskey_drive_move#module:upload_headers)); null for v10.
   returned: always
   type: str
   sample: named
