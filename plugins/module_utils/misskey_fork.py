@@ -15,7 +15,7 @@ Package shapes read (``name``/``version`` of the root ``package.json``):
   Misskey   misskey-dev/misskey        "misskey"    "13.9.2", "2025.4.0" (forks keeping the name add a
                                                     suffix: Type4ny "2026.3.2-alpha.2-tp.1")
   meisskey  mei23/misskey              "misskey"    "10.102.x-m544" (v10 line; misskey_config)
-  Sharkey   transfem-org/Sharkey       "sharkey"    "2023.9.0-beta.10" (CalVer of its own)
+  Sharkey   transfem-org/Sharkey       "sharkey"    "2023.9.0-beta.10", "2023.11.2.beta1" (CalVer of its own)
   CherryPick kokonect-link/cherrypick  "cherrypick" "1.0.1-4.14.0-alpha.3" with "basedMisskeyVersion":
                                                     "2024.11.0-beta.4"
   Iceshrimp Ernous/iceshrimp (mirror)  "iceshrimp"  "2026.5.1" (a Firefish fork, CalVer of its own)
@@ -49,6 +49,7 @@ import re
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey_config import (
     MisskeyConfigError,
+    MisskeyVersion,
     parse_version,
 )
 
@@ -135,7 +136,8 @@ def _sharkey(package, version):
         _refuse("Sharkey", version, "Sharkey versions are CalVer from 2023.x; this one cannot be placed")
     # Sharkey numbers its releases by date (its CalVer is its own, not a Misskey version): what matters
     # here is read from its own code and migrations, not derived from the number.
-    return Software("Sharkey", package, version, parse_version(version), "named", _SOURCES["sharkey"],
+    # Sharkey's own shapes include "2023.11.2.beta1" (a fourth dotted part), not Misskey's.
+    return Software("Sharkey", package, version, MisskeyVersion(version, numbers[0]), "named", _SOURCES["sharkey"],
                     note="a Misskey fork with a CalVer of its own, not a Misskey version; its meta, drive_file "
                          "and uploads read from its own code", upstream_version=None)
 

@@ -59,6 +59,10 @@ def test_sharkey_has_its_own_calver():
     assert (found["fork"], found["fork_version"], found["upstream_version"]) == ("Sharkey", "2023.9.0-beta.10", None)
     assert found["uses_postgresql"] and found["upload_headers"] == "named"
     assert "Sharkey" in found["upload_headers_source"]
+    # transfem-org/Sharkey package.json at f02573cc: a fourth dotted part, which Misskey's versions never have
+    later = detect(pkg("sharkey", "2023.11.2.beta1"))
+    assert later.version == "2023.11.2.beta1" and later.as_dict()["fork_version"] == "2023.11.2.beta1"
+    assert later.upstream.major == 2023 and later.upstream.uses_postgresql and later.upload_headers == "named"
 
 
 def test_cherrypick_is_placed_by_its_based_misskey_version():
