@@ -8,6 +8,7 @@ nginx site and the media proxy (s3.DOMAIN) on one real nginx TLS listener, the s
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -56,8 +57,9 @@ def test_migrate_moves_misskey_files_then_rollback_brings_everything_back(pg, rg
                 in check.stdout), check.stdout[-4000:]
         assert "URL columns left: drive_file.src, drive_file.uri (" not in check.stdout  # one reason per line
         assert "move (check mode): URL columns left: drive_file.src (the URL a file was uploaded from" in check.stdout
-        assert "user.backgroundUrl" in check.stdout.split("URL columns left:", 2)[-1].split("\n")[0] or \
-            "user.backgroundUrl" in check.stdout
+        # Sharkey's profile background is not in Misskey 2025.x's tables: left, and said why
+        assert re.search(r'move \(check mode\): URL columns left: [^"]*user\.backgroundUrl[^"]*\(not in this database',
+                         check.stdout), check.stdout[-4000:]
         for secret in (rgw.secret_key, rgw.access_key, pg.password):
             assert secret not in check.stdout
         assert dump(pg, d.db) == db_before and pg.execute(BACKUP_TABLES, d.db) == [(None, None)]
