@@ -344,12 +344,10 @@ def _misskey_move_line(s):
     if not ran(moved):
         return None
     stats = moved.get("stats") or {}
-    line = "%s: %s of %s local drive files %s to the bucket; %s missing on disk, %s refused as unsafe" % (
+    return "%s: %s of %s local drive files %s to the bucket; %s missing on disk, %s refused as unsafe%s" % (
         s.label("move"), stats.get("moved", "?"), stats.get("candidates", "?"), "would be moved" if s.check else "moved",
-        stats.get("missing", 0), stats.get("unsafe", 0))
-    if moved.get("upload_headers"):
-        line += "; upload headers of generation %s" % moved["upload_headers"]
-    return line
+        stats.get("missing", 0), stats.get("unsafe", 0),
+        "; upload headers of generation %s" % moved["upload_headers"] if moved.get("upload_headers") else "")
 
 
 def _still_to_do(s):
@@ -402,9 +400,7 @@ def migrate_summary(run):
     s.add(_config_line(s))
     if s.mastodon and _copy_line(s, "copy pass 2"):
         s.add(_copy_line(s, "copy pass 2"))
-    if not s.mastodon and _software_line(s):
-        s.add(_software_line(s))
-    for extra in (_verify_line(s), _misskey_move_line(s)):
+    for extra in (None if s.mastodon else _software_line(s), _verify_line(s), _misskey_move_line(s)):
         if extra:
             s.add(extra)
     if not s.mastodon and ran(run.get("misskey_move")):

@@ -34,11 +34,11 @@ print(json.dumps(sorted(name[len(prefix):] for name in sys.modules if name.start
 ALLOWED = {
     # resolve_endpoint / region_for only: s3 without the lean path (s3_lean, s3_wire, s3_listing, rate_limit)
     "plugins.filter.s3_endpoint": ({"s3"}, {"s3"}),
-    # package.json's version and run_module: Misskey's rooms, the shared PostgreSQL room and s3's
-    # endpoint rules; no Mastodon room (db, envfile, mastodon_layout), no copy, no lean S3 path
+    # package.json's name and version (misskey_fork) and run_module: Misskey's rooms, the shared PostgreSQL
+    # room and s3's endpoint rules; no Mastodon room (db, envfile, mastodon_layout), no copy, no lean S3 path
     "plugins.modules.misskey_info": (
-        {"misskey_config", "misskey_db", "postgres", "s3", "atomic", "safe_fs"},
-        {"misskey_config", "misskey_db", "atomic"},
+        {"misskey_config", "misskey_fork", "misskey_db", "postgres", "s3", "atomic", "safe_fs"},
+        {"misskey_config", "misskey_fork", "misskey_db", "atomic"},
     ),
     # Mastodon's database through the shared PostgreSQL room, s3_listing's join_key for the sample's keys;
     # no S3 client, no copy
