@@ -24,8 +24,10 @@ Package shapes read (``name``/``version`` of the root ``package.json``):
 
 Upload headers (``DriveService.upload``, the ``filename`` argument of each variant; read per version):
   "v12"    11.x-13.8.x: original and webpublic ``inline; filename=<drive_file.name>`` as stored,
-           thumbnail without Content-Disposition. Read: 13.0-era DriveService (misskey-dev/misskey
-           0c72afc4, a port of v12's services/drive/add-file.ts).
+           thumbnail without Content-Disposition. Read: v12's services/drive/add-file.ts
+           (``upload(key, stream, type, name)``, the thumbnail without a name) and the 13.0-era
+           DriveService that ports it (misskey-dev/misskey 0c72afc4); 11.x (same add-file.ts lineage)
+           not read separately.
   "13.9"   13.9.0 (PR #10150, correctFilename) up to 13.14.1: original correctFilename(name, key ext),
            webpublic correctFilename(name, its ext), thumbnail still without a name. Read: 13.9.2
            (misskey-dev/misskey 00fc261d, package.json 13.9.2).
