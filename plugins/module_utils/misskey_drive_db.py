@@ -91,8 +91,8 @@ class Schema(object):
 
     def url_columns(self):
         """Which URL-carrying columns a move rewrites here, which it leaves and why (summary, check mode)."""
-        rewritten = ["drive_file.%s" % c for c in ("url", "thumbnailUrl", "webpublicUrl", "accessKey",
-                                                     "thumbnailAccessKey", "webpublicAccessKey")]
+        rewritten = ["drive_file.%s" % c for c in
+                     ("url", "thumbnailUrl", "webpublicUrl", "accessKey", "thumbnailAccessKey", "webpublicAccessKey")]
         rewritten += ["%s.%s" % (table, c) for table, columns in self.dependents for c in columns]
         left = [dict(column=name, why=why) for name, why in self.left]
         left += [dict(column=name, why="not in this database (another version or fork)") for name in self.absent]
