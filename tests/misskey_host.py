@@ -93,8 +93,17 @@ STORAGE_COLUMNS = ["useObjectStorage", "objectStorageBucket", "objectStoragePref
                    "objectStorageEndpoint", "objectStorageRegion", "objectStorageAccessKey", "objectStorageSecretKey",
                    "objectStoragePort", "objectStorageUseSSL", "objectStorageUseProxy", "objectStorageSetPublicRead",
                    "objectStorageS3ForcePathStyle"]
-# The meta table of the drive fixture's versions (tests/fixtures/misskey_drive.py VERSIONS).
-META_DDL_OF = {"12.119.0": "12.117.1"}
+# The meta table of the drive fixture's versions (tests/fixtures/misskey_drive.py FLAVOURS). Sharkey's
+# models/Meta.ts (transfem-org/Sharkey 1c9b03f4) has these columns of Misskey 2025.x with the same types.
+META_DDL_OF = {"12.119.0": "12.117.1", "sharkey-2023.11.2.beta1": "2025.4.0"}
+
+
+def package_of(version):
+    """``(name, version)`` of package.json for a version or a fork's fixture name ("sharkey-2023.11.2.beta1")."""
+    if "-" in version and not version[0].isdigit():
+        name, own = version.split("-", 1)
+        return name, own
+    return "misskey", version
 
 
 def sql_literal(value):
@@ -145,7 +154,8 @@ def write_misskey(directory, version, config_text):
     ``config_text``. Returns the default.yml's path."""
     directory = Path(directory)
     (directory / ".config").mkdir(parents=True)
-    (directory / "package.json").write_text(json.dumps({"name": "misskey", "version": version}, indent="\t"))
+    name, own = package_of(version)
+    (directory / "package.json").write_text(json.dumps({"name": name, "version": own}, indent="\t"))
     config = directory / ".config" / "default.yml"
     config.write_text(config_text)
     return config

@@ -97,6 +97,17 @@ options:
   planned_prefix:
     description: The C(objectStoragePrefix) the switch is going to store (with O(planned_base_url)).
     type: str
+  upload_headers:
+    description:
+      - Whose upload code the object headers follow (what C(DriveService.upload) of the version sets).
+        C(v12) (Misskey 11.x-13.8.x; the file names as stored, no C(Content-Disposition) on thumbnails),
+        C(13.9) (13.9.0-13.14.1; names corrected with C(correctFilename), none on thumbnails), C(named)
+        (13.14.2 and later, CalVer, Sharkey; thumbnails C(inline; filename="<name>.thumbnail.<ext>")).
+      - When not given, read from C(package.json) in the Misskey directory holding O(config_file)
+        (the fork and version found there; a fork that cannot be placed is refused).
+    type: str
+    choices: [v12, '13.9', named]
+    version_added: 0.2.0
   ca_bundle:
     description: CA certificates for the endpoint's TLS (private endpoints and tests).
     type: path
@@ -162,6 +173,20 @@ sample:
   returned: with O(state=moved) or O(state=purged)
   type: list
   elements: dict
+upload_headers:
+  description: The generation of upload headers used (see O(upload_headers)).
+  returned: with O(state=moved)
+  type: str
+  sample: named
+url_columns:
+  description:
+    - C(rewritten) - the columns holding drive file URLs that the move rewrites in this database
+      (C(table.column)); C(left) - the URL columns it leaves, each with C(column) and C(why) (left on
+      purpose, or not in this database's version or fork).
+  returned: with O(state=moved)
+  type: dict
+  sample: {"rewritten": ["drive_file.url", "user.avatarUrl", "user.backgroundUrl"],
+           "left": [{"column": "drive_file.src", "why": "the URL a file was uploaded from"}]}
 base_url:
   description: C(objectStorageBaseUrl) of the meta row (where the moved files are served from).
   returned: with O(state=moved)
@@ -223,10 +248,13 @@ still_moved:
   type: int
 """
 
+import os  # noqa: E402
+
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey import db as misskey_db  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey import drive_restore as misskey_drive_restore  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey import fork as misskey_fork  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey import storage as misskey_storage  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils.fs.atomic import read_config  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.config import (  # noqa: E402
@@ -254,6 +282,25 @@ def instance_url(params):
     if not url:
         raise MisskeyConfigError("%s has no url:" % params["config_file"])
     return str(url).rstrip("/")
+
+
+def upload_headers(params):
+    """The generation of upload headers: given, or from package.json in the Misskey directory."""
+    if params["upload_headers"]:
+        return params["upload_headers"]
+    if not params["config_file"]:
+        raise MisskeyConfigError("give upload_headers or config_file (package.json is read next to its .config/)")
+    directory = os.path.dirname(os.path.dirname(os.path.abspath(params["config_file"])))
+    package = os.path.join(directory, "package.json")
+    try:
+        text = read_config(package)
+    except OSError as exc:
+        raise MisskeyConfigError("cannot read %s to tell the version's upload headers (%s): give upload_headers"
+                                 % (package, exc.strerror or exc)) from None
+    software = misskey_fork.detect(text, source=package)
+    if not software.upload_headers:
+        raise MisskeyConfigError("%s is %s: moving files needs Misskey v11 or later" % (package, software.describe()))
+    return software.upload_headers
 
 
 def storage(params, conn, check_mode):
@@ -322,7 +369,7 @@ def run(module):
             return result
         mover = DriveMover(conn, client, settings, params["files_dir"], instance_url(params),
                            check_mode=module.check_mode, batch_size=params["batch_size"], limit=params["limit"],
-                           sample_size=params["sample_size"])
+                           sample_size=params["sample_size"], upload_headers=upload_headers(params))
         result = mover.run()
     finally:
         conn.close()
@@ -345,6 +392,7 @@ def main():
         skip_unrestorable=dict(type="bool", default=False),
         planned_base_url=dict(type="str"),
         planned_prefix=dict(type="str"),
+        upload_headers=dict(type="str", choices=["v12", "13.9", "named"]),
         ca_bundle=dict(type="path"),
         validate_certs=dict(type="bool", default=True),
     )

@@ -17,6 +17,9 @@ description:
     where its object storage settings live, the C(drive:) section of C(.config/default.yml) for
     v10 (MongoDB, including the meisskey fork C(10.102.x-m544)), the C(meta) table for v11 and later
     (11.x-13.x and CalVer 2023.x or later).
+  - Reads the package name too and tells Misskey from its forks (Sharkey, CherryPick with its
+    C(basedMisskeyVersion), meisskey); refuses with an explanation the forks whose version numbering or
+    tables are not Misskey's (Firefish, Calckey, Iceshrimp, FoundKey) and unknown package names.
   - Fails with an explanation on a version it cannot place, so that nothing is changed.
 options:
   path:
@@ -57,6 +60,43 @@ line:
   returned: always
   type: str
   sample: postgresql
+fork:
+  description: What C(package.json) names - C(Misskey), C(Sharkey), C(CherryPick), C(meisskey), or
+    C(Misskey (version given)) with O(version).
+  returned: always
+  type: str
+  sample: Sharkey
+  version_added: 0.2.0
+fork_version:
+  description: The fork's own version as C(package.json) says it.
+  returned: always
+  type: str
+  sample: 2024.3.1
+  version_added: 0.2.0
+upstream_version:
+  description: The Misskey version the fork is based on (Misskey itself - its version; CherryPick - its
+    C(basedMisskeyVersion)); null for Sharkey, whose CalVer is its own (its tables and uploads are read from
+    its own code).
+  returned: always
+  type: str
+  version_added: 0.2.0
+upload_headers:
+  description: The generation of upload headers of the version (option
+    O(fediverse.object_storage.misskey_drive_move#module:upload_headers)); null for v10.
+  returned: always
+  type: str
+  sample: named
+  version_added: 0.2.0
+upload_headers_source:
+  description: Which upstream code the upload headers were read from.
+  returned: always
+  type: str
+  version_added: 0.2.0
+fork_note:
+  description: What is special about the fork (empty for Misskey).
+  returned: always
+  type: str
+  version_added: 0.2.0
 uses_postgresql:
   description: Whether the storage settings are in PostgreSQL.
   returned: always
@@ -69,17 +109,14 @@ import os  # noqa: E402
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils.fs.atomic import read_config  # noqa: E402
-from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.config import (  # noqa: E402
-    MisskeyConfigError,
-    detect_version,
-    parse_version,
-)
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.config import MisskeyConfigError  # noqa: E402
+from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.fork import detect, from_version  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.db import run_module  # noqa: E402
 
 
 def handle_version(module):
     if module.params["version"]:
-        return parse_version(module.params["version"])
+        return from_version(module.params["version"])
     package = os.path.join(module.params["path"], "package.json")
     try:
         text = read_config(package)
@@ -88,7 +125,7 @@ def handle_version(module):
                                  "(misskey_dir) or the version (misskey_version)" % (package, module.params["path"])) from None
     except OSError as exc:
         raise MisskeyConfigError("cannot read %s: %s" % (package, exc.strerror or exc)) from None
-    return detect_version(text, source=package)
+    return detect(text, source=package)
 
 
 def main():

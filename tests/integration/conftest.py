@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from tests.fixtures.misskey_drive import FLAVOURS
 from tests.misskey_drive_support import build_drive, start_site
 from tests.nginx_proxy_support import StubDNS
 
@@ -77,6 +78,13 @@ def resolve_s3_localhost(monkeypatch):
 def drive(request, tmp_path, pg, rgw, bucket):
     """A Misskey host of each drive version, its meta row pointing at the bucket, the fixture drive in its
     files/ (tests/misskey_drive_support.py build_drive)."""
+    return build_drive(pg, rgw, bucket, tmp_path, request.param)
+
+
+@pytest.fixture(params=list(FLAVOURS))
+def fork_drive(request, tmp_path, pg, rgw, bucket):
+    """``drive`` of each version and of each fork supported on its own tables (tests/fixtures/misskey_drive.py
+    FLAVOURS: Sharkey); for the tests that run the move, purge and rollback end to end per fork (issue 23)."""
     return build_drive(pg, rgw, bucket, tmp_path, request.param)
 
 

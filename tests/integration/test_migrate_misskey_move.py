@@ -8,6 +8,7 @@ nginx site and the media proxy (s3.DOMAIN) on one real nginx TLS listener, the s
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -49,6 +50,16 @@ def test_migrate_moves_misskey_files_then_rollback_brings_everything_back(pg, rg
         assert check.rc == 0, check.stdout[-4000:]
         assert "6 local files of local users: 5 to move, 1 missing on disk, 0 refused" in check.stdout, check.stdout[-4000:]
         assert "%s/%s" % (PREFIX, photo) in check.stdout  # the sample of row changes
+        # The summary names the software found in package.json and the URL columns the move would rewrite or
+        # leave (issue 23).
+        assert "software: Misskey 2025.4.0; moved files get the upload headers of Misskey" in check.stdout
+        assert ("move (check mode): URL columns would be rewritten: drive_file.url, drive_file.thumbnailUrl"
+                in check.stdout), check.stdout[-4000:]
+        assert "URL columns left: drive_file.src, drive_file.uri (" not in check.stdout  # one reason per line
+        assert "move (check mode): URL columns left: drive_file.src (the URL a file was uploaded from" in check.stdout
+        # Sharkey's profile background is not in Misskey 2025.x's tables: left, and said why
+        assert re.search(r'move \(check mode\): URL columns left: [^"]*user\.backgroundUrl[^"]*\(not in this database',
+                         check.stdout), check.stdout[-4000:]
         for secret in (rgw.secret_key, rgw.access_key, pg.password):
             assert secret not in check.stdout
         assert dump(pg, d.db) == db_before and pg.execute(BACKUP_TABLES, d.db) == [(None, None)]

@@ -36,11 +36,11 @@ print(json.dumps(sorted(name[len(prefix):] for name, mod in list(sys.modules.ite
 ALLOWED = {
     # resolve_endpoint / region_for only: s3.client without the lean path (s3.lean, s3.wire, s3.listing, s3.rate_limit)
     "plugins.filter.s3_endpoint": ({"s3.client"}, {"s3.client"}),
-    # package.json's version and run_module: Misskey's rooms, the shared PostgreSQL room and s3's
-    # endpoint rules; no Mastodon room (mastodon.*), no copy, no lean S3 path
+    # package.json's name and version (misskey.fork) and run_module: Misskey's rooms, the shared PostgreSQL
+    # room and s3's endpoint rules; no Mastodon room (mastodon.*), no copy, no lean S3 path
     "plugins.modules.misskey_info": (
-        {"misskey.config", "misskey.db", "db.postgres", "s3.client", "fs.atomic", "fs.safe_fs"},
-        {"misskey.config", "misskey.db", "fs.atomic"},
+        {"misskey.config", "misskey.fork", "misskey.db", "db.postgres", "s3.client", "fs.atomic", "fs.safe_fs"},
+        {"misskey.config", "misskey.fork", "misskey.db", "fs.atomic"},
     ),
     # Mastodon's database through the shared PostgreSQL room, s3.listing's join_key for the sample's keys;
     # no S3 client, no copy

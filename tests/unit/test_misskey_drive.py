@@ -52,9 +52,35 @@ def test_headers_as_misskey_uploads():
     assert headers_for("original", row, public_read=True) == {
         "ContentType": "image/png", "CacheControl": CACHE_CONTROL, "ContentDisposition": 'inline; filename="photo.png"',
         "ACL": "public-read"}
-    thumbnail = headers_for("thumbnail", row, b"\xff\xd8\xff\xe0")
+    thumbnail = headers_for("thumbnail", row, b"\xff\xd8\xff\xe0", generation="13.9")
     assert thumbnail == {"ContentType": "image/jpeg", "CacheControl": CACHE_CONTROL}  # no file name, no disposition
     assert headers_for("webpublic", row)["ContentDisposition"] == 'inline; filename="photo.png.webp"'
+
+
+@pytest.mark.parametrize("generation, original, webpublic, thumbnail", [
+    # v12/13.0 (name as stored everywhere, no name on the thumbnail)
+    ("v12", 'inline; filename="photo"', 'inline; filename="photo"', None),
+    # 13.9.x: correctFilename for the original (key ext) and webpublic, still no name on the thumbnail
+    ("13.9", 'inline; filename="photo.png"', 'inline; filename="photo.webp"', None),
+    # 13.14.2+, CalVer, Sharkey: original as stored, webpublic corrected, thumbnail "<name>.thumbnail.<ext>"
+    ("named", 'inline; filename="photo"', 'inline; filename="photo.webp"', 'inline; filename="photo.thumbnail.webp"'),
+])
+def test_headers_per_generation(generation, original, webpublic, thumbnail):
+    row = {"name": "photo", "type": "image/png", "webpublicType": "image/webp"}
+    webp = b"RIFF\x24\x00\x00\x00WEBPVP8 "
+    assert headers_for("original", row, generation=generation)["ContentDisposition"] == original
+    assert headers_for("webpublic", row, generation=generation)["ContentDisposition"] == webpublic
+    assert headers_for("thumbnail", row, webp, generation=generation).get("ContentDisposition") == thumbnail
+    assert headers_for("thumbnail", row, webp, generation=generation)["ContentType"] == "image/webp"
+
+
+def test_named_thumbnail_of_a_name_with_an_extension_and_no_name():
+    webp = b"RIFF\x24\x00\x00\x00WEBPVP8 "
+    assert headers_for("thumbnail", {"name": "IMG 01.jpg"}, webp)["ContentDisposition"] == (
+        "inline; filename=\"IMG_01.jpg.thumbnail.webp\"; filename*=UTF-8''IMG%2001.jpg.thumbnail.webp")
+    assert "ContentDisposition" not in headers_for("thumbnail", {"name": ""}, webp)
+    with pytest.raises(DriveMoveError, match="generation"):
+        headers_for("thumbnail", {"name": "x"}, webp, generation="13.0")
 
 
 def _row(**more):

@@ -287,3 +287,45 @@ def test_misskey_rollback_of_the_meta_row_and_the_file_move():
     assert line(lines, "config:") == "config: Misskey's object storage settings put back"
     assert any("1 drive file(s) still point at the bucket" in x for x in lines)
     assert not any(x.startswith(("cache:", "copy back:")) for x in lines)
+
+
+SHARKEY_FOUND = {"version": "2023.9.0-beta.10", "fork": "Sharkey", "fork_version": "2023.9.0-beta.10",
+                 "upstream_version": None, "upload_headers": "named",
+                 "upload_headers_source": "Sharkey DriveService.upload (transfem-org/Sharkey 829ce4f8: named thumbnail)",
+                 "fork_note": "a Misskey fork with a CalVer of its own, not a Misskey version"}
+MOVED_ON_SHARKEY = {"changed": True, "stats": {"candidates": 3, "moved": 3, "missing": 0, "unsafe": 0},
+                    "upload_headers": "named",
+                    "url_columns": {"rewritten": ["drive_file.url", "user.avatarUrl", "user.backgroundUrl"],
+                                    "left": [{"column": "drive_file.src", "why": "the URL a file was uploaded from"},
+                                             {"column": "meta.app512IconUrl",
+                                              "why": "not in this database (another version or fork)"},
+                                             {"column": "ad.imageUrl",
+                                              "why": "not in this database (another version or fork)"}]}}
+
+
+@pytest.mark.parametrize("check", [False, True])
+def test_misskey_summary_names_the_fork_and_the_url_columns(check):
+    run = dict(BASE, app="misskey", proxy_mode="directory", media_url="https://social.example.net/storage",
+               media_domain="", config_file="/home/misskey/.config/default.yml", check_mode=check,
+               misskey_found=SHARKEY_FOUND, misskey_move=MOVED_ON_SHARKEY)
+    lines = rs.migrate_summary(run)
+    software = line(lines, "software:")
+    assert software.startswith("software: Sharkey 2023.9.0-beta.10 (a Misskey fork with a CalVer of its own")
+    assert "based on" not in software and "transfem-org/Sharkey 829ce4f8" in software
+    label = "move (check mode)" if check else "move"
+    rewritten = line(lines, label + ": URL columns " + ("would be rewritten" if check else "rewritten"))
+    assert rewritten.endswith(("would be rewritten" if check else "rewritten") +
+                              ": drive_file.url, user.avatarUrl, user.backgroundUrl")
+    assert "%s: URL columns left: drive_file.src (the URL a file was uploaded from)" % label in lines
+    assert ("%s: URL columns left: meta.app512IconUrl, ad.imageUrl (not in this database (another version or fork))"
+            % label) in lines
+    assert line(lines, label + ": 3 of 3").endswith("upload headers of generation named")
+
+
+def test_misskey_summary_says_what_a_cherrypick_is_based_on():
+    found = {"version": "2024.11.0-beta.4", "fork": "CherryPick", "fork_version": "1.0.1-4.14.0-alpha.3",
+             "upstream_version": "2024.11.0-beta.4", "upload_headers": "named", "upload_headers_source": "x",
+             "fork_note": "based on Misskey 2024.11.0-beta.4 (basedMisskeyVersion)"}
+    run = dict(BASE, app="misskey", proxy_mode="directory", media_url="https://social.example.net/storage",
+               media_domain="", config_file="/home/misskey/.config/default.yml", misskey_found=found)
+    assert "; based on Misskey 2024.11.0-beta.4;" in line(rs.migrate_summary(run), "software:")

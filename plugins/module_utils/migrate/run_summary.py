@@ -306,15 +306,48 @@ def _retire_line(s):
     return line
 
 
+def _software_line(s):
+    """What misskey_info found in package.json: Misskey or which fork, and whose upload code is followed."""
+    found = s.run.get("misskey_found")
+    if not ran(found) or not found.get("version"):
+        return None
+    fork = found.get("fork") or "Misskey"
+    own = found.get("fork_version") or found.get("version")
+    line = "software: %s %s" % (fork, own)
+    if found.get("fork_note"):
+        line += " (%s)" % found["fork_note"]
+    if found.get("upstream_version") and found["upstream_version"] != own:
+        line += "; based on Misskey %s" % found["upstream_version"]
+    if found.get("upload_headers"):
+        line += "; moved files get the upload headers of %s" % found.get("upload_headers_source", found["upload_headers"])
+    return line
+
+
+def _url_column_lines(s, moved):
+    """Which URL columns the drive move rewrites in this database, which it leaves and why (issue 23)."""
+    columns = moved.get("url_columns") or {}
+    if not columns:
+        return []
+    verb = "would be rewritten" if s.check else "rewritten"
+    lines = ["%s: URL columns %s: %s" % (s.label("move"), verb, ", ".join(columns.get("rewritten") or []) or "none")]
+    reasons = {}
+    for item in columns.get("left") or []:
+        reasons.setdefault(item.get("why", "?"), []).append(item.get("column", "?"))
+    for why, names in reasons.items():
+        lines.append("%s: URL columns left: %s (%s)" % (s.label("move"), ", ".join(names), why))
+    return lines
+
+
 def _misskey_move_line(s):
     run = s.run
     moved = run.get("misskey_move")
     if not ran(moved):
         return None
     stats = moved.get("stats") or {}
-    return "%s: %s of %s local drive files %s to the bucket; %s missing on disk, %s refused as unsafe" % (
+    return "%s: %s of %s local drive files %s to the bucket; %s missing on disk, %s refused as unsafe%s" % (
         s.label("move"), stats.get("moved", "?"), stats.get("candidates", "?"), "would be moved" if s.check else "moved",
-        stats.get("missing", 0), stats.get("unsafe", 0))
+        stats.get("missing", 0), stats.get("unsafe", 0),
+        "; upload headers of generation %s" % moved["upload_headers"] if moved.get("upload_headers") else "")
 
 
 def _still_to_do(s):
@@ -367,8 +400,11 @@ def migrate_summary(run):
     s.add(_config_line(s))
     if s.mastodon and _copy_line(s, "copy pass 2"):
         s.add(_copy_line(s, "copy pass 2"))
-    for extra in (_verify_line(s), _misskey_move_line(s)):
+    for extra in (None if s.mastodon else _software_line(s), _verify_line(s), _misskey_move_line(s)):
         if extra:
+            s.add(extra)
+    if not s.mastodon and ran(run.get("misskey_move")):
+        for extra in _url_column_lines(s, run["misskey_move"]):
             s.add(extra)
     if s.mastodon:
         s.add(_retire_line(s))

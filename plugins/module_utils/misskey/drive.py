@@ -15,9 +15,10 @@ Facts read from Misskey's sources (2025.x ``core/DriveService.ts``, ``core/Inter
 * Upload headers (``DriveService.upload``): Content-Type with ``image/apng`` as ``image/png`` and any
   type not in ``FILE_TYPE_BROWSERSAFE`` as ``application/octet-stream``;
   ``Cache-Control: max-age=31536000, immutable``; ``Content-Disposition`` (``inline``, jshttp
-  ``content-disposition`` with Misskey's fallback) only for the original and webpublic (the
-  thumbnail is uploaded without a file name, so without the header); ACL ``public-read`` when
-  ``objectStorageSetPublicRead``.
+  ``content-disposition`` with Misskey's fallback) with the file name each version passes, per
+  generation (``headers_for``; the versions and the sources read are in misskey/fork.py): no name
+  for the thumbnail up to 13.14.1, ``<name>.thumbnail.<ext>`` from 13.14.2 and in Sharkey; ACL
+  ``public-read`` when ``objectStorageSetPublicRead``.
 
 Everything here is plain Python, unit-tested in tests/unit/test_misskey_drive.py.
 """
@@ -138,20 +139,34 @@ def sniff_image_type(head):
     return None
 
 
-def headers_for(variant, row, head=b"", public_read=False):
-    """The PutObject arguments (besides Bucket/Key/Body) Misskey would have used for this variant."""
+def headers_for(variant, row, head=b"", public_read=False, generation="named"):
+    """The PutObject arguments (besides Bucket/Key/Body) Misskey would have used for this variant.
+
+    ``generation`` (module_utils/misskey/fork.py ``upload_headers_of``) is the version's upload code:
+    ``v12`` (11.x-13.8: the names as stored, no name for the thumbnail), ``13.9`` (correctFilename for
+    the original and webpublic, no name for the thumbnail), ``named`` (13.14.2+, CalVer, Sharkey: the
+    original's name as stored, webpublic corrected, thumbnail ``<name>.thumbnail.<ext>``).
+    """
+    if generation not in ("v12", "13.9", "named"):
+        raise DriveMoveError("unknown upload header generation %r" % (generation,))
     name = row.get("name") or ""
+    filename, ext = None, None
     if variant == "original":
         content_type = row.get("type") or OCTET_STREAM
-        ext = original_ext(name, content_type)
-        disposition = content_disposition(correct_filename(name, ext) if ext else name) if name else None
+        filename = name
+        if generation == "13.9":
+            ext = original_ext(name, content_type)
     elif variant == "webpublic":
         content_type = row.get("webpublicType") or sniff_image_type(head) or OCTET_STREAM
-        ext = _VARIANT_EXT.get(content_type)
-        disposition = content_disposition(correct_filename(name, ext) if ext else name) if name else None
+        filename = name
+        if generation != "v12":
+            ext = _VARIANT_EXT.get(content_type)
     else:
         content_type = sniff_image_type(head) or "image/webp"
-        disposition = None
+        if generation == "named":
+            filename = name + ".thumbnail" if name else None
+            ext = _VARIANT_EXT.get(content_type)
+    disposition = content_disposition(correct_filename(filename, ext) if ext else filename) if filename else None
     args = {"ContentType": upload_type(content_type), "CacheControl": CACHE_CONTROL}
     if disposition:
         args["ContentDisposition"] = disposition

@@ -37,7 +37,8 @@ FILE_COLUMNS = ("id", "name", "type", "md5", "size", "url", "thumbnailUrl", "web
 OPTIONAL_FILE_COLUMNS = ("webpublicType",)
 # Tables and columns holding copies of drive file URLs (those that exist are used).
 DEPENDENT_COLUMNS = (
-    ("user", ("avatarUrl", "bannerUrl")),
+    # backgroundUrl: Sharkey's profile background (its migration 1696548899000-background.js).
+    ("user", ("avatarUrl", "bannerUrl", "backgroundUrl")),
     ("emoji", ("url", "originalUrl", "publicUrl")),
     ("meta", ("iconUrl", "app192IconUrl", "app512IconUrl", "bannerUrl", "backgroundImageUrl", "logoImageUrl",
               "mascotImageUrl", "errorImageUrl", "notFoundImageUrl", "infoImageUrl", "serverErrorImageUrl",
@@ -46,6 +47,11 @@ DEPENDENT_COLUMNS = (
     ("role", ("iconUrl",)),
     ("announcement", ("imageUrl",)),
     ("ad", ("imageUrl",)),
+)
+# URL columns a drive move leaves on purpose, with the reason (for the summary and check mode).
+LEFT_COLUMNS = (
+    ("drive_file", "src", "the URL a file was uploaded from (upload from URL), not where Misskey serves it"),
+    ("drive_file", "uri", "the ActivityPub id of a remote file; local files have none"),
 )
 
 
@@ -73,11 +79,24 @@ class Schema(object):
             raise DriveMoveError("drive_file lacks %s: is this Misskey v11 or later?" % ", ".join(missing))
         self.file_columns = [c for c in FILE_COLUMNS if c in existing]
         self.dependents = []
+        self.absent = []
         for table, columns in DEPENDENT_COLUMNS:
             have = columns_of(cursor, table)
             present = [c for c in columns if c in have]
             if present and "id" in have:
                 self.dependents.append((table, present))
+            self.absent += ["%s.%s" % (table, c) for c in columns if c not in present or "id" not in have]
+        self.left = [("%s.%s" % (table, column), why) for table, column, why in LEFT_COLUMNS
+                     if column in (existing if table == "drive_file" else columns_of(cursor, table))]
+
+    def url_columns(self):
+        """Which URL-carrying columns a move rewrites here, which it leaves and why (summary, check mode)."""
+        rewritten = ["drive_file.%s" % c for c in
+                     ("url", "thumbnailUrl", "webpublicUrl", "accessKey", "thumbnailAccessKey", "webpublicAccessKey")]
+        rewritten += ["%s.%s" % (table, c) for table, columns in self.dependents for c in columns]
+        left = [dict(column=name, why=why) for name, why in self.left]
+        left += [dict(column=name, why="not in this database (another version or fork)") for name in self.absent]
+        return dict(rewritten=rewritten, left=left)
 
 
 def ensure_tables(cursor):

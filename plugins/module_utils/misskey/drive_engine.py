@@ -83,8 +83,9 @@ def _md5_and_size(handle):
 
 class DriveMover(object):
     def __init__(self, conn, client, settings, files_dir, instance_url, check_mode=False, batch_size=100,
-                 limit=None, sample_size=5):
+                 limit=None, sample_size=5, upload_headers="named"):
         self.conn = conn
+        self.upload_headers = upload_headers
         self.client = client
         self.bucket = settings["bucket"]
         self.prefix = settings["prefix"]
@@ -102,6 +103,7 @@ class DriveMover(object):
         self.refused = []
         self.unsafe = []
         self.sample = []
+        self.url_columns = None
 
     # --- S3 ---------------------------------------------------------------------------------
 
@@ -128,7 +130,7 @@ class DriveMover(object):
             return
         head_bytes = handle.read(16)
         handle.seek(0)
-        args = headers_for(variant, row, head_bytes, self.public_read)
+        args = headers_for(variant, row, head_bytes, self.public_read, self.upload_headers)
         try:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=handle, ContentLength=size, **args)
         except (BotoCoreError, ClientError) as exc:
@@ -150,6 +152,7 @@ class DriveMover(object):
     def _run(self, files):
         with self.conn.cursor() as cursor:
             schema = ddb.Schema(cursor)
+            self.url_columns = schema.url_columns()
             self.stats["candidates"] = ddb.count_candidates(cursor)
             if not self.check_mode:
                 ddb.ensure_tables(cursor)
@@ -234,7 +237,8 @@ class DriveMover(object):
     def result(self):
         changed = bool(self.stats["moved"] or self.stats["objects_uploaded"])
         return dict(changed=changed, stats=self.stats, missing=self.missing[:50], refused=self.refused[:50],
-                    unsafe=self.unsafe[:50], sample=self.sample, base_url=self.base_url, prefix=self.prefix)
+                    unsafe=self.unsafe[:50], sample=self.sample, base_url=self.base_url, prefix=self.prefix,
+                    upload_headers=self.upload_headers, url_columns=self.url_columns)
 
 
 def rollback(conn, check_mode=False, drop_backup=False, exclude=()):
