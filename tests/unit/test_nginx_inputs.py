@@ -365,8 +365,10 @@ def changed_inputs(draw):
     target = draw(st.sampled_from(sorted(OPTION_KINDS) + sorted(LIST_TARGETS) + ["header name", "header value"]))
     if target in OPTION_KINDS:
         value = draw(breaking(OPTION_KINDS[target], str(values[target])))
-        # An empty domain or local root (accepted: no Host check, no local files) is another configuration.
-        if value != "" or target not in ("nginx_proxy_domain", "nginx_proxy_local_root"):
+        # An empty domain or local root (accepted: no Host check, no local files) is another configuration, and
+        # so is a local root where the defaults have none (local first: one more location): a toggle either way.
+        toggles = target in ("nginx_proxy_domain", "nginx_proxy_local_root") and (value == "") != (values[target] == "")
+        if not toggles:
             values[target] = value
     elif target in LIST_TARGETS:
         items = list(values[target])
@@ -410,3 +412,23 @@ def test_what_passes_the_checks_cannot_change_the_configuration(case):
     shape, systemd_lines = _baseline(app, mode)
     assert _shape(nginx) == shape, nginx
     assert systemd.count("\n") == systemd_lines and "\r" not in systemd
+
+
+@pytest.mark.parametrize("root,cache,refused", [
+    ("/var/cache/fediverse-media/fediverse_media", "/var/cache/fediverse-media/fediverse_media", True),
+    ("/var/cache/fediverse-media/fediverse_media/", "/var/cache/fediverse-media/fediverse_media", True),
+    ("/var/cache/fediverse-media", "/var/cache/fediverse-media/fediverse_media", True),
+    ("/var/cache/fediverse-media/fediverse_media/x", "/var/cache/fediverse-media/fediverse_media", True),
+    ("/var/cache/fediverse-media/../fediverse-media/fediverse_media", "/var/cache/fediverse-media/fediverse_media", True),
+    ("/", "/var/cache/fediverse-media/fediverse_media", True),
+    ("/home/mastodon/live/public/system", "/var/cache/fediverse-media/fediverse_media", False),
+    ("/var/cache/fediverse-media/fediverse_media2", "/var/cache/fediverse-media/fediverse_media", False),
+    ("", "/var/cache/fediverse-media/fediverse_media", False),
+])
+def test_local_root_never_serves_the_cache_directory(root, cache, refused):
+    """Found by the hypothesis test above: a local root equal to the cache path (or holding it, or inside it)
+    passed every check, and nginx would have served its raw cache files - any object it cached, a private one
+    included while its copy lasts - as local media by their hashed names."""
+    values = dict(_render_inputs("mastodon", "system"), nginx_proxy_local_root=root, nginx_proxy_cache_path=cache)
+    checks = [check for check, _message in ni.nginx_proxy_problems(values)]
+    assert ("local_root_cache" in checks) == refused, checks

@@ -19,6 +19,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # noqa: UP001 (ansible-test sanity requires it)
 
+import posixpath
+
 from ansible_collections.fediverse.object_storage.plugins.module_utils.nginx.values import is_valid, refused
 
 APPS = ("mastodon", "misskey")
@@ -103,6 +105,20 @@ def _paths(v):
     yield ("nginx_proxy_local_root", root == "" or is_valid(root, "path"),
            "nginx_proxy_local_root must be an absolute path without spaces, quotes, ;, braces, $, # or control "
            "characters (or empty), not '%s'" % (root,))
+    cache = v.get("nginx_proxy_cache_path")
+    yield ("local_root_cache", not _overlap(root, cache),
+           "nginx_proxy_local_root (%s) and nginx_proxy_cache_path (%s) must not be the same directory or one inside "
+           "the other: nginx would serve its raw cache files (any object it cached, with the bucket's headers) "
+           "as local media" % (root, cache))
+
+
+def _overlap(root, cache):
+    """Whether two absolute paths are the same directory or one lies below the other (by their names:
+    both are written into nginx's configuration as they are)."""
+    if not (isinstance(root, str) and isinstance(cache, str) and root.startswith("/") and cache.startswith("/")):
+        return False
+    a, b = [posixpath.normpath(p).rstrip("/") + "/" for p in (root, cache)]
+    return a.startswith(b) or b.startswith(a)
 
 
 def _headers(v):
