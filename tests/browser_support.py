@@ -331,7 +331,7 @@ def assert_all_displayed(report, console, images=0, videos=0, fetches=0, canvas=
 
 
 
-# --------------------------------------------------------------------------- Mastodon (tests/integration/test_migrate.py)
+# ---------------------------------------------------------- Mastodon (tests/integration/test_migrate.py)
 
 # The media the page shows, by media_attachments row: a remote image without cache/ (schema 0), the small
 # style of a remote video's row under cache/ (retired to cache.old: the bucket alone serves it), a local
@@ -411,7 +411,8 @@ def check_mastodon_in_browser(browser, host, mode, keys, env, app_host, proxy_ho
         csp = mastodon_csp(env, app_host)
         pages.pages[PAGES + "media"] = ({"Content-Security-Policy": csp},
                                         page_html(images=[url[n] for n in public], videos=[url["video"]]))
-        pages.pages[PAGES + "private"] = ({"Content-Security-Policy": csp}, page_html(images=[url["private image"]]))
+        pages.pages[PAGES + "private"] = ({"Content-Security-Policy": csp},
+                                          page_html(images=[url["image"], url["private image"]]))
         browser.open("https://%s%smedia" % (app_host, PAGES))
         report = browser.report(fetch_urls=[url["image"]])
         console = browser.console()
@@ -419,12 +420,13 @@ def check_mastodon_in_browser(browser, host, mode, keys, env, app_host, proxy_ho
         assert all(i["width"] == 2 for i in report["images"]) and report["videos"][0]["width"] == 32, show(report, console)
         assert report["fetches"][0]["type"] == "image/png", show(report, console)
 
-        # The suspended account's image: not displayed, for the proxy answers 404 (not because of the CSP).
+        # The suspended account's image (private in the bucket): not displayed beside a public one, and not for
+        # the CSP (the proxy answers 404, which the Python tests check).
         browser.open("https://%s%sprivate" % (app_host, PAGES))
-        report = browser.report(fetch_urls=[url["private image"]])
+        report = browser.report(fetch_urls=[url["private image"]], timeout_ms=5000)
         console = browser.console()
-        assert [i["shown"] for i in report["images"]] == [False], show(report, console)
-        assert [f["status"] for f in report["fetches"]] == [404] and report["violations"] == [], show(report, console)
+        assert [i["shown"] for i in report["images"]] == [True, False], show(report, console)
+        assert not report["fetches"][0]["ok"] and report["violations"] == [], show(report, console)
 
         if mode == "subdomain":
             # The same page under a policy without the media host (what an S3_ALIAS_HOST Mastodon does not know
@@ -442,3 +444,73 @@ def check_mastodon_in_browser(browser, host, mode, keys, env, app_host, proxy_ho
                 show(report, console)
             assert len(blocked_by_csp(console)) >= 3, show(report, console)
     print("browser check (%s): %.1f s" % (mode, time.monotonic() - t0))
+
+
+# ---------------------------------------------------------- Misskey (tests/integration/test_migrate_misskey_move.py)
+
+def misskey_file_urls(dsn, file_id):
+    """(url, accessKey) of a drive_file row, as Misskey hands them out."""
+    import psycopg2
+
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute('SELECT "url", "accessKey" FROM drive_file WHERE "id" = %s', (file_id,))
+            return cur.fetchone()
+    finally:
+        conn.close()
+
+
+def _files_containing(directories, text):
+    found = set()
+    for directory in directories:
+        for name in sorted(os.listdir(directory)):
+            path = os.path.realpath(os.path.join(directory, name))
+            if os.path.isfile(path) and text in Path(path).read_text():
+                found.add(path)
+    return sorted(found)
+
+
+def check_misskey_in_browser(browser, host, url, old_url, app_host, proxy_host, snippet):
+    """After the file move (tests/integration/test_migrate_misskey_move.py): a page of Misskey's web server with
+    Misskey's headers shows the moved image from its URL in the DB (``url``) and from its old /files/KEY URL
+    (``old_url``: through the /files/ fallback's redirect), a fetch() of it and a canvas getImageData() of it
+    from the app's origin succeed (CORS). Then the same page fails without the proxy's CORS header, and with
+    the fallback's redirect broken (``snippet``: its file)."""
+    t0 = time.monotonic()
+    browser.route([app_host, proxy_host], host.nginx.port)
+    page = "https://%s/fos-browser/media" % app_host
+    host.standin.pages["/fos-browser/media"] = (dict(misskey_headers(), **{"Content-Type": "text/html; charset=utf-8"}),
+                                                page_html(images=[url, old_url], cors_images=[url, old_url]))
+    browser.open(page)
+    report = browser.report(fetch_urls=[url])
+    console = browser.console()
+    assert_all_displayed(report, console, images=2, fetches=1, canvas=RED)
+    assert report["fetches"][0]["type"] == "image/png", show(report, console)
+
+    # Without the proxy's Access-Control-Allow-Origin: the fetch() and the CORS image fail (the console says CORS).
+    cors = 'add_header Access-Control-Allow-Origin "*";'
+    sites = _files_containing([host.layout["enabled"], host.layout["snippets"], host.layout["conf_d"]], cors)
+    assert sites, "no CORS header in the proxy's configuration"
+    with contextlib.ExitStack() as stack:
+        for path in sites:
+            stack.enter_context(nginx_edit(host.nginx, path, cors, "# (CORS header removed by the test)"))
+        browser.open(page)
+        report = browser.report(fetch_urls=[url], timeout_ms=5000)
+        console = browser.console()
+        assert [i["shown"] for i in report["images"]] == [True, True], show(report, console)  # plain <img>: no CORS
+        assert not report["fetches"][0]["ok"] and all("pixel" not in c for c in report["canvas"]), show(report, console)
+        assert any("CORS policy" in m for _level, m in console), show(report, console)
+
+    # The redirect broken (Misskey's 404 for a moved key passed through): the old URL no longer displays.
+    with nginx_edit(host.nginx, snippet, "error_page 404 = @fediverse_misskey_files_moved;", "# (redirect removed)"):
+        browser.open(page)
+        report = browser.report(timeout_ms=5000)
+        console = browser.console()
+        assert [i["shown"] for i in report["images"]] == [True, False], show(report, console)
+
+    # Put back: displayed again.
+    browser.open(page)
+    report = browser.report(fetch_urls=[url])
+    assert_all_displayed(report, browser.console(), images=2, fetches=1, canvas=RED)
+    print("browser check (misskey): %.1f s" % (time.monotonic() - t0))
