@@ -71,7 +71,8 @@ def _mastodon_host_to_url(host, use_https=True):
 
 
 def mastodon_media_hosts(env, web_domain, use_https=True):
-    """ContentSecurityPolicy#media_hosts of Mastodon 4.3+: the assets host, the CDN host (S3_ALIAS_HOST,
+    """ContentSecurityPolicy#media_hosts (app/lib/content_security_policy.rb, read at mastodon/mastodon
+    09fa4add; the older initializer allowed any https: image): the assets host, the CDN host (S3_ALIAS_HOST,
     else S3_CLOUDFRONT_HOST, AZURE_ALIAS_HOST, S3_HOSTNAME), PAPERCLIP_ROOT_URL, EXTRA_MEDIA_HOSTS."""
     assets = _mastodon_host_to_url(web_domain, use_https)
     cdn = None
@@ -88,11 +89,11 @@ def mastodon_media_hosts(env, web_domain, use_https=True):
 
 
 def mastodon_csp(env, web_domain, use_https=True, media_hosts=None):
-    """The Content-Security-Policy header Mastodon 4.3+ sends in production (RAILS_ENV=production), built
-    as config/initializers/content_security_policy.rb builds it from .env.production (``env``: its values)
-    and LOCAL_DOMAIN/WEB_DOMAIN (``web_domain``). ``media_hosts`` replaces ContentSecurityPolicy#media_hosts
-    (the negative tests: a policy without the media host). The style-src nonce Rails adds per request is
-    left out (no style in the tests' pages)."""
+    """The Content-Security-Policy header Mastodon sends in production (RAILS_ENV=production), built as
+    config/initializers/content_security_policy.rb of the media_hosts generation builds it from
+    .env.production (``env``: its values) and LOCAL_DOMAIN/WEB_DOMAIN (``web_domain``). ``media_hosts``
+    replaces ContentSecurityPolicy#media_hosts (the negative tests: a policy without the media host). The
+    style-src nonce Rails adds per request is left out (no style in the tests' pages)."""
     assets = _mastodon_host_to_url(web_domain, use_https)
     media = mastodon_media_hosts(env, web_domain, use_https) if media_hosts is None else list(media_hosts)
     streaming = env.get("STREAMING_API_BASE_URL") or ("wss://" if use_https else "ws://") + web_domain

@@ -1,4 +1,4 @@
-"""tests/browser_support.py: the Content-Security-Policy Mastodon 4.3+ sends, built in Python as
+"""tests/browser_support.py: the Content-Security-Policy Mastodon sends (the media_hosts generation), built in Python as
 config/initializers/content_security_policy.rb and app/lib/content_security_policy.rb build it, for what the
 migration writes in .env.production (S3_ALIAS_HOST per proxy mode); and the real media the browser tests use."""
 
