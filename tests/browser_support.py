@@ -265,7 +265,7 @@ class Browser:
     ARGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required",
-            "--ignore-certificate-errors", "--proxy-bypass-list=<-loopback>")
+            "--ignore-certificate-errors")
 
     def __init__(self):
         from selenium import webdriver
@@ -441,9 +441,10 @@ def check_mastodon_in_browser(browser, host, mode, keys, env, app_host, proxy_ho
             console = browser.console()
             assert not any(i["shown"] for i in report["images"]) and not report["videos"][0]["played"], show(report, console)
             assert not report["fetches"][0]["ok"], show(report, console)
-            assert {v["directive"] for v in report["violations"]} == {"img-src", "media-src", "connect-src"}, \
-                show(report, console)
-            assert len(blocked_by_csp(console)) >= 3, show(report, console)
+            # (the fetch's violation event may come after the report: the console has it)
+            assert {"img-src", "media-src"} <= {v["directive"] for v in report["violations"]}, show(report, console)
+            for directive in ("img-src", "media-src", "connect-src"):
+                assert any('directive: "%s ' % directive in m for m in blocked_by_csp(console)), show(report, console)
     print("browser check (%s): %.1f s" % (mode, time.monotonic() - t0))
 
 

@@ -82,7 +82,7 @@ def test_migrate_moves_misskey_files_then_rollback_brings_everything_back(pg, rg
         # In a real browser: the moved image from its URL in the DB and from its old /files/ URL, fetch() and
         # canvas from Misskey's origin (CORS); failing without the CORS header and with the redirect broken.
         url, access_key = misskey_file_urls(pg.dsn(d.db), d.photo["id"])
-        assert (url, access_key) == ("https://%s/%s" % (MISSKEY_PROXY_DOMAIN, k(photo)), photo)
+        assert (url, access_key) == ("https://%s/%s" % (MISSKEY_PROXY_DOMAIN, k(photo)), k(photo))
         check_misskey_in_browser(browser, host, url, "https://%s/files/%s" % (MISSKEY_HOST, photo), MISSKEY_HOST,
                                  MISSKEY_PROXY_DOMAIN, os.path.join(host.layout["snippets"], SNIPPET))
 
