@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what the demo and the test suite need on a Debian 12 / Ubuntu 24.04 machine, as root:
-# Debian packages (Ceph RGW, PostgreSQL, nginx, podman), a virtualenv (.venv) with the pinned
+# Debian packages (Ceph RGW, PostgreSQL, nginx, podman, Chromium), a virtualenv (.venv) with the pinned
 # Python dependencies (requirements/test.txt: the newest ansible-core) and one (.venv-oldest) with the
 # oldest ansible-core the collection supports (requirements/oldest.txt). Safe to re-run: each step is
 # skipped when already done.
@@ -15,6 +15,7 @@ APT_PACKAGES=(
   python3 python3-venv python3-boto3 python3-psycopg2
   openssl curl ca-certificates git rsync procps iproute2
   sudo  # tests/admin_user.py: playbooks run as an admin with sudo (become)
+  chromium chromium-driver  # tests/browser_support.py: the browser tests (headless Chromium, ChromeDriver)
 )
 
 log() { printf '[bootstrap] %s\n' "$*"; }

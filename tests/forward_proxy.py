@@ -13,6 +13,8 @@ bytes between its clients and the servers they ask for, and counts what it relay
 * With ``credentials`` (user, password), a request without the matching
   ``Proxy-Authorization: Basic`` header is answered ``407`` and counted in ``refused``; the headers
   the proxy was sent are kept in ``auth_seen``.
+* With ``connect_to`` ({"name:port": (host, port)}, like curl's --connect-to), a CONNECT to name:port
+  goes to host:port instead (the browser tests: https://mastodon.test to the test's nginx).
 
 Usage::
 
@@ -74,8 +76,9 @@ def _relay(client, upstream):
 
 
 class ForwardProxy(object):
-    def __init__(self, credentials=None):
+    def __init__(self, credentials=None, connect_to=None):
         self.credentials = credentials
+        self.connect_to = connect_to if connect_to is not None else {}
         self.tunnels = []
         self.forwarded = []
         self.refused = 0
@@ -136,7 +139,8 @@ class ForwardProxy(object):
                 return
             if method == "CONNECT":
                 host, port = target.rsplit(":", 1)
-                upstream = socket.create_connection((host.strip("[]"), int(port)), timeout=30)
+                host, port = self.connect_to.get(target, (host.strip("[]"), int(port)))
+                upstream = socket.create_connection((host, int(port)), timeout=30)
                 with self._lock:
                     self.tunnels.append(target)
                     self._open.add(upstream)

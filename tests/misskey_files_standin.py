@@ -4,7 +4,8 @@ Follows server/FileServerService.ts: the key is looked up in accessKey, thumbnai
 webpublicAccessKey; unknown -> 404 (Misskey sends its dummy.png with Cache-Control max-age=86400);
 storedInternal -> the file from files/ (the original with the row's type, a variant with its
 sniffed type); stored in the bucket and not a link -> 204. (Expired remote links, which Misskey
-downloads and proxies, are not needed by the tests.)
+downloads and proxies, are not needed by the tests.) Other paths: ``pages`` (path -> (headers, body)),
+the web client's pages of the browser tests (tests/browser_support.py), else a 200 "misskey".
 """
 
 import http.server
@@ -20,6 +21,7 @@ class FilesStandIn:
     def __init__(self, dsn, files_dir):
         self.dsn, self.files_dir = dsn, files_dir
         self.requests = []
+        self.pages = {}
         standin = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -49,6 +51,9 @@ class FilesStandIn:
         self.server.server_close()
 
     def answer(self, path):
+        if path in self.pages:
+            headers, body = self.pages[path]
+            return 200, headers, body
         if not path.startswith("/files/"):
             return 200, {"Content-Type": "text/html"}, b"misskey"
         key = path[len("/files/"):].split("/", 1)[0].split("?", 1)[0]

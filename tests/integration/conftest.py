@@ -96,3 +96,14 @@ def site(tmp_path, pg, drive, nginx_factory):
     s = start_site(tmp_path, pg, drive, nginx_factory())
     yield s
     s.standin.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """ONE headless Chromium per test session (per xdist worker), reused by every browser check
+    (tests/browser_support.py)."""
+    from tests.browser_support import Browser
+
+    instance = Browser()
+    yield instance
+    instance.quit()

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.ansible_helpers import ansible_env
-from tests.migrate_support import APP_HOST, MIGRATE, ROLLBACK, checksums, keys_in, migrate, nginx_files, prepare
+from tests.browser_support import check_mastodon_in_browser, install_real_media, mastodon_media_keys
+from tests.migrate_support import APP_HOST, MIGRATE, PROXY_DOMAIN, ROLLBACK, checksums, keys_in, migrate, nginx_files, prepare
 
 INVENTORY = "localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable
 
@@ -133,11 +134,14 @@ def check_rerun_summary(host, again, first):
 
 
 @pytest.mark.parametrize("mode", ["system", "directory", "subdomain"])
-def test_migrate_production_shaped_host_then_rollback(host_factory, s3, bucket_name, mode):
+def test_migrate_production_shaped_host_then_rollback(host_factory, s3, bucket_name, mode, browser):
     """One migrate.yml per proxy mode (each is a full run), checked in turn: the migrated state, a second
-    run changes nothing, the production-shaped host (the app's site, moderation through the proxy), then
-    rollback.yml (last: it undoes the migration)."""
+    run changes nothing, the media in a real browser under Mastodon's CSP, the production-shaped host (the
+    app's site, moderation through the proxy), then rollback.yml (last: it undoes the migration)."""
     host = host_factory(mode)
+    # A few of the DB's media made real images and a real video before the run (tests/browser_support.py).
+    browser_keys = mastodon_media_keys(host.instance.db_params)
+    install_real_media(host.system_root, browser_keys)
     # A short validity of the proxy's cache entries, for the moderation checks (48h by default); every run
     # below gets it, so the second migrate.yml is a true re-run.
     host.extra_vars["nginx_proxy_cache_valid"] = "%ds" % VALIDITY
@@ -153,6 +157,7 @@ def test_migrate_production_shaped_host_then_rollback(host_factory, s3, bucket_n
     assert again.rc == 0 and again.changed == 0, [t["name"] for t in again.tasks if t["result"].get("changed")]
     check_rerun_summary(host, again, res)
 
+    check_mastodon_in_browser(browser, host, mode, browser_keys, env_values(host.env_file), APP_HOST, PROXY_DOMAIN)
     check_production_shaped(host, res, s3, bucket_name, mode)
     check_rolled_back(host, key, before)
 

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from tests.browser_support import check_misskey_in_browser, misskey_file_urls
 from tests.fixtures.misskey_drive import PNG, WEBP, dump, tree
 from tests.migrate_support import (
     MISSKEY_HOST,
@@ -32,7 +33,8 @@ BACKUP_TABLES = ("SELECT to_regclass('fediverse_object_storage_drive_backup'),"
                  " to_regclass('fediverse_object_storage_drive_journal')")
 
 
-def test_migrate_moves_misskey_files_then_rollback_brings_everything_back(pg, rgw, s3, dns, nginx_factory, bucket_name):
+def test_migrate_moves_misskey_files_then_rollback_brings_everything_back(pg, rgw, s3, dns, nginx_factory, bucket_name,
+                                                                        browser):
     root = tempfile.mkdtemp(prefix="fos-test-misskey-")
     os.chmod(root, 0o755)  # nginx's workers (www-data) write the app's cache below it
     host = prepare_misskey(os.path.join(root, "host"), pg, rgw, nginx_factory(), dns, bucket_name)
@@ -87,6 +89,13 @@ def test_migrate_moves_misskey_files_then_rollback_brings_everything_back(pg, rg
 
         again = migrate(host, extra=OPT_IN)
         assert again.rc == 0 and again.changed == 0, [t["name"] for t in again.tasks if t["result"].get("changed")]
+
+        # In a real browser: the moved image from its URL in the DB and from its old /files/ URL, fetch() and
+        # canvas from Misskey's origin (CORS); failing without the CORS header and with the redirect broken.
+        url, access_key = misskey_file_urls(pg.dsn(d.db), d.photo["id"])
+        assert (url, access_key) == ("https://%s/%s" % (MISSKEY_PROXY_DOMAIN, k(photo)), k(photo))
+        check_misskey_in_browser(browser, host, url, "https://%s/files/%s" % (MISSKEY_HOST, photo), MISSKEY_HOST,
+                                 MISSKEY_PROXY_DOMAIN, os.path.join(host.layout["snippets"], SNIPPET))
 
         back = migrate(host, ROLLBACK)
         assert back.rc == 0, back
