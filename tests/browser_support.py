@@ -344,10 +344,10 @@ RED = (255, 0, 0, 255)
 
 def mastodon_media_keys(db_params):
     """{name: (key, content type, acl)} of MASTODON_ROWS, from their rows in the database as the copy reads
-    them (module_utils/mastodon_layout.py row_objects: the keys Mastodon's URLs are made of)."""
+    them (module_utils/mastodon/layout.py row_objects: the keys Mastodon's URLs are made of)."""
     import psycopg2
 
-    from ansible_collections.fediverse.object_storage.plugins.module_utils import mastodon_layout as layout
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon import layout
 
     conn = psycopg2.connect(**db_params)
     try:
