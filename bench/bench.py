@@ -13,6 +13,11 @@ peak RSS ("Maximum resident set size": the largest process of the tree, e.g. the
 under ansible-playbook).
 Every tool is asked for the same object headers as the module (public-read ACL, Mastodon's
 Cache-Control) where it can. Then the module's peak RSS with 200,000 DB rows.
+
+--scale (issue 22): a peer's full copy at 200,000 objects says nothing new, its re-runs do: one
+bucket is populated once by media_copy's full copy, then each tool re-runs against that same bucket
+(Bench.scale): the no-op re-run and the incremental scenario with the same 300 changed objects at
+every size. ``--compare A.json B.json`` prints the sizes side by side with the issue's targets.
 """
 
 import argparse
@@ -387,14 +392,14 @@ class Bench:
                     variants = [(tool, tool_cmd, tool_env, True)]
                 for name, vcmd, venv, incremental in variants:
                     print("== %s ..." % name, flush=True)
-                    start = time.time()
+                    start, load_before = time.time(), os.getloadavg()
                     second, noop_s, noop_ok = self.noop_median(vcmd, venv, noop_runs)
                     total, written = self.newer_than(bucket, start)
                     # media_copy's full-listing runs rewrite nothing either; its record does change (a
                     # full run writes one), which is what pass 2 then reads, as in a migration.
                     row = dict(tool=name, objects=total, expected=self.files, noop_s=second[0], noop_cpu=second[4],
                                noop_rss=second[1], noop_runs_s=noop_s, noop_uploaded=written,
-                               ok=noop_ok and written == 0 and total == self.files, load_before=os.getloadavg())
+                               ok=noop_ok and written == 0 and total == self.files, load_before=load_before)
                     if not noop_ok:
                         row["error"] = second[3][-2000:]
                     if incremental and row["ok"]:
@@ -409,10 +414,12 @@ class Bench:
 
 
 def scale_table(reports):
-    """Rows at each size side by side: {objects: report} -> markdown."""
+    """Rows at each size side by side: {objects: report} -> markdown. Wall seconds, then the client's CPU
+    seconds (user + sys of the whole process tree), which a loaded machine distorts less."""
     sizes = sorted(reports)
-    head = ["run"] + ["%s at %s objects" % (what, "{:,}".format(n)) for what in ("no-op (s)", "incremental (s)")
-                      for n in sizes]
+    columns = (("no-op (s)", "noop_s"), ("no-op CPU (s)", "noop_cpu"), ("incremental (s)", "incr_s"),
+               ("incremental CPU (s)", "incr_cpu"))
+    head = ["run"] + ["%s, %s" % (label, "{:,}".format(n)) for label, _key in columns for n in sizes]
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
     names = []
     for n in sizes:
@@ -428,12 +435,16 @@ def scale_table(reports):
         return "%.1f%s" % (r[key], "" if ok else " FAILED")
 
     for name in names:
-        lines.append("| " + " | ".join([name] + [cell(n, name, k) for k in ("noop_s", "incr_s") for n in sizes]) + " |")
+        lines.append("| " + " | ".join([name] + [cell(n, name, key) for _label, key in columns for n in sizes]) + " |")
         if any(r.get("incr_task_s") is not None for n in sizes for r in reports[n]["tools"] if r["tool"] == name):
-            lines.append("| " + " | ".join(["%s: its two tasks inside the play" % name] + ["" for n in sizes]
-                                           + [cell(n, name, "incr_task_s") for n in sizes]) + " |")
-    lines.append("| media_copy's full copy that populated the bucket | " + " | ".join(
-        "%.1f" % reports[n]["populate"]["copy_s"] for n in sizes) + " |" + " |" * len(sizes))
+            lines.append("| " + " | ".join(["%s: its two tasks inside the play" % name] + ["" for n in sizes] * 2
+                                           + [cell(n, name, "incr_task_s") for n in sizes] + ["" for n in sizes]) + " |")
+    pop = [reports[n]["populate"] for n in sizes]
+    lines.append("| media_copy's full copy that populated the bucket (s, CPU s) | " + " | ".join(
+        ["%.1f" % p["copy_s"] for p in pop] + ["%.1f" % p["copy_cpu"] for p in pop] + [""] * (2 * len(sizes))) + " |")
+    lines.append("| load average (1 min) at the start / end of the run | " + " | ".join(
+        ["%.1f / %.1f" % (reports[n]["load_at_start"][0], reports[n]["load_at_end"][0]) for n in sizes]
+        + [""] * (3 * len(sizes))) + " |")
     return "\n".join(lines)
 
 
@@ -451,10 +462,16 @@ def scale_targets(reports):
         if p2 in big and "s5cmd" in big and big[p2].get(key) and big["s5cmd"].get("incr_s"):
             out["incremental (%s) / s5cmd's re-run at %d (target <= 0.1)" % (label, sizes[-1])] = \
                 big[p2][key] / big["s5cmd"]["incr_s"]
+    if p2 in big and p2 in small and big[p2].get("incr_cpu") and small[p2].get("incr_cpu") and len(sizes) > 1:
+        out["(context) incremental CPU, %d / %d objects" % (sizes[-1], sizes[0])] = big[p2]["incr_cpu"] / small[p2]["incr_cpu"]
+    if p2 in big and "s5cmd" in big and big[p2].get("incr_cpu") and big["s5cmd"].get("incr_cpu"):
+        out["(context) incremental CPU / s5cmd's at %d" % sizes[-1]] = big[p2]["incr_cpu"] / big["s5cmd"]["incr_cpu"]
     full = "module, full listing"
     if full in big and "aws" in big:
         out["no-op with a full listing / aws s3 sync's at %d (target <= 0.33)" % sizes[-1]] = \
             big[full]["noop_s"] / big["aws"]["noop_s"]
+        out["(context) no-op CPU with a full listing / aws s3 sync's at %d" % sizes[-1]] = \
+            big[full]["noop_cpu"] / big["aws"]["noop_cpu"]
     return out
 
 
