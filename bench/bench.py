@@ -361,13 +361,15 @@ class Bench:
         done = sorted((timed(cmd, env) for _ in range(runs)), key=lambda r: r[0])
         return done[len(done) // 2], [round(r[0], 3) for r in done], all(r[2] == 0 for r in done)
 
-    def scale(self, tools, rounds, noop_runs):
+    def scale(self, tools, rounds, noop_runs, save=None):
         """One bucket, populated once by media_copy (its full copy through ansible-playbook, which writes
         the record pass 2 needs); then for each tool, against that same bucket: the no-op re-run
         (``noop_runs``, median) and the incremental scenario with the same 300 changed objects at every
         size (``rounds``, median). media_copy runs twice: as users run the module (a full listing) and as
         migrate runs pass 2 (the role, ``since_last_run``). A peer's no-op must upload nothing: one listing
-        after its no-op runs counts the objects written since they started."""
+        after its no-op runs counts the objects written since they started. ``save(result)`` is called
+        after each row (and before the bucket is dropped, which takes minutes at 200,000 objects)."""
+        save = save or (lambda result: None)
         self.fixed_changes = (100, 50)
         bucket = self.new_bucket("scale")
         record_dir = os.path.join(self.workdir, "records-%s" % bucket)
@@ -381,6 +383,7 @@ class Bench:
             print(json.dumps(dict(populate=populate)), flush=True)
             if not populate["ok"]:
                 populate["error"] = first[3][-2000:]
+                save(dict(populate=populate, tools=[]))
                 return dict(populate=populate, tools=[])
             pass2, _env = self.cmd_pass2(bucket, record_dir)
             runs = []
@@ -408,6 +411,7 @@ class Bench:
                     row["load_after"] = os.getloadavg()
                     print(json.dumps(row), flush=True)
                     runs.append(row)
+                    save(dict(populate=populate, tools=runs))
             return dict(populate=populate, tools=runs)
         finally:
             self.drop(bucket)
@@ -599,10 +603,13 @@ def main():
     if args.scale:
         load = os.getloadavg()
         report = dict(objects=bench.files, scenario="scale", load_at_start=load)
-        report.update(bench.scale([t for t in args.tools.split(",") if t], args.rounds, args.noop_runs))
-        report["load_at_end"] = os.getloadavg()
-        with open(args.out, "w") as f:
-            json.dump(report, f, indent=1)
+        def save(result):
+            report.update(result)
+            report["load_at_end"] = os.getloadavg()
+            with open(args.out, "w") as f:
+                json.dump(report, f, indent=1)
+
+        save(bench.scale([t for t in args.tools.split(",") if t], args.rounds, args.noop_runs, save))
         print()
         print(scale_table({bench.files: report}))
         print("load average at the start: %.1f %.1f %.1f, at the end: %.1f %.1f %.1f"
