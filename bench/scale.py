@@ -7,7 +7,8 @@
 others "missing source": every row is still read, stat'ed and counted).
 --objects N: a full copy of N tiny (64-byte) objects into a fresh bucket, then a no-op re-run.
 The module runs as its own python process (no ansible-playbook), under /usr/bin/time -v:
-wall seconds, CPU seconds (user + sys) and peak RSS. Prints one JSON line per run.
+wall seconds, CPU seconds (user + sys) and peak RSS, and the load average before and after it
+(the machine may be shared). Prints one JSON line per run; --out FILE writes the same lines there.
 """
 
 import argparse
@@ -59,7 +60,18 @@ def main():
     ap.add_argument("--rows", type=int, default=0)
     ap.add_argument("--files-every", type=int, default=1000)
     ap.add_argument("--objects", type=int, default=0)
+    ap.add_argument("--out", help="also write the JSON lines to this file")
     args = ap.parse_args()
+    if args.out:
+        open(args.out, "w").close()  # noqa: SIM115 - truncate; emit() appends
+
+    def emit(record):
+        line = json.dumps(record)
+        print(line, flush=True)
+        if args.out:
+            with open(args.out, "a") as fh:
+                fh.write(line + "\n")
+
     with open(args.services) as fh:
         services = json.load(fh)["services"]
     ceph, pg = services["ceph"], services["postgres"]
@@ -78,7 +90,7 @@ def main():
         t0 = time.monotonic()
         subprocess.run([sys.executable, os.path.join(REPO, "bench", "gen_instance.py"), "--dsn", dsn, "--dbname", db,
                         "--objects", str(objects), "--system-root", root] + gen_args, check=True)
-        print(json.dumps({"generated": label, "objects": objects, "seconds": round(time.monotonic() - t0, 1)}), flush=True)
+        emit({"generated": label, "objects": objects, "seconds": round(time.monotonic() - t0, 1)})
         bucket = "scale-%s-%s" % (label, uuid.uuid4().hex[:6])
         client.create_bucket(Bucket=bucket)
         margs = dict(db_host=pg["host"], db_port=pg["port"], db_name=db, db_user=pg["user"], db_password=pg["password"],
@@ -90,13 +102,14 @@ def main():
             json.dump({"ANSIBLE_MODULE_ARGS": margs}, f)
         cmd = [VENV_PY, os.path.join(REPO, "plugins", "modules", "media_copy.py"), argfile]
         for run in ("copy", "no-op re-run"):
+            load_before = os.getloadavg()
             row = time_v(cmd, env)
-            row.update(job=label, objects=objects, run=run)
+            row.update(job=label, objects=objects, run=run, load_before=load_before, load_after=os.getloadavg())
             done = (row["totals"] or {}).get("objects") or 0
             if row["wall_s"] > 0 and done:
                 row["objects_per_s"] = round(done / row["wall_s"], 1)
                 row["cpu_s_per_1000"] = round(1000.0 * row["cpu_s"] / done, 3)
-            print(json.dumps(row), flush=True)
+            emit(row)
 
 
 if __name__ == "__main__":
