@@ -132,6 +132,38 @@ def copy_counts(result, check_mode=False):
     return "%s: %s" % (_plural(n["objects"], "object"), ", ".join(parts))
 
 
+def _duration(seconds):
+    seconds = int(round(seconds))
+    if seconds < 120:
+        return "%d s" % seconds
+    if seconds < 7200:
+        return "%d min" % round(seconds / 60.0)
+    return "%.1f h" % (seconds / 3600.0)
+
+
+def pace_words(result):
+    """``paced at 144 requests/s held, the gateway pushed back 9 times (503 SlowDown)``, or ''."""
+    pacing = (result or {}).get("pacing") or {}
+    if not pacing.get("held_rate"):
+        return ""
+    throttled = int(pacing.get("throttled") or 0)
+    return "%.0f requests/s held, the gateway pushed back %s" % (
+        pacing["held_rate"], "%s (503 SlowDown)" % _plural(throttled, "time") if throttled else "never")
+
+
+def estimate_words(result):
+    """Check mode's plan: ``about 31 s at 150 requests/s (max_requests_per_second); the bucket will hold 18.4 MB``."""
+    plan = (result or {}).get("estimate")
+    if not isinstance(plan, dict):
+        return ""
+    storage = "the bucket will hold %.1f MB of these media" % ((plan.get("bucket_bytes") or 0) / 1e6)
+    if not plan.get("seconds") and plan.get("seconds") != 0:
+        return "%.1f MB to copy, time unknown (%s); %s" % ((plan.get("bytes") or 0) / 1e6, plan.get("rate_from"), storage)
+    return "%.1f MB to copy in about %s (%d requests at %.0f requests/s: %s); %s" % (
+        (plan.get("bytes") or 0) / 1e6, _duration(plan["seconds"]), plan.get("requests") or 0, plan["rate"],
+        plan.get("rate_from"), storage)
+
+
 def _label(name, check_mode):
     return "%s (check mode)" % name if check_mode else name
 
@@ -212,7 +244,8 @@ def _copy_line(s, name):
     result = (run.get("passes") or {}).get(name)
     if not isinstance(result, dict):
         return "%s: did not run" % name
-    return "%s: %s" % (s.label(name), copy_counts(result, s.check))
+    extra = [words for words in (estimate_words(result) if s.check else pace_words(result),) if words]
+    return "%s: %s" % (s.label(name), "; ".join([copy_counts(result, s.check)] + extra))
 
 
 def _config_line(s):
