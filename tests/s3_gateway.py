@@ -12,7 +12,6 @@ method, so the gateway's own count of requests and of 503s can be compared with 
 import os
 
 from tests.services.ceph import make_ca_and_server_cert
-from tests.services.nginx import Nginx
 
 SLOW_DOWN = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code>"
              "<Message>Please reduce your request rate.</Message></Error>")
