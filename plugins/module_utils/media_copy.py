@@ -168,21 +168,22 @@ def estimate_rate(p, last_pacing=None):
 
 def estimate(p, engine, result, last_pacing=None):
     """Check mode's plan: the objects and bytes to copy, the requests a copy sends (the listing and
-    lookups this run sent, plus one PUT per object or the parts of a multipart upload), the time at
-    the rate it would hold (``estimate_rate``), and the storage the bucket will need (every object
-    found at the source, already there or not)."""
+    lookups this run sent, plus one PUT per object or the parts of a multipart upload), the time (this
+    run's own, which a copy spends again, plus the writes at the rate it would hold: ``estimate_rate``),
+    and the storage the bucket will need (every object found at the source, already there or not)."""
     rate, rate_from = estimate_rate(p, last_pacing)
     requests = engine.limiter.requests + engine.planned_requests
-    out = {
+    # What this run took (connections, listing, reading the database) a copy takes again, plus its writes.
+    seconds = result["seconds"] + engine.planned_requests / rate if rate else None
+    return {
         "objects": result["totals"]["copied"],
         "bytes": result["bytes"],
         "requests": requests,
         "rate": round(rate, 1) if rate else None,
         "rate_from": rate_from,
-        "seconds": round(requests / rate, 1) if rate else None,
+        "seconds": round(seconds, 1) if rate else None,
         "bucket_bytes": engine.source_bytes,
     }
-    return out
 
 
 def handle_database(p):

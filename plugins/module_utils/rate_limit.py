@@ -31,8 +31,9 @@ as TCP does with its window.
   (unpaced: the accepted rate), never below ``floor``. Only one decrease per round: a push-back to a
   request sent before the last decrease (in flight at the old rate) is counted but does not
   decrease again.
-* Between push-backs the rate grows linearly by ``increase`` (1.5 %) of the rate before the last
-  decrease per second, up to the cap (``max_requests_per_second``, else the tier's rate when known,
+* Between push-backs the rate grows by ``increase`` (1.5 %) of the rate before the last decrease per
+  second, a growth that speeds up by ACCELERATION (2) with each second without a push-back (gentle
+  near the limit just after a cut, quick back up when a cut went too deep), up to the cap (``max_requests_per_second``, else the tier's rate when known,
   else none). The growth and the cut are proportions of the limit, so the saw-tooth has the same shape
   at 150, 800 or 4,000 requests/s (tests/unit/test_rate_limit.py simulates a gateway at each).
 """
@@ -42,6 +43,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # noqa: UP001 - required by ansible-test sanity
 
 import collections
+import math
 import threading
 import time
 
@@ -51,7 +53,12 @@ TIER_RATES = {"standard": 800.0, "premium": 1000.0, "performance": 4000.0, "acce
 
 DECREASE = 0.85
 INCREASE = 0.015
-WINDOW = 1.0
+# Each second without a push-back the growth speeds up by this factor: gentle just after a cut (near the
+# limit), fast when the cut went too deep or the limit rose (CUBIC's idea, in its simplest form).
+ACCELERATION = 2.0
+WINDOW = 0.5
+GAP = 0.25
+RECENT = 0.15
 # After a cut, push-backs to requests sent within HOLD seconds are counted but cut no further: the
 # gateway's own bucket, filled by the pace before the cut, takes that long to drain.
 HOLD = 0.2
@@ -111,7 +118,7 @@ class RateLimiter(object):
         self._lock = threading.Lock()
         self._local = threading.local()
         self._tat = clock()  # the theoretical arrival time of the next request (GCRA)
-        self._grown_at = self._tat
+        self._grown_at = self._created = self._tat
         self._decreased_at = None
         self._accepted = collections.deque()  # times of the answers that were not push-backs, last ``window`` s
         self._first = None
@@ -131,10 +138,17 @@ class RateLimiter(object):
         return max(1.0, rate * BURST_SECONDS)
 
     def _grow(self, now):
-        """Additive increase since the last call (adaptive and paced only); the caller holds the lock."""
-        if self.adaptive and self.rate > 0 and self._step > 0:
-            grown = self.rate + self._step * max(0.0, now - self._grown_at)
-            self.rate = min(grown, self.cap) if self.cap else grown
+        """The increase since the last call (adaptive and paced only): ``_step`` per second just after a
+        cut, ACCELERATION times more with each quiet second; the caller holds the lock."""
+        if self.adaptive and self.rate > 0 and self._step > 0 and now > self._grown_at:
+            if self.cap and self.rate >= self.cap:
+                self.rate = self.cap
+            else:
+                since = self._decreased_at if self._decreased_at is not None else self._created
+                t0, t1 = min(self._grown_at - since, 60.0), min(now - since, 60.0)
+                log_g = math.log(ACCELERATION)
+                grown = self.rate + self._step * (ACCELERATION ** t1 - ACCELERATION ** t0) / log_g
+                self.rate = min(grown, self.cap) if self.cap else grown
         self._grown_at = now
 
     def reserve(self, n=1):
@@ -182,10 +196,18 @@ class RateLimiter(object):
         """Answers that were not push-backs per second over the last ``window`` seconds (None: no data)."""
         while self._accepted and self._accepted[0] < now - self.window:
             self._accepted.popleft()
-        span = min(self.window, now - (self._first if self._first is not None else now))
-        if span <= 0 or not self._accepted:
+        # A sample followed by a quiet gap (the probe and the listing before the copy began) is no part
+        # of the current flow.
+        while len(self._accepted) > 1 and self._accepted[1] - self._accepted[0] > GAP:
+            self._accepted.popleft()
+        if not self._accepted:
             return None
-        return len(self._accepted) / span
+        # The last RECENT seconds when they hold enough answers: at the first push-back the flow was still
+        # ramping up (connections, the first rows), and only its end shows what the gateway takes.
+        recent = [t for t in self._accepted if t >= now - RECENT] if len(self._accepted) > 10 else ()
+        if len(recent) >= 10:
+            return len(recent) / max(now - recent[0], 0.05)
+        return len(self._accepted) / max(now - self._accepted[0], 0.05)
 
     def observe(self, status, code=None, sent=None):
         """The answer to the last request this thread sent (or to the one sent at ``sent``, the clock's

@@ -406,7 +406,8 @@ class LeanS3(object):
                 pacer.observe(status, error["Error"]["Code"])
             if attempt < self.max_attempts and is_retryable_response(status, error["Error"]["Code"]) \
                     and self._rewind(body, start):
-                self._backoff(attempt)
+                if pacer is None or status not in (429, 503):  # a push-back: the pacer spaces the retry
+                    self._backoff(attempt)
                 continue
             raise client_error(error, operation_name)
 

@@ -6,6 +6,7 @@ at most 0.05 push-backs per object)."""
 from __future__ import annotations
 
 import heapq
+import math
 import random
 import sys
 import threading
@@ -143,15 +144,18 @@ def test_what_is_a_push_back(status, code, throttle):
     assert limiter.rate == (85.0 if throttle else 100.0)
 
 
-def test_additive_increase_up_to_the_cap():
+def test_increase_up_to_the_cap_speeds_up_with_each_quiet_second():
     clock = FakeClock()
     limiter = rate_limit.RateLimiter(100, adaptive=True, clock=clock, sleep=clock.sleep)
     limiter.observe(503, "SlowDown")
     assert limiter.rate == pytest.approx(85.0)
-    clock.now += 4.0
+    step = 0.015 * 100  # 1.5 % of the rate before the cut, per second, doubling each quiet second
+    clock.now += 1.0
     limiter.reserve()
-    # 1.5 % of the rate before the cut per second: 1.5/s
-    assert limiter.rate == pytest.approx(85.0 + 4 * 1.5)
+    assert limiter.rate == pytest.approx(85.0 + step / math.log(2))
+    clock.now += 1.0
+    limiter.reserve()
+    assert limiter.rate == pytest.approx(85.0 + step * 3 / math.log(2))
     clock.now += 100.0
     limiter.reserve()
     assert limiter.rate == 100.0
@@ -177,7 +181,7 @@ def test_unpaced_until_the_first_push_back_then_from_the_accepted_rate():
     limiter.acquire()
     limiter.observe(503, "SlowDown")
     assert limiter.decreases == 2
-    assert limiter.rate == pytest.approx(0.85 * 200, rel=0.02)
+    assert limiter.rate == pytest.approx(0.85 * 200, rel=0.05)  # the last 0.15 s of it
 
 
 def test_tier_rates_and_start():
