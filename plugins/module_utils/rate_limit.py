@@ -27,15 +27,16 @@ as TCP does with its window.
   client goes) until the gateway first pushes back.
 * A push-back is a 503 (SlowDown, ServiceUnavailable: Ceph RGW's and Vultr's answer over the limit) or a
   429 / a throttling code (RequestLimitExceeded...). The rate becomes ``decrease`` (0.85) times the
-  lower of the current rate and the rate the gateway accepted over the last ``window`` seconds
-  (unpaced: the accepted rate), never below ``floor``. Only one decrease per round: a push-back to a
-  request sent before the last decrease (in flight at the old rate) is counted but does not
-  decrease again.
+  lower of the current rate and the rate the gateway accepted lately (the last RECENT seconds, else
+  the last ``window``; unpaced: the accepted rate), never below ``floor``. One decrease per round: a
+  push-back to a request sent before the last decrease, or within HOLD seconds after it (the gateway's
+  own bucket drains), is counted but does not decrease again.
 * Between push-backs the rate grows by ``increase`` (1.5 %) of the rate before the last decrease per
-  second, a growth that speeds up by ACCELERATION (2) with each second without a push-back (gentle
-  near the limit just after a cut, quick back up when a cut went too deep), up to the cap (``max_requests_per_second``, else the tier's rate when known,
-  else none). The growth and the cut are proportions of the limit, so the saw-tooth has the same shape
-  at 150, 800 or 4,000 requests/s (tests/unit/test_rate_limit.py simulates a gateway at each).
+  second, a growth that doubles (ACCELERATION) with each second without a push-back: gentle near the
+  limit just after a cut, quick back up when a cut went too deep. Up to the cap
+  (``max_requests_per_second``, else the tier's rate when known, else none). The growth and the cut
+  are proportions of the limit, so the saw-tooth has the same shape at 150, 800 or 4,000 requests/s
+  (tests/unit/test_rate_limit.py simulates a gateway at each).
 """
 
 from __future__ import absolute_import, division, print_function
