@@ -285,8 +285,8 @@ def test_default_pace_holds_the_gateway_limit(limit):
     """Nothing set (unpaced until the first 503): the copy of 30 s worth of objects ends within 1.15x of
     the floor (objects / limit) with at most 0.05 push-backs per object, at this machine's bench rate and
     at Vultr's Standard and Performance limits. The workers could send 2.5 times the limit; the gateway
-    takes a burst of a tenth of a second (at 150/s: 1.03x, 0.003 per object; at 800: 1.02x; at 4,000:
-    1.02x. A gateway with a burst of a fiftieth of a second: 1.06x; of a hundredth: 1.3-1.6x)."""
+    takes a burst of a tenth of a second (at 150/s: 1.03x, 0.006 per object; at 800 and 4,000: 1.04x;
+    with a burst of a fiftieth of a second: 1.12x to 1.17x)."""
     objects = 30 * limit
     latency = 0.02
     workers = int(2.5 * limit * latency) + 1
