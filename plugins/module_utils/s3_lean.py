@@ -397,13 +397,12 @@ class LeanS3(object):
                 continue
             if early or rheaders.get("connection", "").lower() == "close":
                 self._drop(connect_host)
-            if 200 <= status < 300:
-                if pacer is not None:
-                    pacer.observe(status)
-                return status, rheaders, data
-            error = _error_from(status, data if method != "HEAD" else b"", operation_name, rheaders)
+            error = None if 200 <= status < 300 else _error_from(status, data if method != "HEAD" else b"",
+                                                                 operation_name, rheaders)
             if pacer is not None:
-                pacer.observe(status, error["Error"]["Code"])
+                pacer.observe(status, error and error["Error"]["Code"])
+            if error is None:
+                return status, rheaders, data
             if attempt < self.max_attempts and is_retryable_response(status, error["Error"]["Code"]) \
                     and self._rewind(body, start):
                 if pacer is None or status not in (429, 503):  # a push-back: the pacer spaces the retry
