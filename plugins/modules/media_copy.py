@@ -118,10 +118,17 @@ options:
     default: 16
   max_requests_per_second:
     description:
-      - Cap on the S3 requests per second (every PUT, multipart part, copy and LIST), to stay under
-        Vultr's per-subscription limits. V(0) means no cap.
+      - Cap on S3 requests per second (the provider's limit); V(0) - none. Every HTTP request of the run, retries
+        included, passes one limiter, which paces below the cap - on a 503 C(SlowDown) (or 429) to 85% of the
+        accepted rate, then +1.5%/s. Unpaced (or at the O(tier)'s rate) until the first 503.
     type: float
     default: 0
+  tier:
+    description: Vultr tier of the bucket's subscription - V(standard), V(premium), V(performance), V(accelerated)
+      (800, 1,000, 4,000, 10,000 requests/s), the run's start and cap, and check mode's rate. V("") - not known.
+    type: str
+    default: ""
+    version_added: 0.2.0
   multipart_threshold:
     description:
       - Files larger than this go as a multipart upload streamed from disk (8 MiB parts). Bytes,
@@ -188,7 +195,7 @@ options:
         the database time it started, the highest row id, and the rows that failed or had no
         source file - bound to the endpoint, bucket, key prefix, scope, shard, source and database.
       - Not written in check mode, with O(limit), with O(mode=verify), or when the run was interrupted.
-      - Needed by O(since_last_run).
+      - Needed by O(since_last_run). The record keeps the rate the run held too (for check mode's RV(estimate)).
     type: path
   since_last_run:
     description:
@@ -323,10 +330,20 @@ objects_per_second:
   type: float
   sample: 850.0
 requests:
-  description: S3 requests sent through the rate limiter (PUT, parts, copies, LIST pages).
+  description: HTTP requests sent to S3, every attempt counted (PUT, HEAD, parts, copies, LIST pages, retries).
   returned: always
   type: int
   sample: 120
+pacing:
+  description: The pace - C(held_rate) (requests/s accepted), C(throttled) (503/429 answers - the gateway's
+    push-backs), C(decreases), C(start_rate), C(rate) (at the end), C(min_rate), C(cap).
+  returned: always
+  type: dict
+estimate:
+  description: In check mode - C(objects), C(bytes), C(requests) a copy sends, C(seconds) at C(rate) (C(rate_from) -
+    O(tier), O(max_requests_per_second) or the last run's rate kept in O(record_dir)), C(bucket_bytes) (storage needed).
+  returned: in check mode, when mode is copy
+  type: dict
 rows_total:
   description: Database rows owning media, per kind, counted before the copy.
   returned: always
@@ -465,13 +482,14 @@ def main():
         steps.check_params(p, module.check_mode)
         # Pre-flight, before anything is copied: database, destination bucket and keys, source.
         conn, counts = steps.handle_database(p)
-        client = client_from_module(module, max_pool_connections=p["concurrency"] + 2, lean=True)
+        limiter = steps.make_limiter(p)
+        client = client_from_module(module, max_pool_connections=p["concurrency"] + 2, lean=True, pacer=limiter)
         steps.check_bucket(client, p["bucket"], p["endpoint"], "destination bucket")
-        source = steps.handle_source(p, client)
+        source = steps.handle_source(p, client, limiter)
         if p["mode"] == "copy_back":
-            result = steps.handle_copy_back(p, client, conn, counts, module.check_mode)
+            result = steps.handle_copy_back(p, client, conn, counts, module.check_mode, limiter)
         else:
-            result = steps.handle_copy(p, client, source, conn, counts, module.check_mode)
+            result = steps.handle_copy(p, client, source, conn, counts, module.check_mode, limiter)
         steps.check_result(p, result)
     except steps.MediaCopyError as exc:
         module.fail_json(msg=exc.msg, **exc.result)

@@ -118,13 +118,21 @@ def test_missing_source_is_reported_and_does_not_fail(rgw, s3, bucket, instance)
 
 
 def test_check_mode_uploads_nothing_and_counts(rgw, s3, bucket, instance):
-    res, out = run_copy(module_args(rgw, instance, bucket), check=True)
+    res, out = run_copy(module_args(rgw, instance, bucket, max_requests_per_second=400), check=True)
     assert res.rc == 0, res
     assert bucket_objects(s3, bucket) == {}
     want = present(instance.expected, instance)
     assert out["totals"]["copied"] == len(want)
-    assert out["bytes"] == sum(os.path.getsize(os.path.join(instance.system_root, k)) for k in want)
+    size = sum(os.path.getsize(os.path.join(instance.system_root, k)) for k in want)
+    assert out["bytes"] == size
     assert out["changed"] is True
+    # issue 22: the plan - one PUT per object (all small) plus what check mode sent itself (HeadBucket, one
+    # listing page); this run's time plus the PUTs' at the cap; the storage the bucket will need (empty: what
+    # is copied)
+    assert out["estimate"] == {"objects": len(want), "bytes": size, "requests": len(want) + out["requests"],
+                               "rate": 400.0, "rate_from": "max_requests_per_second",
+                               "seconds": round(out["seconds"] + len(want) / 400.0, 1), "bucket_bytes": size}
+    assert out["requests"] == 2
 
 
 def test_verify_reports_exactly_deleted_objects(rgw, s3, bucket, instance):

@@ -92,6 +92,9 @@ def test_check_mode_uploads_nothing(rgw, s3, bucket, instance, tmp_path):
     assert res.rc == 0, res
     assert keys_in(s3, bucket) == set()
     assert res.task("Start the copy")["totals"]["objects"] >= len(instance.expected)
+    # issue 22: the summary says the plan (no rate known here: no cap, no tier, no earlier run) and the storage
+    plan = [line for line in res.task("Summary (")["msg"] if line.startswith("estimate: ")]
+    assert plan and plan[0].startswith("estimate: no rate known") and "bucket will hold" in plan[0], plan
 
 
 def test_cache_retired_only_after_verification_and_restored(rgw, s3, bucket, instance, tmp_path):

@@ -1,5 +1,5 @@
-"""Unit tests of plugins/module_utils/copy/engine.py and its rooms (s3_listing, copy_sources, copy_progress,
-rate_limit): the parts that need no S3 server.
+"""Unit tests of plugins/module_utils/copy/engine.py and its rooms (s3_listing, copy_sources, copy_progress):
+the parts that need no S3 server (the rate limiter: test_rate_limit.py).
 
 (S3 behaviour is tested against a real Ceph RGW in tests/integration/test_media_copy_rgw.py.)
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
 from collections import namedtuple
 from pathlib import Path
 
@@ -23,7 +22,6 @@ if _COLLECTIONS not in sys.path:
 from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import engine as ce  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import progress  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import sources  # noqa: E402
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import rate_limit  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket.rules import public_grants  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import listing  # noqa: E402
 
@@ -92,58 +90,6 @@ def test_extra_args_empty_acl_sends_none_and_custom_cache_control():
     engine = ce.CopyEngine(None, "b", None, acl="", cache_control="max-age=60")
     obj = MediaObject("k", "k", None, None, 1)
     assert engine.extra_args(obj) == {"CacheControl": "max-age=60"}
-
-
-# --- rate limiter -------------------------------------------------------------------------------
-
-def test_rate_limiter_caps_rate_with_fake_clock():
-    clock = FakeClock()
-    limiter = rate_limit.RateLimiter(10, clock=clock, sleep=clock.sleep)
-    start = clock.now
-    for _ in range(50):
-        limiter.acquire()
-    elapsed = clock.now - start
-    # burst of 10 immediately, then 40 more at 10/s -> 4 s
-    assert elapsed == pytest.approx(4.0, abs=1e-6)
-    assert limiter.requests == 50
-
-
-def test_rate_limiter_refills_after_idle_but_not_beyond_burst():
-    clock = FakeClock()
-    limiter = rate_limit.RateLimiter(5, clock=clock, sleep=clock.sleep)
-    for _ in range(5):
-        limiter.acquire()
-    assert clock.sleeps == []
-    clock.now += 100  # a long idle time must not bank 500 tokens
-    for _ in range(5):
-        limiter.acquire()
-    assert clock.sleeps == []
-    limiter.acquire()
-    assert sum(clock.sleeps) == pytest.approx(0.2)
-
-
-def test_rate_limiter_zero_means_no_cap():
-    clock = FakeClock()
-    limiter = rate_limit.RateLimiter(0, clock=clock, sleep=clock.sleep)
-    for _ in range(10000):
-        limiter.acquire()
-    assert clock.sleeps == [] and limiter.requests == 10000
-
-
-def test_rate_limiter_shared_by_threads_real_clock():
-    limiter = rate_limit.RateLimiter(50, burst=1)
-    import time
-
-    start = time.monotonic()
-    threads = [threading.Thread(target=lambda: [limiter.acquire() for _ in range(10)]) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.monotonic() - start
-    # 40 requests at 50/s with a burst of 1: >= 39/50 s whatever the number of threads
-    assert elapsed >= 0.75
-    assert limiter.requests == 40
 
 
 # --- destination index ------------------------------------------------------------------------

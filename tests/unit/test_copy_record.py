@@ -116,3 +116,17 @@ def test_run_record_chooses_the_index_of_the_bucket(rdir):
     assert incremental.listed is True and "listed instead" in incremental.reason
     assert incremental.choose_index(None, "media", "pre", limiter, 4, 1, skip_existing=False) is None
     assert incremental.listed is False
+
+
+def test_the_pace_a_run_held_is_kept_for_check_modes_estimate(rdir):
+    """The record keeps the rate the last complete run held (issue 22: check mode estimates with it),
+    read whether or not the next run is incremental; a missing or malformed one is None."""
+    rec.save(rdir, bound(), kinds(), {"held_rate": 141.7, "throttled": 12, "requests": 4600})
+    record, _reason = rec.load(rdir, bound())
+    assert record["pacing"] == {"held_rate": 141.7, "throttled": 12}
+    assert rec.RunRecord(rdir, bound(), since_last_run=False).last_pacing() == {"held_rate": 141.7, "throttled": 12}
+    rec.save(rdir, bound(), kinds(), {"held_rate": "fast"})
+    assert rec.load(rdir, bound())[0]["pacing"] is None
+    rec.save(rdir, bound(), kinds())
+    assert rec.RunRecord(rdir, bound()).last_pacing() is None
+    assert rec.RunRecord(rdir + "-none", bound()).last_pacing() is None

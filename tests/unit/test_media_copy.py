@@ -126,3 +126,61 @@ def test_media_copy_error_carries_message_and_result():
     err = steps.MediaCopyError("boom")
     assert (str(err), err.msg, err.result) == ("boom", "boom", {})
     assert steps.MediaCopyError("boom", {"totals": {}}).result == {"totals": {}}
+
+
+# --- the pace (issue 22) -------------------------------------------------------------------------
+
+def test_the_limiter_is_adaptive_capped_and_starts_from_the_tier():
+    limiter = steps.make_limiter(params())
+    assert limiter.adaptive and limiter.cap == 0 and limiter.rate == 0  # unpaced until the first 503
+    limiter = steps.make_limiter(params(tier="Performance"))
+    assert limiter.rate == 4000 and limiter.cap == 4000  # the tier's documented limit
+    limiter = steps.make_limiter(params(tier="performance", max_requests_per_second=300))
+    assert limiter.rate == 300 and limiter.cap == 300
+    limiter = steps.make_limiter(params(max_requests_per_second=150))
+    assert limiter.rate == 150 and limiter.cap == 150 and limiter.floor == 7.5
+
+
+def test_check_params_refuses_an_unknown_tier():
+    with pytest.raises(steps.MediaCopyError, match="standard .800 requests/s.*accelerated .10000"):
+        steps.check_params(params(tier="gold"))
+    steps.check_params(params(tier="Standard"))
+
+
+@pytest.mark.parametrize("over, last, rate, source", [
+    (dict(tier="standard"), None, 800.0, "the standard tier's limit"),
+    (dict(tier="premium", max_requests_per_second=600), None, 600.0, "max_requests_per_second"),
+    (dict(max_requests_per_second=150), {"held_rate": 139.0}, 139.0, "the rate the last run held"),
+    (dict(max_requests_per_second=150), {"held_rate": 400.0}, 150.0, "max_requests_per_second"),
+    (dict(), {"held_rate": 350.0}, 350.0, "the rate the last run held"),
+    (dict(endpoint="ewr1"), None, 800.0, "Vultr's standard tier limit (assumed: set tier)"),
+    (dict(), None, None, "no rate known: set max_requests_per_second or tier, or run a copy once with record_dir"),
+])
+def test_the_rate_check_mode_estimates_with(over, last, rate, source):
+    assert steps.estimate_rate(params(**over), last) == (rate, source)
+
+
+def test_the_estimate_counts_the_requests_a_copy_sends(tmp_path):
+    """Check mode's plan: the listing and lookups it sent, one PUT per object, a multipart upload's parts
+    plus two; the time at the rate; the storage the bucket will hold (objects already there too)."""
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import engine as ce
+    from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.rate_limit import RateLimiter
+
+    source = FilesystemSource(str(tmp_path))
+    engine = ce.CopyEngine(None, "media", source, check_mode=True, limiter=RateLimiter(0), multipart_threshold=15 * MB)
+
+    class Obj:
+        def __init__(self, key):
+            self.key, self.acl = key, None
+
+    assert engine.requests_for(Obj("a"), 10) == 1
+    assert engine.requests_for(Obj("b"), 15 * MB) == 1
+    assert engine.requests_for(Obj("c"), 40 * MB) == 5 + 2  # 8 MiB parts
+    engine.limiter.requests = 3  # HeadBucket and two listing pages
+    engine.planned_requests = 1200
+    engine.source_bytes = 7 * MB
+    result = {"totals": {"copied": 1000}, "bytes": 5 * MB, "seconds": 1.5}  # this check run's own time
+    out = steps.estimate(params(max_requests_per_second=120), engine, result)
+    assert out == {"objects": 1000, "bytes": 5 * MB, "requests": 1203, "rate": 120.0,
+                   "rate_from": "max_requests_per_second", "seconds": 11.5, "bucket_bytes": 7 * MB}
+    assert steps.estimate(params(), engine, result)["seconds"] is None

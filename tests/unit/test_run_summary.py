@@ -162,6 +162,31 @@ def test_a_check_run_with_the_bucket_there_counts_what_would_be_copied():
                                                          "already in place")
 
 
+def test_the_copy_lines_say_the_pace_held_and_check_mode_estimates_the_time():
+    """issue 22: a copy pass says the rate held and how often the gateway pushed back; a check run says
+    how long the copy will take at the rate it would hold, and the storage the bucket will need."""
+    run = dict(FULL, passes={"copy pass 1": {"totals": {"objects": 4500, "copied": 4500},
+                                             "pacing": {"held_rate": 144.9, "throttled": 9}},
+                             "copy pass 2": {"totals": {"objects": 3, "copied": 3}, "pacing": {"held_rate": None}}})
+    lines = rs.migrate_summary(run)
+    assert line(lines, "copy pass 1:").endswith(
+        "0 failed; 145 requests/s held, the gateway pushed back 9 times (503 SlowDown)")
+    assert line(lines, "copy pass 2:").endswith("0 missing on disk, 0 failed")
+    estimate = {"objects": 4500, "bytes": 18432000, "requests": 4502, "rate": 150.0, "rate_from": "max_requests_per_second",
+                "seconds": 30.0, "bucket_bytes": 20000000}
+    run = dict(BASE, check_mode=True, bucket_result={"changed": False, "existed": True},
+               nginx_state={"exists": True, "local_first": True},
+               passes={"copy pass 1": {"totals": {"objects": 4600, "copied": 4500, "skipped": 100}, "estimate": estimate}})
+    assert line(rs.migrate_summary(run), "copy pass 1 (check mode):").endswith(
+        "0 failed; 18.4 MB to copy in about 30 s (4502 requests at 150 requests/s: max_requests_per_second); "
+        "the bucket will hold 20.0 MB of these media")
+    unknown = dict(estimate, rate=None, seconds=None, rate_from="no rate known")
+    run["passes"]["copy pass 1"]["estimate"] = unknown
+    assert line(rs.migrate_summary(run), "copy pass 1 (check mode):").endswith(
+        "18.4 MB to copy, time unknown (no rate known); the bucket will hold 20.0 MB of these media")
+    assert rs.estimate_words({"estimate": dict(estimate, seconds=5400.0)}).startswith("18.4 MB to copy in about 90 min")
+
+
 def test_a_rerun_after_retirement_counts_cache_old_files_as_retired_not_missing():
     """(c) the re-run: the files of cache.old are "in cache.old (retired)", not "missing on disk"; the
     retirement is an earlier run's."""

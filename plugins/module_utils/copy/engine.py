@@ -160,6 +160,11 @@ class CopyEngine(object):
         self.index = index
         self.tracer = tracer if tracer is not None else Tracer()
         self._sleep = sleep
+        # Check mode's plan (media_copy's estimate): the requests a real run would send for the objects
+        # it would copy, and the bytes of every object found at the source (what the bucket will hold).
+        # Only the producer thread (triage) adds to them.
+        self.planned_requests = 0
+        self.source_bytes = 0
         # At most a few part buffers in memory at once, whatever the concurrency.
         self._part_slots = threading.BoundedSemaphore(max(1, min(4, self.concurrency)))
 
@@ -188,6 +193,14 @@ class CopyEngine(object):
         if acl:
             extra["ACL"] = acl
         return extra
+
+    def requests_for(self, obj, size):
+        """The requests one transfer sends when nothing is retried: one PUT or copy, or the multipart's
+        parts plus its create and complete."""
+        if size <= self.multipart_threshold or self.source.copy_source(obj.key) is not None:
+            return 1
+        part = part_size_for(size, self.part_size)
+        return (size + part - 1) // part + 2
 
     def _request(self, method, **kwargs):
         self.limiter.acquire()
@@ -262,6 +275,7 @@ class CopyEngine(object):
         # A file found in cache.old (retired by this migration) is no missing file: it is counted
         # ``retired`` instead of ``skipped`` (copied from there when the bucket lacks it).
         present_outcome = "retired" if retired else "skipped"
+        self.source_bytes += size
         dest_key = self.dest_key(key)
         if self.mode == "verify":
             present = self.index.size_of(dest_key) if self.index is not None else None
@@ -278,6 +292,7 @@ class CopyEngine(object):
             self._count(kind, obj, present_outcome)
             return None
         if self.check_mode:
+            self.planned_requests += self.requests_for(obj, size)
             self._count(kind, obj, "copied", size)
             return None
         return size

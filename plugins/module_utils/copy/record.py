@@ -62,6 +62,8 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.client
 RECORD_VERSION = 1
 MAX_RECORD_BYTES = 16 * 1024 * 1024
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
+# A run that sent fewer requests says nothing of the rate a copy holds (a no-op re-run, a few HEADs).
+MIN_PACED_REQUESTS = 200
 
 
 def binding(endpoint, bucket, key_prefix, scope, include_backups, shard_index, shard_count, source, db_params):
@@ -146,10 +148,23 @@ def load(record_dir, bound):
             }
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         return None, "record %s is malformed: %s" % (path, exc)
-    return {"kinds": kinds, "written_at": data.get("written_at")}, None
+    return {"kinds": kinds, "written_at": data.get("written_at"), "pacing": _pacing(data.get("pacing"))}, None
 
 
-def save(record_dir, bound, kinds):
+def _pacing(value):
+    """The pace a run held (``held_rate``, requests/s; ``throttled``), as kept in the record: check mode's
+    estimate uses it. None when absent or not numbers."""
+    if not isinstance(value, dict):
+        return None
+    try:
+        held = float(value["held_rate"])
+        throttled = int(value.get("throttled") or 0)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return {"held_rate": held, "throttled": throttled} if held > 0 else None
+
+
+def save(record_dir, bound, kinds, pacing=None):
     """Write the record atomically (0600, through no link). Returns the path."""
     if not os.path.exists(record_dir):
         os.makedirs(record_dir, 0o700)
@@ -165,6 +180,8 @@ def save(record_dir, bound, kinds):
                               "retry_ids": sorted(entry["retry_ids"])})
                       for kind, entry in sorted(kinds.items())),
     }
+    if _pacing(pacing):
+        data["pacing"] = _pacing(pacing)
     tmp = "%s.%d.tmp" % (path, os.getpid())
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
@@ -235,15 +252,27 @@ class RunRecord(object):
         self.listed = False
         return self.head_index
 
-    def finish(self):
+    def last_pacing(self):
+        """The pace the last complete run held (``{"held_rate", "throttled"}``), or None: read from the
+        record, whether or not this run is incremental."""
+        record = self.old
+        if record is None:
+            record, _reason = load(self.record_dir, self.bound)
+        return (record or {}).get("pacing")
+
+    def finish(self, pacing=None):
+        """Write the record of a complete run; ``pacing``: the pace it held (rate_limit's report), kept
+        when the run sent enough requests to measure it (MIN_PACED_REQUESTS), else the last one's is kept."""
         if not self.write:
             return None
+        if not pacing or int(pacing.get("requests") or 0) < MIN_PACED_REQUESTS or not pacing.get("held_rate"):
+            pacing = self.last_pacing()
         kinds = self.tracker.kinds_record(self.selection.kinds, self.since, self.old)
         if kinds is None:
             self.error = "not written: the run did not end cleanly or too many rows failed"
             return None
         try:
-            self.written = save(self.record_dir, self.bound, kinds)
+            self.written = save(self.record_dir, self.bound, kinds, pacing)
         except OSError as exc:
             self.error = "not written: %s" % exc
         return self.written

@@ -25,12 +25,18 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.copy.sour
     S3Source,
     same_account,
 )
-from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.rate_limit import RateLimiter
+from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.rate_limit import (
+    TIER_RATES,
+    RateLimiter,
+    tier_rate,
+)
 from ansible_collections.fediverse.object_storage.plugins.module_utils.fs.safe_fs import anchor_parent
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.client import (
+    VULTR_DOMAIN,
     S3ConfigError,
     describe_error,
     probe_bucket,
+    resolve_endpoint,
     s3_argument_spec,
     s3_client,
 )
@@ -64,6 +70,7 @@ def argument_spec():
         cache_control=dict(type="str", default=engine_lib.DEFAULT_CACHE_CONTROL),
         concurrency=dict(type="int", default=engine_lib.DEFAULT_CONCURRENCY),
         max_requests_per_second=dict(type="float", default=0),
+        tier=dict(type="str", default=""),
         multipart_threshold=dict(type="bytes", default="15MB"),
         skip_existing=dict(type="bool", default=True),
         mode=dict(type="str", default="copy", choices=["copy", "verify", "copy_back"]),
@@ -97,6 +104,10 @@ def check_params(p, check_mode=False):
         raise MediaCopyError("concurrency must be at least 1")
     if p["max_requests_per_second"] < 0:
         raise MediaCopyError("max_requests_per_second must be 0 (no cap) or more")
+    if p["tier"] and tier_rate(p["tier"]) is None:
+        raise MediaCopyError("tier %r is not a Vultr Object Storage tier; the tiers are %s" % (
+            p["tier"], ", ".join("%s (%d requests/s)" % (name, rate) for name, rate in sorted(
+                TIER_RATES.items(), key=lambda item: item[1]))))
     if p["shard_count"] < 1 or not 0 <= p["shard_index"] < p["shard_count"]:
         raise MediaCopyError("shard_index must be between 0 and shard_count - 1 (got %s of %s)"
                              % (p["shard_index"], p["shard_count"]))
@@ -112,6 +123,67 @@ def check_params(p, check_mode=False):
         raise MediaCopyError("since_last_run_margin must be 0 or more seconds")
     if p["mode"] == "copy_back" and p["source"] != "filesystem":
         raise MediaCopyError("mode=copy_back writes to system_root: it needs source=filesystem")
+
+
+def make_limiter(p):
+    """The run's one limiter (s3/rate_limit.py): adaptive (AIMD), capped by ``max_requests_per_second``,
+    starting from the Vultr tier's rate when ``tier`` is given (else from the cap, else unpaced until the
+    gateway first answers 503 SlowDown). Attached to the S3 clients (s3.pace_client), so every request
+    the run sends, retries included, passes it."""
+    tier = tier_rate(p.get("tier"))
+    cap = p["max_requests_per_second"] or 0
+    if tier and not cap:
+        cap = tier  # the provider's documented limit: never paced above it
+    return RateLimiter(cap, adaptive=True, start=tier or cap)
+
+
+def is_vultr(endpoint):
+    try:
+        host = resolve_endpoint(endpoint).split("://", 1)[1].split("/", 1)[0].split(":", 1)[0]
+    except S3ConfigError:
+        return False
+    return host == VULTR_DOMAIN or host.endswith("." + VULTR_DOMAIN)
+
+
+def estimate_rate(p, last_pacing=None):
+    """``(requests/s, where it comes from)`` a copy would hold, or ``(None, why not)``: the lower of
+    the tier's limit and ``max_requests_per_second``, lowered to the rate the last complete run held
+    (the copy record's) when that is lower; without a limit, the last run's rate; on a Vultr endpoint
+    without either, the lowest tier's (standard)."""
+    limits = []
+    if tier_rate(p.get("tier")):
+        limits.append((tier_rate(p["tier"]), "the %s tier's limit" % str(p["tier"]).strip().lower()))
+    if p["max_requests_per_second"]:
+        limits.append((float(p["max_requests_per_second"]), "max_requests_per_second"))
+    held = (last_pacing or {}).get("held_rate")
+    limit = min(limits) if limits else None
+    if held and (limit is None or held < limit[0]):
+        return float(held), "the rate the last run held"
+    if limit is not None:
+        return limit
+    if is_vultr(p["endpoint"]):
+        return TIER_RATES["standard"], "Vultr's standard tier limit (assumed: set tier)"
+    return None, "no rate known: set max_requests_per_second or tier, or run a copy once with record_dir"
+
+
+def estimate(p, engine, result, last_pacing=None):
+    """Check mode's plan: the objects and bytes to copy, the requests a copy sends (the listing and
+    lookups this run sent, plus one PUT per object or the parts of a multipart upload), the time (this
+    run's own, which a copy spends again, plus the writes at the rate it would hold: ``estimate_rate``),
+    and the storage the bucket will need (every object found at the source, already there or not)."""
+    rate, rate_from = estimate_rate(p, last_pacing)
+    requests = engine.limiter.requests + engine.planned_requests
+    # What this run took (connections, listing, reading the database) a copy takes again, plus its writes.
+    seconds = result["seconds"] + engine.planned_requests / rate if rate else None
+    return {
+        "objects": result["totals"]["copied"],
+        "bytes": result["bytes"],
+        "requests": requests,
+        "rate": round(rate, 1) if rate else None,
+        "rate_from": rate_from,
+        "seconds": round(seconds, 1) if rate else None,
+        "bucket_bytes": engine.source_bytes,
+    }
 
 
 def handle_database(p):
@@ -133,7 +205,7 @@ def check_bucket(client, bucket, endpoint, what):
         raise MediaCopyError("%s: %s" % (what, describe_error(exc, endpoint, bucket))) from None
 
 
-def handle_source(p, client):
+def handle_source(p, client, limiter=None):
     """The source the objects are read from (copy/sources.py), checked before anything is copied."""
     if p["source"] == "filesystem":
         # A cache file retired to cache.old by an earlier run is read (and counted) there, not missing.
@@ -156,7 +228,7 @@ def handle_source(p, client):
             source_client = s3_client(endpoint, access_key=access_key, secret_key=secret_key,
                                       addressing_style=p["addressing_style"], ca_bundle=p["ca_bundle"],
                                       validate_certs=p["validate_certs"], max_pool_connections=p["concurrency"] + 2,
-                                      lean=True)
+                                      lean=True, pacer=limiter)
         except S3ConfigError as exc:
             raise MediaCopyError("source: %s" % exc) from None
     check_bucket(source_client, p["source_bucket"], endpoint, "source bucket")
@@ -183,13 +255,16 @@ def start_record(p, conn, check_mode=False):
     return run_record
 
 
-def handle_copy(p, client, source, conn, counts, check_mode=False):
+def handle_copy(p, client, source, conn, counts, check_mode=False, limiter=None):
     """Run the copy (or verify, or count in check mode); the module's result.
 
     Without a copy record the engine gets every row, lists the bucket itself and follows nothing.
     With one (``record_dir``), the record chooses the rows (``changed``), the index of the bucket
     (a HeadIndex in an incremental run: the rows go through its ``prefetch``) and follows the run
     (its ``tracker``, the engine's tracer).
+
+    ``limiter``: the run's limiter (``make_limiter``), attached to the clients; made here when not given.
+    The result says the pace held (``pacing``) and, in check mode, the plan (``estimate``).
     """
     run_record = start_record(p, conn, check_mode)
     changed = run_record.selection if run_record is not None else None
@@ -199,7 +274,8 @@ def handle_copy(p, client, source, conn, counts, check_mode=False):
                                        p["limit"], changed=changed)
         except db_lib.DBError as exc:
             raise MediaCopyError("database: %s" % exc) from None
-    limiter = RateLimiter(p["max_requests_per_second"])
+    if limiter is None:
+        limiter = make_limiter(p)
     rows = db_lib.iter_rows_objects(conn, p["scope"], p["include_backups"], p["shard_index"], p["shard_count"], p["limit"],
                                     changed=changed)
     index = tracer = None
@@ -225,19 +301,22 @@ def handle_copy(p, client, source, conn, counts, check_mode=False):
     finally:
         conn.close()
     result["rows_total"] = counts
+    result["pacing"] = limiter.report()
+    if check_mode and p["mode"] == "copy":
+        result["estimate"] = estimate(p, engine, result, run_record.last_pacing() if run_record is not None else None)
     if run_record is not None:
-        run_record.finish()
+        run_record.finish(result["pacing"])
         result["copy_record"] = run_record.report()
     result["full"] = p["shard_count"] == 1 and p["limit"] is None
     return result
 
 
-def handle_copy_back(p, client, conn, counts, check_mode=False):
+def handle_copy_back(p, client, conn, counts, check_mode=False, limiter=None):
     """mode=copy_back: bucket -> system_root for every DB-referenced object missing on disk."""
     from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import back as back_lib
 
     engine = engine_lib.CopyEngine(client, p["bucket"], None, key_prefix=p["key_prefix"], mode="copy",
-                                   concurrency=p["concurrency"], max_requests_per_second=p["max_requests_per_second"],
+                                   concurrency=p["concurrency"], limiter=limiter or make_limiter(p),
                                    check_mode=check_mode, progress_file=p["progress_file"])
     stats = engine.stats
     stats.rows_total = sum(counts.values())
@@ -267,6 +346,7 @@ def handle_copy_back(p, client, conn, counts, check_mode=False):
     result["different_on_disk"] = stats.different_on_disk
     result["different_on_disk_sample"] = list(stats.different_on_disk_sample)
     result["rows_total"] = counts
+    result["pacing"] = engine.limiter.report()
     result["full"] = p["shard_count"] == 1 and p["limit"] is None
     return result
 

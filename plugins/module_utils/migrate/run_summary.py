@@ -26,6 +26,12 @@ import posixpath
 import re
 import shlex
 
+from ansible_collections.fediverse.object_storage.plugins.module_utils.migrate.copy_words import (  # noqa: F401 (re-exported)
+    copy_counts,
+    estimate_words,
+    pace_words,
+)
+
 SECRET_NAME = re.compile(r"secret|password|passwd|token|api_key|access_key|private", re.I)
 HIDDEN = "<hidden>"
 INVENTORY = "<inventory>"
@@ -120,18 +126,6 @@ def _plural(count, word):
     return "%d %s%s" % (count, word, "" if count == 1 else "s")
 
 
-def copy_counts(result, check_mode=False):
-    """``34 objects: 0 copied, 13 already in the bucket, 21 in cache.old (retired), 0 missing on disk, 0 failed``."""
-    totals = (result or {}).get("totals") or result or {}
-    n = dict((k, int(totals.get(k) or 0)) for k in ("objects", "copied", "skipped", "retired", "missing_source", "failed"))
-    parts = ["%d %s" % (n["copied"], "would be copied" if check_mode else "copied"),
-             "%d already in the bucket" % n["skipped"]]
-    if n["retired"]:
-        parts.append("%d in cache.old (retired, in the bucket)" % n["retired"])
-    parts += ["%d missing on disk" % n["missing_source"], "%d failed" % n["failed"]]
-    return "%s: %s" % (_plural(n["objects"], "object"), ", ".join(parts))
-
-
 def _label(name, check_mode):
     return "%s (check mode)" % name if check_mode else name
 
@@ -212,7 +206,8 @@ def _copy_line(s, name):
     result = (run.get("passes") or {}).get(name)
     if not isinstance(result, dict):
         return "%s: did not run" % name
-    return "%s: %s" % (s.label(name), copy_counts(result, s.check))
+    extra = [words for words in (estimate_words(result) if s.check else pace_words(result),) if words]
+    return "%s: %s" % (s.label(name), "; ".join([copy_counts(result, s.check)] + extra))
 
 
 def _config_line(s):

@@ -164,7 +164,7 @@ def client_config(addressing_style="path", max_attempts=10, retry_mode="adaptive
 def s3_client(endpoint, access_key=None, secret_key=None, region=None, addressing_style="path",
               ca_bundle=None, validate_certs=True, max_attempts=10, retry_mode="adaptive",
               max_pool_connections=10, connect_timeout=10, read_timeout=120,
-              checksum_when_required=True, lean=False):
+              checksum_when_required=True, lean=False, pacer=None):
     """Build a boto3 S3 client.
 
     ``access_key``/``secret_key`` fall back to ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``.
@@ -174,6 +174,8 @@ def s3_client(endpoint, access_key=None, secret_key=None, region=None, addressin
     ``addressing_style: auto``, without explicit keys, or when the environment names an ``https://``
     proxy for the endpoint (TLS to the proxy: urllib3's, not the lean path's), a plain boto3 client.
     Both paths take the proxy botocore takes from the environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY).
+    ``pacer``: a rate_limit.RateLimiter every HTTP attempt of the client goes through (``pace_client``);
+    botocore's own client-side rate limiter (retry mode ``adaptive``) is then left off (mode ``standard``).
     """
     from ansible_collections.fediverse.object_storage.plugins.module_utils.s3.wire import proxy_for
 
@@ -194,11 +196,13 @@ def s3_client(endpoint, access_key=None, secret_key=None, region=None, addressin
 
         fast = LeanS3(url, access_key, secret_key, region_for(endpoint, region), addressing_style=addressing_style,
                       ca_bundle=ca_bundle, validate_certs=validate_certs, timeout=read_timeout, proxy=proxy)
-        return LeanClient(fast, lambda: s3_client(
+        return pace_client(LeanClient(fast, lambda: s3_client(
             endpoint, access_key=access_key, secret_key=secret_key, region=region, addressing_style=addressing_style,
             ca_bundle=ca_bundle, validate_certs=validate_certs, max_attempts=max_attempts, retry_mode=retry_mode,
             max_pool_connections=max_pool_connections, connect_timeout=connect_timeout, read_timeout=read_timeout,
-            checksum_when_required=checksum_when_required))
+            checksum_when_required=checksum_when_required, pacer=pacer)), pacer)
+    if pacer is not None and retry_mode == "adaptive":
+        retry_mode = "standard"
     config = client_config(addressing_style=addressing_style, max_attempts=max_attempts,
                            retry_mode=retry_mode, max_pool_connections=max_pool_connections,
                            connect_timeout=connect_timeout, read_timeout=read_timeout,
@@ -209,7 +213,35 @@ def s3_client(endpoint, access_key=None, secret_key=None, region=None, addressin
 
     session = boto3.session.Session(aws_access_key_id=access_key, aws_secret_access_key=secret_key,
                                     region_name=region_for(endpoint, region))
-    return session.client("s3", endpoint_url=url, config=config, verify=verify)
+    return pace_client(session.client("s3", endpoint_url=url, config=config, verify=verify), pacer)
+
+
+def pace_client(client, pacer):
+    """Attach ``pacer`` (a rate_limit.RateLimiter) to ``client``: every HTTP attempt it sends, retries
+    included, first waits for its turn (``pacer.before_send``), and every answer is told back
+    (``pacer.observe``: a 503 SlowDown slows the pace). A LeanClient's lean path calls the pacer itself
+    (s3_lean.LeanS3.pacer); a boto3 client through botocore's ``before-send`` and ``response-received``
+    events (one of each per attempt). The pacer is then ``wired``: callers' ``acquire()`` counts nothing
+    twice. Returns ``client``."""
+    if pacer is None or client is None:
+        return client
+    lean = getattr(client, "lean", None)
+    if isinstance(client, LeanClient):
+        lean.pacer = pacer
+    else:
+        def before_send(**kwargs):
+            pacer.before_send()
+
+        def received(response_dict=None, parsed_response=None, **kwargs):
+            if response_dict is None:
+                return  # no answer (a connection error): neither accepted nor a push-back
+            error = (parsed_response or {}).get("Error") or {}
+            pacer.observe(response_dict.get("status_code"), error.get("Code"))
+
+        client.meta.events.register("before-send.s3", before_send, unique_id="fediverse-pacer-send")
+        client.meta.events.register("response-received.s3", received, unique_id="fediverse-pacer-received")
+    pacer.wired = True
+    return client
 
 
 class LeanClient(object):
@@ -325,9 +357,9 @@ def s3_argument_spec():
     )
 
 
-def client_from_module(module, max_pool_connections=10, prefix="", lean=False):
+def client_from_module(module, max_pool_connections=10, prefix="", lean=False, pacer=None):
     """Build the client from a module's params; fail_json with a clear message on bad settings.
-    ``lean``: see s3_client.
+    ``lean``, ``pacer``: see s3_client.
 
     ``prefix`` selects a second set of options (``source_`` for the source of a bucket-to-bucket copy).
     """
@@ -347,6 +379,7 @@ def client_from_module(module, max_pool_connections=10, prefix="", lean=False):
             validate_certs=params.get(prefix + "validate_certs", True),
             max_pool_connections=max_pool_connections,
             lean=lean,
+            pacer=pacer,
         )
     except S3ConfigError as exc:
         module.fail_json(msg=str(exc))

@@ -29,6 +29,7 @@ same requests botocore sends for these four operations:
   on the CONNECT only), an http endpoint with absolute-URI requests carrying ``Proxy-Authorization``.
   A proxy reached over TLS itself (``https://`` proxy URL) is boto3's: ``s3.s3_client`` then makes
   no LeanS3. Messages name the proxy with its credentials masked;
+* every attempt, retries included, waits for the ``pacer``'s turn and tells it the answer (s3.pace_client);
 * botocore's retry rules ("standard" mode): throttling codes, 500/502/503/504 and connection
   errors are retried up to ``max_attempts`` times in all, with exponential backoff and full jitter
   (at most 20 s); a request on a kept-alive connection the server closed meanwhile is sent again at
@@ -200,6 +201,7 @@ class LeanS3(object):
         self.expect_wait = expect_wait
         self.unsigned_payload = self.scheme == "https"
         self._sleep = sleep
+        self.pacer = None  # a rate_limit.RateLimiter (s3.pace_client)
         self._local = threading.local()
         self._keys = {}
         self._keys_lock = threading.Lock()
@@ -352,8 +354,11 @@ class LeanS3(object):
         expect = method in ("PUT", "POST") and length > 0 and (
             not isinstance(body, bytes) or length > SMALL_BODY)
         attempt = 0
+        pacer = self.pacer
         while True:
             attempt += 1
+            if pacer is not None:
+                pacer.before_send()  # before signing: a long wait must not age the signature
             amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
             signed = dict(headers or {})
             signed["host"] = host
@@ -392,12 +397,16 @@ class LeanS3(object):
                 continue
             if early or rheaders.get("connection", "").lower() == "close":
                 self._drop(connect_host)
-            if 200 <= status < 300:
+            error = None if 200 <= status < 300 else _error_from(status, data if method != "HEAD" else b"",
+                                                                 operation_name, rheaders)
+            if pacer is not None:
+                pacer.observe(status, error and error["Error"]["Code"])
+            if error is None:
                 return status, rheaders, data
-            error = _error_from(status, data if method != "HEAD" else b"", operation_name, rheaders)
             if attempt < self.max_attempts and is_retryable_response(status, error["Error"]["Code"]) \
                     and self._rewind(body, start):
-                self._backoff(attempt)
+                if pacer is None or status not in (429, 503):  # a push-back: the pacer spaces the retry
+                    self._backoff(attempt)
                 continue
             raise client_error(error, operation_name)
 
