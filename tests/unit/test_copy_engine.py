@@ -24,23 +24,11 @@ from ansible_collections.fediverse.object_storage.plugins.module_utils.copy impo
 from ansible_collections.fediverse.object_storage.plugins.module_utils.copy import sources  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils.bucket.rules import public_grants  # noqa: E402
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import listing  # noqa: E402
+from tests.fake_clock import FakeClock  # noqa: E402
 
 # The shapes of plugins/module_utils/mastodon/layout.py, redeclared so these tests stand alone.
 MediaObject = namedtuple("MediaObject", "kind key content_type acl row_id")
 RowObjects = namedtuple("RowObjects", "kind row_id objects")
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 1000.0
-        self.sleeps = []
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 # --- keys ------------------------------------------------------------------------------------

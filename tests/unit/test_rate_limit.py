@@ -21,19 +21,7 @@ if _COLLECTIONS not in sys.path:
     sys.path.insert(0, _COLLECTIONS)
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils.s3 import rate_limit  # noqa: E402
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 1000.0
-        self.sleeps = []
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
+from tests.fake_clock import FakeClock  # noqa: E402
 
 
 # --- the pace ---------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import posixpath
 import re
 import shlex
 
-from ansible_collections.fediverse.object_storage.plugins.module_utils.migrate.copy_words import (  # noqa: F401 (re-exported)
+from ansible_collections.fediverse.object_storage.plugins.module_utils.migrate.copy_words import (
     copy_counts,
     estimate_words,
     pace_words,

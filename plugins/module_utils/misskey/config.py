@@ -81,7 +81,9 @@ def parse_version(version):
         "fork is based on" % text)
 
 
-def detect_version(package_json_text, source="package.json"):
+def read_package_json(package_json_text, source="package.json"):
+    """The mapping of a package.json that has a ``version`` (``MisskeyConfigError`` otherwise); the one
+    reader of it, for ``detect_version`` and misskey/fork's ``detect``."""
     try:
         data = json.loads(package_json_text)
     except ValueError as exc:
@@ -90,7 +92,11 @@ def detect_version(package_json_text, source="package.json"):
             source, getattr(exc, "lineno", "?"), getattr(exc, "colno", "?"))) from None
     if not isinstance(data, dict) or not data.get("version"):
         raise MisskeyConfigError("%s has no \"version\": is this Misskey's directory?" % source)
-    return parse_version(data["version"])
+    return data
+
+
+def detect_version(package_json_text, source="package.json"):
+    return parse_version(read_package_json(package_json_text, source)["version"])
 
 
 # --- endpoint --------------------------------------------------------------------------------

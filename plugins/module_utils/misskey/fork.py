@@ -46,13 +46,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # noqa: UP001 (ansible-test sanity requires it)
 
-import json
 import re
 
 from ansible_collections.fediverse.object_storage.plugins.module_utils.misskey.config import (
     MisskeyConfigError,
     MisskeyVersion,
     parse_version,
+    read_package_json,
 )
 
 GENERATIONS = ("v12", "13.9", "named")
@@ -169,14 +169,7 @@ _REFUSED = {
 
 def detect(package_json_text, source="package.json"):
     """The ``Software`` of a package.json's text (``MisskeyConfigError`` for what cannot be placed)."""
-    try:
-        data = json.loads(package_json_text)
-    except ValueError as exc:
-        # The place only, never a quote of the file.
-        raise MisskeyConfigError("%s is not valid JSON (line %s, column %s)" % (
-            source, getattr(exc, "lineno", "?"), getattr(exc, "colno", "?"))) from None
-    if not isinstance(data, dict) or not data.get("version"):
-        raise MisskeyConfigError("%s has no \"version\": is this Misskey's directory?" % source)
+    data = read_package_json(package_json_text, source)
     version = str(data["version"]).strip()
     package = str(data.get("name") or "").strip()
     key = package.lower()
